@@ -41,7 +41,9 @@ def jarvis_small(jarvis_path):
 @pytest.fixture
 def nacl() -> Structure:
     """Rock-salt NaCl, conventional cell (8 sites)."""
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.69), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.69), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
 
 
 @pytest.fixture
@@ -66,7 +68,10 @@ def bcc_fe() -> Structure:
 def perovskite() -> Structure:
     """Cubic SrTiO3 perovskite (5 sites)."""
     return Structure.from_spacegroup(
-        "Pm-3m", Lattice.cubic(3.905), ["Sr", "Ti", "O"], [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0]]
+        "Pm-3m",
+        Lattice.cubic(3.905),
+        ["Sr", "Ti", "O"],
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0]],
     )
 
 

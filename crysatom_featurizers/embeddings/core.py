@@ -1,0 +1,808 @@
+"""The :class:`ElementEmbedding` container, its errors and its on-disk formats.
+
+An element embedding maps chemical elements to fixed-length float32 vectors.
+Files are plain JSON (optionally gzip-compressed) or CSV; nothing is ever
+unpickled. Every file is validated on load, and any problem raises
+:class:`EmbeddingFileError` naming the file and the fault.
+
+JSON layout (``format_version`` 1)::
+
+    {
+      "format": "crysatom-featurizers/element-embedding",
+      "format_version": 1,
+      "name": "skipatom",
+      "dim": 200,
+      "symbols": ["H", "Li", ...],            # element symbols, sorted by atomic number
+      "vectors": [[...200 numbers...], ...],  # one row per symbol
+      "metadata": {"source": ..., "citation": ..., "license": ..., "checksum": "<sha256>"}
+    }
+
+The checksum is defined by :func:`vectors_checksum`.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import gzip
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "FILE_FORMAT",
+    "FILE_FORMAT_VERSION",
+    "ELEMENT_SYMBOLS",
+    "ElementEmbedding",
+    "EmbeddingFileError",
+    "UnknownElementError",
+    "atomic_number",
+    "vectors_checksum",
+]
+
+FILE_FORMAT = "crysatom-featurizers/element-embedding"
+FILE_FORMAT_VERSION = 1
+
+# Canonical symbols of the 118 elements, index i holds Z = i + 1.
+# fmt: off
+ELEMENT_SYMBOLS: tuple[str, ...] = (
+    "H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne", "Na", "Mg", "Al", "Si", "P", "S", "Cl",
+    "Ar", "K", "Ca", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Ge", "As",
+    "Se", "Br", "Kr", "Rb", "Sr", "Y", "Zr", "Nb", "Mo", "Tc", "Ru", "Rh", "Pd", "Ag", "Cd", "In",
+    "Sn", "Sb", "Te", "I", "Xe", "Cs", "Ba", "La", "Ce", "Pr", "Nd", "Pm", "Sm", "Eu", "Gd", "Tb",
+    "Dy", "Ho", "Er", "Tm", "Yb", "Lu", "Hf", "Ta", "W", "Re", "Os", "Ir", "Pt", "Au", "Hg", "Tl",
+    "Pb", "Bi", "Po", "At", "Rn", "Fr", "Ra", "Ac", "Th", "Pa", "U", "Np", "Pu", "Am", "Cm", "Bk",
+    "Cf", "Es", "Fm", "Md", "No", "Lr", "Rf", "Db", "Sg", "Bh", "Hs", "Mt", "Ds", "Rg", "Cn", "Nh",
+    "Fl", "Mc", "Lv", "Ts", "Og",
+)
+# fmt: on
+_SYMBOL_TO_Z: dict[str, int] = {symbol: z for z, symbol in enumerate(ELEMENT_SYMBOLS, start=1)}
+
+# Metadata keys every embedding carries (None when unknown).
+_STANDARD_METADATA = ("source", "citation", "corpus", "corpus_size", "license")
+
+
+class UnknownElementError(ValueError):
+    """An element (or species) that an embedding does not cover.
+
+    Raised for elements missing from the embedding, for ``DummySpecies`` and for
+    strings that do not name an element. The message names the element, the
+    embedding and the elements the embedding covers.
+
+    Attributes
+    ----------
+    element : str
+        The offending element, species or input, as text.
+    embedding_name : str
+        Name of the embedding that was queried.
+    covered : tuple of str
+        Symbols the embedding covers, sorted by atomic number.
+    """
+
+    def __init__(self, element: str, embedding_name: str, covered: Sequence[str], reason: str = ""):
+        self.element = element
+        self.embedding_name = embedding_name
+        self.covered = tuple(covered)
+        self.reason = reason
+        detail = reason or f"element {element!r} is not covered by embedding {embedding_name!r}"
+        message = (
+            f"{detail}; embedding {embedding_name!r} covers {len(self.covered)} elements: "
+            f"{', '.join(self.covered)}"
+        )
+        super().__init__(message)
+
+    def __reduce__(self):  # keep the extra attributes through pickling (joblib workers)
+        return (type(self), (self.element, self.embedding_name, self.covered, self.reason))
+
+
+class EmbeddingFileError(ValueError):
+    """A vector file that cannot be read: corrupt, truncated or inconsistent.
+
+    The message names the file and what is wrong with it.
+
+    Attributes
+    ----------
+    path : str
+        The file that failed to load.
+    problem : str
+        What is wrong with it.
+    """
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"invalid element-embedding file {self.path!r}: {problem}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.problem))
+
+
+def atomic_number(symbol: str) -> int:
+    """Atomic number of a canonical element symbol (``"Fe"`` -> 26).
+
+    Raises
+    ------
+    KeyError
+        If ``symbol`` is not one of the 118 canonical element symbols.
+    """
+    return _SYMBOL_TO_Z[symbol]
+
+
+def vectors_checksum(symbols: Sequence[str], vectors: np.ndarray) -> str:
+    """SHA-256 hex digest identifying an embedding's content.
+
+    The digest covers, in this order: the symbols joined by ``","`` and encoded
+    as UTF-8, one byte ``b"\\n"``, then the vectors as C-ordered float32
+    little-endian bytes (``np.asarray(vectors, dtype="<f4").tobytes()``).
+    The embedding's name and metadata are not part of it.
+
+    Parameters
+    ----------
+    symbols : sequence of str
+        Element symbols, in the row order of ``vectors``.
+    vectors : numpy.ndarray
+        Matrix of shape ``(len(symbols), dim)``.
+
+    Returns
+    -------
+    str
+        64-character lowercase hex digest.
+    """
+    digest = hashlib.sha256()
+    digest.update(",".join(symbols).encode("utf-8"))
+    digest.update(b"\n")
+    digest.update(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
+    return digest.hexdigest()
+
+
+def _describe(item: Any) -> str:
+    return str(item) if not isinstance(item, str) else item
+
+
+class ElementEmbedding:
+    """Fixed-length float32 vectors for chemical elements.
+
+    Parameters
+    ----------
+    name : str
+        Short name of the embedding (``"skipatom"``); used in feature labels.
+    symbols : sequence of str
+        Canonical element symbols, one per row of ``vectors``. They are stored
+        sorted by atomic number (rows are reordered to match).
+    vectors : array_like of shape (n_elements, dim)
+        Finite numbers; stored as a read-only float32 copy.
+    metadata : mapping, optional
+        Provenance: ``source``, ``citation``, ``corpus``, ``corpus_size``,
+        ``license`` and anything else that is JSON-serializable. ``dim`` and
+        ``checksum`` are always recomputed from the vectors.
+
+    Attributes
+    ----------
+    name : str
+        Name of the embedding.
+    symbols : list of str
+        Covered element symbols, sorted by atomic number.
+    vectors : numpy.ndarray
+        Read-only float32 matrix of shape ``(len(symbols), dim)``.
+
+    Raises
+    ------
+    ValueError
+        If the symbols are not canonical element symbols, repeat, or do not
+        match the vectors' shape, or if a value is not finite.
+
+    Examples
+    --------
+    >>> emb = ElementEmbedding.from_dict({"Fe": [1.0, 0.0], "O": [0.0, 1.0]}, name="toy")
+    >>> emb.symbols
+    ['O', 'Fe']
+    >>> emb.vector("Fe2+").tolist()
+    [1.0, 0.0]
+    """
+
+    def __init__(
+        self,
+        name: str,
+        symbols: Sequence[str],
+        vectors: Any,
+        metadata: Mapping[str, Any] | None = None,
+    ):
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"embedding name must be a non-empty string, got {name!r}")
+        symbols = list(symbols)
+        for symbol in symbols:
+            if not isinstance(symbol, str) or symbol not in _SYMBOL_TO_Z:
+                raise ValueError(
+                    f"embedding {name!r}: {symbol!r} is not an element symbol "
+                    "(expected one of the 118 canonical symbols such as 'Fe')"
+                )
+        if len(set(symbols)) != len(symbols):
+            seen: set[str] = set()
+            duplicates = sorted({s for s in symbols if s in seen or seen.add(s)})
+            raise ValueError(f"embedding {name!r}: duplicate element symbols {duplicates}")
+        if not symbols:
+            raise ValueError(f"embedding {name!r} has no elements")
+        try:
+            with np.errstate(over="ignore"):  # overflow to inf is reported below
+                array = np.array(vectors, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"embedding {name!r}: vectors must be a numeric matrix ({exc})"
+            ) from None
+        if array.ndim != 2 or array.shape[0] != len(symbols) or array.shape[1] < 1:
+            raise ValueError(
+                f"embedding {name!r}: expected vectors of shape ({len(symbols)}, dim >= 1) "
+                f"for {len(symbols)} symbols, got shape {array.shape}"
+            )
+        finite = np.isfinite(array)
+        if not finite.all():
+            bad = [symbols[i] for i in np.flatnonzero(~finite.all(axis=1))]
+            raise ValueError(
+                f"embedding {name!r}: non-finite values (NaN/inf, or too large for float32) "
+                f"in the vectors of {bad}"
+            )
+        order = np.argsort([_SYMBOL_TO_Z[s] for s in symbols], kind="stable")
+        array = np.ascontiguousarray(array[order])
+        array.setflags(write=False)
+        self.name = name
+        self.symbols = [symbols[i] for i in order]
+        self.vectors = array
+        self._index = {symbol: i for i, symbol in enumerate(self.symbols)}
+        self._checksum = vectors_checksum(self.symbols, self.vectors)
+        meta: dict[str, Any] = {key: None for key in _STANDARD_METADATA}
+        meta.update(copy.deepcopy(dict(metadata or {})))
+        meta["dim"] = int(array.shape[1])
+        meta["n_elements"] = len(self.symbols)
+        meta["checksum"] = self._checksum
+        self._metadata = meta
+        self._tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def dim(self) -> int:
+        """Length of each vector."""
+        return int(self.vectors.shape[1])
+
+    @property
+    def checksum(self) -> str:
+        """SHA-256 of the symbols and vectors (see :func:`vectors_checksum`)."""
+        return self._checksum
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Provenance and bookkeeping (a copy: the embedding itself is immutable)."""
+        return copy.deepcopy(self._metadata)
+
+    @property
+    def atomic_numbers(self) -> np.ndarray:
+        """Atomic numbers of :attr:`symbols` (int64, ascending)."""
+        return np.array([_SYMBOL_TO_Z[s] for s in self.symbols], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def __repr__(self) -> str:
+        return (
+            f"ElementEmbedding(name={self.name!r}, dim={self.dim}, n_elements={len(self)}, "
+            f"elements={self.symbols[0]}..{self.symbols[-1]})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ElementEmbedding):
+            return NotImplemented
+        return self.name == other.name and self.checksum == other.checksum
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.checksum))
+
+    def __reduce__(self):
+        # Rebuild through __init__ so unpickled vectors are read-only again.
+        return (type(self), (self.name, self.symbols, np.array(self.vectors), self._metadata))
+
+    # ------------------------------------------------------------------ lookup
+    def _element_symbol(self, item: Any) -> str:
+        """Map a str / int / Element / Species to a canonical element symbol."""
+        if isinstance(item, str) and item in _SYMBOL_TO_Z:
+            return item
+        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            if 1 <= int(item) <= len(ELEMENT_SYMBOLS):
+                return ELEMENT_SYMBOLS[int(item) - 1]
+            raise UnknownElementError(
+                str(item), self.name, self.symbols, f"{int(item)} is not an atomic number"
+            )
+        from pymatgen.core.periodic_table import DummySpecies, Element, Species
+
+        if isinstance(item, DummySpecies):
+            kind, text = "dummy", str(item)
+        elif isinstance(item, Element):
+            return item.symbol
+        elif isinstance(item, Species):
+            return item.element.symbol
+        elif isinstance(item, str):
+            kind, text = _parse_species(item)
+        else:
+            raise UnknownElementError(
+                _describe(item),
+                self.name,
+                self.symbols,
+                f"expected an element symbol, Element or Species, got {type(item).__name__} "
+                f"{item!r}",
+            )
+        if kind == "element":
+            return text
+        if kind == "dummy":
+            raise UnknownElementError(
+                text,
+                self.name,
+                self.symbols,
+                f"dummy species {text!r} is not a chemical element and has no vector",
+            )
+        raise UnknownElementError(
+            item, self.name, self.symbols, f"{item!r} does not name an element or species"
+        )
+
+    def _row(self, item: Any) -> int:
+        symbol = self._element_symbol(item)
+        try:
+            return self._index[symbol]
+        except KeyError:
+            shown = symbol if _describe(item) == symbol else f"{symbol} (from {_describe(item)!r})"
+            raise UnknownElementError(
+                symbol,
+                self.name,
+                self.symbols,
+                f"element {shown} is not covered by embedding {self.name!r}",
+            ) from None
+
+    def vector(self, symbol: Any) -> np.ndarray:
+        """Vector of one element.
+
+        Parameters
+        ----------
+        symbol : str, int, pymatgen Element or Species
+            ``"Fe"``, ``"Fe2+"``, ``26``, ``Element("Fe")`` or ``Species("Fe", 2)``.
+            Oxidation states are ignored: a species maps to its element.
+
+        Returns
+        -------
+        numpy.ndarray
+            Read-only float32 view of shape ``(dim,)``.
+
+        Raises
+        ------
+        UnknownElementError
+            If the element is not covered, or ``symbol`` is a ``DummySpecies``
+            or does not name an element.
+        """
+        return self.vectors[self._row(symbol)]
+
+    def vectors_for(self, symbols: Iterable[Any]) -> np.ndarray:
+        """Stack the vectors of several elements into a new ``(n, dim)`` float32 array."""
+        rows = [self._row(s) for s in symbols]
+        return self.vectors[np.asarray(rows, dtype=np.int64)].copy()
+
+    def __contains__(self, symbol: object) -> bool:
+        try:
+            self._row(symbol)
+        except ValueError:
+            return False
+        return True
+
+    def as_dataframe(self) -> pd.DataFrame:
+        """The embedding as a DataFrame.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Index: the element symbols (named ``"element"``); columns
+            ``f"{name}_{i}"`` for ``i`` in ``range(dim)``; float32 values.
+        """
+        return pd.DataFrame(
+            np.array(self.vectors),
+            index=pd.Index(self.symbols, name="element"),
+            columns=[f"{self.name}_{i}" for i in range(self.dim)],
+        )
+
+    def lookup_table(self, max_z: int = 118) -> tuple[np.ndarray, np.ndarray]:
+        """Dense table indexed by atomic number, for vectorized lookups.
+
+        Parameters
+        ----------
+        max_z : int, default 118
+            Largest atomic number with a row. Covered elements with a larger Z
+            are left out.
+
+        Returns
+        -------
+        table : numpy.ndarray
+            Read-only float32 array of shape ``(max_z + 1, dim)``; row ``Z``
+            holds the vector of element ``Z``. Row 0 and the rows of uncovered
+            elements are NaN.
+        covered : numpy.ndarray
+            Read-only bool array of shape ``(max_z + 1,)``, True where row ``Z``
+            holds a vector.
+        """
+        max_z = int(max_z)
+        if max_z < 1:
+            raise ValueError(f"max_z must be >= 1, got {max_z}")
+        if max_z not in self._tables:
+            table = np.full((max_z + 1, self.dim), np.nan, dtype=np.float32)
+            covered = np.zeros(max_z + 1, dtype=bool)
+            z = self.atomic_numbers
+            keep = z <= max_z
+            table[z[keep]] = self.vectors[keep]
+            covered[z[keep]] = True
+            table.setflags(write=False)
+            covered.setflags(write=False)
+            self._tables[max_z] = (table, covered)
+        return self._tables[max_z]
+
+    # ---------------------------------------------------------------- creation
+    @classmethod
+    def from_dict(
+        cls,
+        mapping: Mapping[Any, Any],
+        name: str = "custom",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> ElementEmbedding:
+        """Build an embedding from ``{element: vector}``.
+
+        Parameters
+        ----------
+        mapping : mapping
+            Keys are element symbols, atomic numbers or pymatgen ``Element``
+            objects; values are 1-D array-likes of equal length.
+        name : str, default "custom"
+            Name of the embedding.
+        metadata : mapping, optional
+            Provenance, see :class:`ElementEmbedding`.
+
+        Raises
+        ------
+        ValueError
+            If a key is not an element, two keys name the same element, or the
+            vectors differ in length or hold non-finite values.
+        """
+        if not isinstance(mapping, Mapping) or not mapping:
+            raise ValueError("from_dict expects a non-empty mapping {element: vector}")
+        symbols: list[str] = []
+        rows: list[np.ndarray] = []
+        for key, value in mapping.items():
+            symbol = _key_to_symbol(key)
+            if symbol is None:
+                raise ValueError(
+                    f"embedding {name!r}: key {key!r} is not an element symbol "
+                    "(use e.g. 'Fe', 26 or Element('Fe'))"
+                )
+            row = np.asarray(value, dtype=np.float64)
+            if row.ndim != 1:
+                raise ValueError(
+                    f"embedding {name!r}: the vector of {symbol} must be 1-D, got shape {row.shape}"
+                )
+            symbols.append(symbol)
+            rows.append(row)
+        lengths = {row.shape[0] for row in rows}
+        if len(lengths) != 1:
+            by_length = {
+                length: [s for s, r in zip(symbols, rows) if r.shape[0] == length]
+                for length in sorted(lengths)
+            }
+            raise ValueError(f"embedding {name!r}: vectors differ in length: {by_length}")
+        return cls(name, symbols, np.stack(rows), metadata)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> ElementEmbedding:
+        """Load and validate a JSON (``.json`` or ``.json.gz``) vector file.
+
+        Raises
+        ------
+        FileNotFoundError
+            If the file does not exist.
+        EmbeddingFileError
+            If the file is corrupt or truncated, is not valid JSON, lacks a
+            field, has vectors of the wrong shape, non-finite values, unknown or
+            duplicate symbols, or a checksum that does not match its vectors.
+        """
+        path = Path(path)
+        raw = _read_bytes(path)
+        try:
+            document = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise EmbeddingFileError(path, f"not UTF-8 text ({exc})") from None
+        except json.JSONDecodeError as exc:
+            raise EmbeddingFileError(path, f"not valid JSON ({exc})") from None
+        return _embedding_from_document(document, path)
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike, name: str | None = None) -> ElementEmbedding:
+        """Load and validate a CSV vector file (``.csv`` or ``.csv.gz``).
+
+        The first column holds element symbols and the other columns numbers.
+        A header row is optional: the first row is taken as a header when its
+        first cell is not an element symbol or any other cell is not a number.
+        Blank lines are skipped.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file.
+        name : str, optional
+            Name of the embedding; defaults to the file name without extensions.
+
+        Raises
+        ------
+        FileNotFoundError
+            If the file does not exist.
+        EmbeddingFileError
+            If the file is unreadable, has no rows, rows of different lengths,
+            cells that are not numbers, non-finite values, or unknown or
+            duplicate symbols.
+        """
+        path = Path(path)
+        raw = _read_bytes(path)
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise EmbeddingFileError(path, f"not UTF-8 text ({exc})") from None
+        try:
+            rows = [row for row in csv.reader(io.StringIO(text)) if any(c.strip() for c in row)]
+        except csv.Error as exc:
+            raise EmbeddingFileError(path, f"not valid CSV ({exc})") from None
+        if rows and _is_header(rows[0]):
+            rows = rows[1:]
+        if not rows:
+            raise EmbeddingFileError(path, "no data rows")
+        width = len(rows[0])
+        if width < 2:
+            raise EmbeddingFileError(path, "expected an element column followed by >= 1 number")
+        symbols: list[str] = []
+        values = np.empty((len(rows), width - 1), dtype=np.float64)
+        for i, row in enumerate(rows):
+            line = i + 1
+            if len(row) != width:
+                raise EmbeddingFileError(
+                    path, f"wrong shape: data row {line} has {len(row)} cells, expected {width}"
+                )
+            symbols.append(row[0].strip())
+            try:
+                values[i] = [float(cell) for cell in row[1:]]
+            except ValueError:
+                raise EmbeddingFileError(
+                    path, f"data row {line} ({row[0].strip()!r}) has a cell that is not a number"
+                ) from None
+        if name is None:
+            name = path.name.split(".")[0] or "custom"
+        metadata = {"source": f"file {path.name}"}
+        return _construct(path, name, symbols, values, metadata)
+
+    # ------------------------------------------------------------------ saving
+    def to_document(self) -> dict[str, Any]:
+        """The JSON document written by :meth:`to_json` (plain Python types)."""
+        return {
+            "format": FILE_FORMAT,
+            "format_version": FILE_FORMAT_VERSION,
+            "name": self.name,
+            "dim": self.dim,
+            "symbols": list(self.symbols),
+            # float32 -> float64 is exact, and Python's float repr round-trips exactly.
+            "vectors": self.vectors.astype(np.float64).tolist(),
+            "metadata": _jsonable(self._metadata),
+        }
+
+    def to_json(self, path: str | os.PathLike, *, indent: int | None = None) -> Path:
+        """Write the embedding as JSON; gzip-compressed when the name ends in ``.gz``.
+
+        The file is written to a temporary name and then renamed, so readers
+        never see a half-written file. Returns the path written.
+        """
+        path = Path(path)
+        text = json.dumps(self.to_document(), indent=indent, allow_nan=False)
+        data = text.encode("utf-8")
+        if path.suffix == ".gz":
+            data = gzip.compress(data, mtime=0)
+        _atomic_write(path, data)
+        return path
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Write the embedding as CSV (header ``element,{name}_0,...``).
+
+        Metadata is not stored in CSV; use :meth:`to_json` to keep it.
+        Gzip-compressed when the name ends in ``.gz``. Returns the path written.
+        """
+        path = Path(path)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["element", *[f"{self.name}_{i}" for i in range(self.dim)]])
+        for symbol, row in zip(self.symbols, self.vectors.astype(np.float64)):
+            writer.writerow([symbol, *[repr(float(v)) for v in row]])
+        data = buffer.getvalue().encode("utf-8")
+        if path.suffix == ".gz":
+            data = gzip.compress(data, mtime=0)
+        _atomic_write(path, data)
+        return path
+
+    def renamed(self, name: str) -> ElementEmbedding:
+        """A copy of this embedding under another name (same vectors and checksum)."""
+        return type(self)(name, self.symbols, self.vectors, self._metadata)
+
+
+# ---------------------------------------------------------------------- helpers
+def _key_to_symbol(key: Any) -> str | None:
+    if isinstance(key, str):
+        return key if key in _SYMBOL_TO_Z else None
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return ELEMENT_SYMBOLS[int(key) - 1] if 1 <= int(key) <= len(ELEMENT_SYMBOLS) else None
+    symbol = getattr(key, "symbol", None)
+    if type(key).__name__ == "Element" and symbol in _SYMBOL_TO_Z:
+        return symbol
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _parse_species(text: str) -> tuple[str, str]:
+    """Classify a string as ("element", symbol), ("dummy", species) or ("invalid", text)."""
+    from pymatgen.core.periodic_table import DummySpecies, Element, get_el_sp
+
+    try:
+        species = get_el_sp(text.strip())
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError):
+        return "invalid", text
+    if isinstance(species, DummySpecies):
+        return "dummy", str(species)
+    if isinstance(species, Element):
+        return "element", species.symbol
+    return "element", species.element.symbol
+
+
+def _is_header(row: list[str]) -> bool:
+    if not row or row[0].strip() not in _SYMBOL_TO_Z:
+        return True
+    for cell in row[1:]:
+        try:
+            float(cell)
+        except ValueError:
+            return True
+    return False
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.exists():
+        raise FileNotFoundError(f"element-embedding file not found: {str(path)!r}")
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise EmbeddingFileError(path, "is a directory, not a file") from None
+    if data[:2] == b"\x1f\x8b" or path.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except EOFError:
+            raise EmbeddingFileError(path, "truncated gzip stream (file is incomplete)") from None
+        except (OSError, zlib.error) as exc:
+            raise EmbeddingFileError(path, f"corrupt gzip data ({exc})") from None
+    if not data.strip():
+        raise EmbeddingFileError(path, "file is empty")
+    return data
+
+
+def _construct(
+    path: Path, name: str, symbols: list[str], values: Any, metadata: Mapping[str, Any]
+) -> ElementEmbedding:
+    """Run the constructor's validation, reporting failures against ``path``."""
+    unknown = [s for s in symbols if not isinstance(s, str) or s not in _SYMBOL_TO_Z]
+    if unknown:
+        raise EmbeddingFileError(
+            path,
+            f"unknown element symbols {unknown[:10]} (expected canonical symbols such as 'Fe')",
+        )
+    seen: set[str] = set()
+    duplicates = sorted({s for s in symbols if s in seen or seen.add(s)})
+    if duplicates:
+        raise EmbeddingFileError(path, f"duplicate element symbols {duplicates}")
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim == 2 and not np.isfinite(array).all():
+        bad = [symbols[i] for i in np.flatnonzero(~np.isfinite(array).all(axis=1))]
+        raise EmbeddingFileError(path, f"non-finite values (NaN/inf) in the vectors of {bad}")
+    with np.errstate(over="ignore"):
+        if array.ndim == 2 and not np.isfinite(array.astype(np.float32)).all():
+            raise EmbeddingFileError(path, "values too large for float32")
+    try:
+        return ElementEmbedding(name, symbols, array, metadata)
+    except ValueError as exc:
+        raise EmbeddingFileError(path, str(exc)) from None
+
+
+def _embedding_from_document(document: Any, path: Path) -> ElementEmbedding:
+    if not isinstance(document, dict):
+        raise EmbeddingFileError(
+            path, f"top level must be a JSON object, got {type(document).__name__}"
+        )
+    required = ("format", "format_version", "name", "dim", "symbols", "vectors", "metadata")
+    missing = [key for key in required if key not in document]
+    if missing:
+        raise EmbeddingFileError(path, f"missing fields {missing}")
+    if document["format"] != FILE_FORMAT:
+        raise EmbeddingFileError(
+            path, f"field 'format' is {document['format']!r}, expected {FILE_FORMAT!r}"
+        )
+    if document["format_version"] != FILE_FORMAT_VERSION:
+        raise EmbeddingFileError(
+            path,
+            f"unsupported format_version {document['format_version']!r} "
+            f"(this version reads {FILE_FORMAT_VERSION})",
+        )
+    name, dim, symbols = document["name"], document["dim"], document["symbols"]
+    vectors, metadata = document["vectors"], document["metadata"]
+    if not isinstance(name, str) or not name:
+        raise EmbeddingFileError(path, f"field 'name' must be a non-empty string, got {name!r}")
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+        raise EmbeddingFileError(path, f"field 'dim' must be a positive integer, got {dim!r}")
+    if not isinstance(symbols, list) or not symbols:
+        raise EmbeddingFileError(path, "field 'symbols' must be a non-empty list")
+    if not isinstance(metadata, dict):
+        raise EmbeddingFileError(path, "field 'metadata' must be an object")
+    if not isinstance(vectors, list) or len(vectors) != len(symbols):
+        got = len(vectors) if isinstance(vectors, list) else type(vectors).__name__
+        raise EmbeddingFileError(path, f"wrong shape: {len(symbols)} symbols but {got} vector rows")
+    for symbol, row in zip(symbols, vectors):
+        if not isinstance(row, list) or len(row) != dim:
+            got = len(row) if isinstance(row, list) else type(row).__name__
+            raise EmbeddingFileError(
+                path, f"wrong shape: the vector of {symbol!r} has length {got}, expected dim={dim}"
+            )
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row):
+            raise EmbeddingFileError(path, f"the vector of {symbol!r} holds non-numbers")
+    checksum = metadata.get("checksum")
+    if not isinstance(checksum, str):
+        raise EmbeddingFileError(path, "missing field 'metadata.checksum' (sha256 of the vectors)")
+    embedding_values = np.asarray(vectors, dtype=np.float64)
+    embedding = _construct(path, name, list(symbols), embedding_values, metadata)
+    # The stored checksum covers the file's own row order.
+    actual = vectors_checksum(symbols, embedding_values)
+    if actual != checksum:
+        raise EmbeddingFileError(
+            path,
+            f"checksum mismatch: metadata says {checksum}, the vectors hash to {actual} "
+            "(file edited or corrupted)",
+        )
+    return embedding
+
+
+def _jsonable(value: Any) -> Any:
+    """Convert numpy scalars/arrays inside metadata into plain JSON types."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        value = float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; vector files are meant to be shared
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
