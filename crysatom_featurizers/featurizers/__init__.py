@@ -1,0 +1,64 @@
+"""matminer featurizers built on element embeddings (no torch import).
+
+* :class:`ElementEmbeddingSiteFeaturizer`: the vector of one site.
+* :class:`ElementEmbeddingCompositionFeaturizer`: fraction-weighted statistics of element
+  vectors (matminer ``PropertyStats`` definitions).
+* :class:`ElementEmbeddingStructureFeaturizer`: statistics of site vectors pooled over a
+  structure.
+* :class:`EmbeddingElementData`: a data source for matminer's ``ElementProperty``.
+
+Each generic featurizer has named subclasses with a fixed default embedding: ``CrysAtom*``,
+``Atom2Vec*``, ``SkipAtom*`` and ``Random*``.
+"""
+
+from crysatom_featurizers.featurizers._chemistry import clear_formula_cache
+from crysatom_featurizers.featurizers._stats import STAT_ALIASES
+from crysatom_featurizers.featurizers.base import CRYSATOM_CITATION, ElementEmbeddingFeaturizer
+from crysatom_featurizers.featurizers.composition import (
+    DEFAULT_STATS,
+    Atom2VecCompositionFeaturizer,
+    CrysAtomCompositionFeaturizer,
+    ElementEmbeddingCompositionFeaturizer,
+    RandomCompositionFeaturizer,
+    SkipAtomCompositionFeaturizer,
+)
+from crysatom_featurizers.featurizers.data_source import CrysAtomElementData, EmbeddingElementData
+from crysatom_featurizers.featurizers.site import (
+    Atom2VecSiteFeaturizer,
+    CrysAtomSiteFeaturizer,
+    ElementEmbeddingSiteFeaturizer,
+    RandomSiteFeaturizer,
+    SkipAtomSiteFeaturizer,
+)
+from crysatom_featurizers.featurizers.structure import (
+    Atom2VecStructureFeaturizer,
+    CrysAtomStructureFeaturizer,
+    ElementEmbeddingStructureFeaturizer,
+    RandomStructureFeaturizer,
+    SkipAtomStructureFeaturizer,
+)
+
+__all__ = [
+    "CRYSATOM_CITATION",
+    "DEFAULT_STATS",
+    "STAT_ALIASES",
+    "Atom2VecCompositionFeaturizer",
+    "Atom2VecSiteFeaturizer",
+    "Atom2VecStructureFeaturizer",
+    "CrysAtomCompositionFeaturizer",
+    "CrysAtomElementData",
+    "CrysAtomSiteFeaturizer",
+    "CrysAtomStructureFeaturizer",
+    "ElementEmbeddingCompositionFeaturizer",
+    "ElementEmbeddingFeaturizer",
+    "ElementEmbeddingSiteFeaturizer",
+    "ElementEmbeddingStructureFeaturizer",
+    "EmbeddingElementData",
+    "RandomCompositionFeaturizer",
+    "RandomSiteFeaturizer",
+    "RandomStructureFeaturizer",
+    "SkipAtomCompositionFeaturizer",
+    "SkipAtomSiteFeaturizer",
+    "SkipAtomStructureFeaturizer",
+    "clear_formula_cache",
+]

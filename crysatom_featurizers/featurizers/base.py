@@ -1,0 +1,410 @@
+"""Shared machinery of the element-embedding featurizers.
+
+:class:`ElementEmbeddingFeaturizer` is a matminer :class:`~matminer.featurizers.base.BaseFeaturizer`
+that holds an ``embedding`` (a registry name or an
+:class:`~crysatom_featurizers.embeddings.ElementEmbedding`) and a ``dim``, resolves them lazily,
+and runs batch work on a vectorized in-process path instead of matminer's process pool.
+"""
+
+from __future__ import annotations
+
+import traceback
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from matminer.featurizers.base import BaseFeaturizer
+
+if TYPE_CHECKING:
+    from crysatom_featurizers.embeddings import ElementEmbedding
+
+#: BibTeX entry of the CrysAtom paper.
+CRYSATOM_CITATION = (
+    "@inproceedings{mukherjee2024crysatom,\n"
+    "  title = {{CrysAtom}: Distributed Representation of Atoms for Crystal Property "
+    "Prediction},\n"
+    "  author = {Mukherjee, Shrimon and Ghosh, Madhusudan and Basuchowdhuri, Partha},\n"
+    "  booktitle = {Proceedings of the Third Learning on Graphs Conference (LoG 2024)},\n"
+    "  year = {2024},\n"
+    "  eprint = {2409.04737},\n"
+    "  archivePrefix = {arXiv},\n"
+    "  doi = {10.48550/arXiv.2409.04737}\n"
+    "}"
+)
+
+_SKIP_HINT = (
+    "\nTO SKIP THESE ERRORS when featurizing specific compounds, set 'ignore_errors=True' "
+    "when running the batch featurize() operation (e.g., featurize_many(), "
+    "featurize_dataframe(), etc.)."
+)
+
+
+class ResolvedEmbedding:
+    """An embedding together with its float64 lookup table indexed by atomic number.
+
+    Attributes
+    ----------
+    embedding : ElementEmbedding
+    name : str
+    dim : int
+    table : numpy.ndarray of float64, shape (119, dim)
+        Row ``Z`` is the vector of element ``Z``; row 0 and uncovered rows are NaN.
+    covered : numpy.ndarray of bool, shape (119,)
+    """
+
+    def __init__(self, embedding: ElementEmbedding):
+        table, covered = embedding.lookup_table()
+        self.embedding = embedding
+        self.name = embedding.name
+        self.dim = embedding.dim
+        self.table = np.asarray(table, dtype=np.float64)
+        self.covered = np.asarray(covered, dtype=bool)
+
+    def missing_error(self, symbol: str, *, dummy: bool = False, where: str = "") -> ValueError:
+        """The error for an element (or DummySpecies) this embedding has no vector for."""
+        from crysatom_featurizers.embeddings import UnknownElementError
+
+        if dummy:
+            reason = f"dummy species {symbol!r} is not a chemical element and has no vector"
+        else:
+            reason = f"element {symbol} is not covered by embedding {self.name!r}"
+        if where:
+            reason = f"{where}: {reason}"
+        return UnknownElementError(symbol, self.name, self.embedding.symbols, reason)
+
+
+def resolve_embedding(embedding: Any, dim: int | None) -> ElementEmbedding:
+    """Turn an ``embedding`` parameter (name or ElementEmbedding) into an ElementEmbedding.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, or when ``dim`` contradicts a given ElementEmbedding.
+    TypeError
+        For anything else.
+    """
+    from crysatom_featurizers.embeddings import ElementEmbedding, load
+
+    if isinstance(embedding, ElementEmbedding):
+        if dim is not None and int(dim) != embedding.dim:
+            raise ValueError(
+                f"dim={dim} contradicts the given embedding {embedding.name!r} of dim "
+                f"{embedding.dim}; pass dim=None"
+            )
+        return embedding
+    if isinstance(embedding, str):
+        return load(embedding, dim)
+    raise TypeError(
+        "embedding must be a registry name (str) or an ElementEmbedding, "
+        f"got {type(embedding).__name__}"
+    )
+
+
+def format_error(error: BaseException) -> str:
+    """Text for matminer's error column: the formatted exception, as matminer stores it."""
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+
+
+def reraise_for_row(error: BaseException, row: Any) -> BaseException:
+    """A copy of ``error`` whose message names the failing row and how to skip it."""
+    if isinstance(row, np.generic):
+        row = row.item()
+    elif isinstance(row, tuple):
+        row = tuple(item.item() if isinstance(item, np.generic) else item for item in row)
+    message = f"row {row!r}: {error}{_SKIP_HINT}"
+    try:
+        from crysatom_featurizers.embeddings import UnknownElementError
+
+        if isinstance(error, UnknownElementError):
+            return UnknownElementError(
+                error.element,
+                error.embedding_name,
+                error.covered,
+                f"row {row!r}: "
+                + (error.reason or f"element {error.element!r} is not covered")
+                + " (ignore_errors=True gives such rows NaN features)",
+            )
+    except ImportError:  # pragma: no cover - the embeddings subpackage is always present
+        pass
+    try:
+        return type(error)(message)
+    except Exception:  # exception types with unusual constructors
+        return ValueError(message)
+
+
+def join_columns(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
+    """``pd.concat([left, right], axis=1)`` without copying ``right``'s (fresh) feature block.
+
+    Both frames must be owned by the caller: the result may share their memory.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ``copy`` is deprecated where copy-on-write is default
+        return pd.concat([left, right], axis=1, copy=False)
+
+
+class ElementEmbeddingFeaturizer(BaseFeaturizer):
+    """Base of the element-embedding featurizers (not used directly).
+
+    Parameters
+    ----------
+    embedding : str or ElementEmbedding, default "crysatom"
+        Registry name (see :func:`crysatom_featurizers.embeddings.available`) or an
+        :class:`~crysatom_featurizers.embeddings.ElementEmbedding` (for example one built with
+        ``ElementEmbedding.from_dict``). Stored as given, so the featurizer stays cheap to pickle
+        and clone; it is resolved on first use.
+    dim : int, optional
+        Vector length to load for a registry name (``None``: the embedding's default).
+
+    Notes
+    -----
+    ``n_jobs`` defaults to 1. The batch methods (``featurize_many``, ``featurize_dataframe``,
+    ``transform``) always run vectorized in this process: a lookup of a few hundred numbers per
+    row is far cheaper than shipping rows to worker processes, and matminer's default pool of
+    all cores is known to hang (matminer issues #638 and #902). ``set_n_jobs`` is accepted for
+    protocol compatibility and does not start a pool.
+    """
+
+    #: Default ``col_id`` of :meth:`featurize_dataframe`.
+    default_column = "composition"
+
+    def __init__(self, embedding: str | ElementEmbedding = "crysatom", dim: int | None = None):
+        self.embedding = embedding
+        self.dim = dim
+
+    # ----------------------------------------------------------------- embedding
+    @property
+    def n_jobs(self) -> int:
+        """Number of worker processes; 1 unless changed with ``set_n_jobs`` (never pooled)."""
+        return getattr(self, "_n_jobs", 1)
+
+    def _resolved(self) -> ResolvedEmbedding:
+        key = (
+            self.embedding if isinstance(self.embedding, str) else id(self.embedding),
+            self.dim,
+        )
+        cached = self.__dict__.get("_resolved_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        resolved = ResolvedEmbedding(resolve_embedding(self.embedding, self.dim))
+        # Holding the embedding object in the cache keeps its id() unique while cached.
+        self._resolved_cache = (key, resolved, self.embedding)
+        return resolved
+
+    @property
+    def embedding_(self) -> ElementEmbedding:
+        """The resolved :class:`~crysatom_featurizers.embeddings.ElementEmbedding`."""
+        return self._resolved().embedding
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_resolved_cache", None)
+        return state
+
+    def element_labels(self) -> list[str]:
+        """Labels of the embedding dimensions: ``"{name}_{i}"``."""
+        resolved = self._resolved()
+        return [f"{resolved.name}_{i}" for i in range(resolved.dim)]
+
+    # ----------------------------------------------------------------- references
+    def citations(self) -> list[str]:
+        """BibTeX of the CrysAtom paper plus the embedding's own citation (from its metadata)."""
+        citations = [CRYSATOM_CITATION]
+        try:
+            extra = self._resolved().embedding.metadata.get("citation")
+        except Exception:  # an unresolvable embedding still has the paper citation
+            extra = None
+        if isinstance(extra, str):
+            extra = [extra]
+        for item in extra or []:
+            if item and item not in citations:
+                citations.append(str(item))
+        return citations
+
+    def implementors(self) -> list[str]:
+        return ["crysatom-featurizers developers"]
+
+    # ----------------------------------------------------------------- batch protocol
+    def _featurize_batch(
+        self, entries: Sequence[Any]
+    ) -> tuple[np.ndarray, dict[int, BaseException]]:
+        """Vectorized features of many entries: (array (n, n_features), position -> error)."""
+        raise NotImplementedError
+
+    def _normalize_entries(self, entries: Any) -> list[Any]:
+        """matminer accepts a list of inputs or of 1-tuples; reduce both to a list of inputs."""
+        if isinstance(entries, pd.DataFrame):
+            if entries.shape[1] != 1:
+                raise ValueError(
+                    f"{type(self).__name__} takes one input column, got {entries.shape[1]}"
+                )
+            return list(entries.iloc[:, 0])
+        if isinstance(entries, pd.Series):
+            return list(entries)
+        if not isinstance(entries, (list, tuple, np.ndarray)):
+            raise TypeError(
+                f"entries must be list-like (list, tuple, array, Series), got "
+                f"{type(entries).__name__}"
+            )
+        if isinstance(entries, np.ndarray) and entries.ndim == 2:
+            if entries.shape[1] != 1:
+                raise ValueError(
+                    f"{type(self).__name__} takes one input column, got {entries.shape[1]}"
+                )
+            return list(entries[:, 0])
+        items = list(entries)
+        return [
+            item[0]
+            if isinstance(item, (tuple, list, np.ndarray))
+            and not isinstance(item, str)
+            and len(item) == 1
+            else item
+            for item in items
+        ]
+
+    def featurize_many(
+        self,
+        entries: Any,
+        ignore_errors: bool = False,
+        return_errors: bool = False,
+        pbar: bool = False,
+    ) -> np.ndarray | list[list[Any]]:
+        """Featurize many entries on the vectorized path.
+
+        Parameters
+        ----------
+        entries : list-like
+            Inputs (or matminer-style 1-tuples of inputs).
+        ignore_errors : bool, default False
+            Give a failing entry NaN features instead of raising.
+        return_errors : bool, default False
+            Append the formatted error (NaN when none) to each row; needs ``ignore_errors``.
+        pbar : bool, default False
+            Accepted for compatibility; the vectorized path shows no progress bar.
+
+        Returns
+        -------
+        numpy.ndarray or list of list
+            Float array of shape ``(n_entries, n_features)``; with ``return_errors``, matminer's
+            list of rows with the error text as the last item.
+
+        Raises
+        ------
+        ValueError
+            If an entry fails and ``ignore_errors`` is False (the message names the entry), or
+            if ``return_errors`` is set without ``ignore_errors``.
+        """
+        if return_errors and not ignore_errors:
+            raise ValueError("Please set ignore_errors to True to use return_errors.")
+        items = self._normalize_entries(entries)
+        features, errors = self._featurize_batch(items)
+        if errors and not ignore_errors:
+            position = min(errors)
+            raise reraise_for_row(errors[position], position) from errors[position]
+        if return_errors:
+            texts = {i: format_error(e) for i, e in errors.items()}
+            return [[*row, texts.get(i, float("nan"))] for i, row in enumerate(features.tolist())]
+        return features
+
+    def transform(self, X: Any) -> np.ndarray:
+        """scikit-learn ``transform``: features of ``X`` as an array (failing rows are NaN)."""
+        return self.featurize_many(X, ignore_errors=True, return_errors=False, pbar=False)
+
+    def featurize_dataframe(
+        self,
+        df: pd.DataFrame,
+        col_id: str | Sequence[str] | None = None,
+        ignore_errors: bool = False,
+        return_errors: bool = False,
+        inplace: bool = False,
+        multiindex: bool = False,
+        pbar: bool = False,
+    ) -> pd.DataFrame | None:
+        """Add one row of features per input row, on the vectorized path.
+
+        Same contract as :meth:`matminer.featurizers.base.BaseFeaturizer.featurize_dataframe`
+        (feature columns appended after the input columns, NaN rows and an
+        ``"<ClassName> Exceptions"`` column for failures with ``ignore_errors``/
+        ``return_errors``).
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+        col_id : str, optional
+            Input column; defaults to :attr:`default_column`.
+        ignore_errors, return_errors, inplace, multiindex : bool
+            As in matminer.
+        pbar : bool
+            Accepted for compatibility; ignored.
+
+        Returns
+        -------
+        pandas.DataFrame or None
+            ``None`` when ``inplace``.
+        """
+        if col_id is None:
+            col_id = self.default_column
+        columns = [col_id] if isinstance(col_id, str) else list(col_id)
+        if len(columns) != 1:
+            raise ValueError(f"{type(self).__name__} takes one input column, got {columns}")
+        entries = list(df[columns[0]])
+        return self._attach_rows(
+            df, entries, ignore_errors, return_errors, inplace, multiindex, index=df.index
+        )
+
+    def _attach_rows(
+        self,
+        df: pd.DataFrame,
+        entries: list[Any],
+        ignore_errors: bool,
+        return_errors: bool,
+        inplace: bool,
+        multiindex: bool,
+        index: pd.Index,
+    ) -> pd.DataFrame | None:
+        """Featurize ``entries`` (one per row of ``df``) and join the features to ``df``."""
+        from matminer.utils.utils import homogenize_multiindex
+
+        if return_errors and not ignore_errors:
+            raise ValueError("Please set ignore_errors to True to use return_errors.")
+        if multiindex and inplace:
+            warnings.warn(
+                "Multiindexing enabled with inplace=True! The original dataframe index has "
+                "changed.",
+                stacklevel=3,
+            )
+        elif not multiindex and isinstance(df.columns, pd.MultiIndex):
+            raise ValueError(
+                "Please enable multiindexing to featurize an input dataframe containing a "
+                "column multiindex."
+            )
+        labels = self._generate_column_labels(multiindex, return_errors)
+        if not isinstance(labels, list):
+            labels = labels.tolist()
+        if not getattr(self, "_overwrite_data", False):
+            clashes = [c for c in df.columns.values if c in labels]
+            if clashes:
+                raise ValueError(f'"{clashes[0]}" exists in input dataframe')
+        features, errors = self._featurize_batch(entries)
+        if errors and not ignore_errors:
+            position = min(errors)
+            raise reraise_for_row(errors[position], index[position]) from errors[position]
+        plain = self.feature_labels()
+        result = pd.DataFrame(features, index=index, columns=plain, copy=False)
+        if return_errors:
+            column = np.full(len(index), np.nan, dtype=object)
+            for position, error in errors.items():
+                column[position] = format_error(error)
+            result[f"{type(self).__name__} Exceptions"] = column
+        if multiindex:
+            df = homogenize_multiindex(df, "Input Data")
+            result.columns = pd.MultiIndex.from_tuples(labels)
+        if inplace:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+                df[result.columns.tolist()] = result
+            return None
+        if getattr(self, "_overwrite_data", False):
+            df = df.drop(columns=[c for c in result.columns if c in df.columns])
+        return join_columns(df.copy(), result)
