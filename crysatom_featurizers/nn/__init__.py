@@ -1,0 +1,27 @@
+"""Small torch modules for crystal graphs: distance expansion, element lookup, CGCNN,
+pretraining heads and self-supervised losses."""
+
+from crysatom_featurizers.nn.encoder import CGCNNEncoder
+from crysatom_featurizers.nn.heads import (
+    ConnectivityReconstructionHead,
+    FeatureReconstructionHead,
+    ProjectionHead,
+)
+from crysatom_featurizers.nn.layers import CGCNNConv, ElementEmbeddingLayer, GaussianExpansion
+from crysatom_featurizers.nn.models import CGCNN
+from crysatom_featurizers.nn.ssl import barlow_twins_loss, nt_xent_loss, vicreg_loss
+
+__all__ = [
+    "CGCNN",
+    "CGCNNConv",
+    "CGCNNEncoder",
+    "ElementEmbeddingLayer",
+    "GaussianExpansion",
+    # pretraining heads and SSL losses (CrysAtom Section 3.2)
+    "ConnectivityReconstructionHead",
+    "FeatureReconstructionHead",
+    "ProjectionHead",
+    "barlow_twins_loss",
+    "nt_xent_loss",
+    "vicreg_loss",
+]

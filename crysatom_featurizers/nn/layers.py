@@ -1,0 +1,231 @@
+"""Building blocks of the CGCNN model: distance expansion, element lookup, gated convolution."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import MessagePassing
+
+__all__ = ["CGCNNConv", "ElementEmbeddingLayer", "GaussianExpansion"]
+
+
+class GaussianExpansion(nn.Module):
+    """Expand distances in Gaussians: ``exp(-(d - mu_k)^2 / width^2)``.
+
+    The centres are ``start, start + step, ..., stop`` (Å), identical to the ones used by
+    :func:`crysatom_featurizers.graphs.structure_to_graph` (41 for the defaults).
+
+    Parameters
+    ----------
+    start, stop, step : float
+        Centre grid, Å.
+    width : float
+        Gaussian width, Å.
+
+    Shapes
+    ------
+    ``Float[E]`` (or any shape ``S``) -> ``Float[E, G]`` (``S + (G,)``).
+    """
+
+    def __init__(
+        self, start: float = 0.0, stop: float = 8.0, step: float = 0.2, width: float = 0.2
+    ) -> None:
+        super().__init__()
+        from crysatom_featurizers.graphs import gaussian_centers
+
+        if width <= 0:
+            raise ValueError(f"gaussian width must be positive, got {width}")
+        centers = torch.as_tensor(gaussian_centers(start, stop, step), dtype=torch.float32)
+        self.register_buffer("centers", centers, persistent=False)
+        self.width = float(width)
+
+    @property
+    def num_gaussians(self) -> int:
+        """Number of centres ``G``."""
+        return int(self.centers.numel())
+
+    def forward(self, distances: Tensor) -> Tensor:
+        diff = distances.unsqueeze(-1).to(self.centers.dtype) - self.centers
+        return torch.exp(-(diff * diff) / (self.width * self.width))
+
+    def extra_repr(self) -> str:
+        c = self.centers
+        return f"start={float(c[0]):g}, stop={float(c[-1]):g}, n={c.numel()}, width={self.width:g}"
+
+
+def _element_symbol(z: int) -> str:
+    from pymatgen.core.periodic_table import Element
+
+    try:
+        return Element.from_Z(int(z)).symbol
+    except ValueError:
+        return f"Z={int(z)}"
+
+
+class ElementEmbeddingLayer(nn.Module):
+    """Node input vectors looked up from an element embedding, occupancy-weighted.
+
+    For every ``(site, species)`` entry of the graph the vector of the species' element is
+    multiplied by its occupancy and summed onto its site, so an ordered site gets the element
+    vector and a disordered site the occupancy-weighted sum of its species' vectors.
+
+    Parameters
+    ----------
+    embedding : ElementEmbedding or str
+        An embedding object (anything with ``lookup_table()`` and ``name``), or a registry
+        name resolved with :func:`crysatom_featurizers.embeddings.load`.
+    dim : int, optional
+        Vector dimension passed to ``load`` when ``embedding`` is a name.
+    trainable : bool
+        If False (default), the table is a frozen buffer, as in the CrysAtom paper; if True,
+        it is an ``nn.Parameter`` and is fine-tuned. Rows of uncovered elements stay zero
+        and are never used: such elements raise in ``forward``.
+    max_z : int
+        Largest atomic number of the table.
+
+    Attributes
+    ----------
+    weight : torch.Tensor
+        ``Float[max_z + 1, dim]`` table indexed by atomic number (zeros where uncovered).
+    covered : torch.Tensor
+        ``Bool[max_z + 1]`` mask of covered atomic numbers.
+    """
+
+    def __init__(
+        self,
+        embedding: Any,
+        dim: int | None = None,
+        trainable: bool = False,
+        max_z: int = 118,
+    ) -> None:
+        super().__init__()
+        if isinstance(embedding, str):
+            from crysatom_featurizers.embeddings import load
+
+            embedding = load(embedding, dim=dim)
+        table, covered = embedding.lookup_table(max_z=max_z)
+        table = torch.from_numpy(np.array(table, dtype=np.float32, copy=True))
+        covered = torch.from_numpy(np.array(covered, dtype=bool, copy=True))
+        table[~covered] = 0.0
+        self.embedding_name = str(getattr(embedding, "name", "custom"))
+        self.trainable = bool(trainable)
+        if self.trainable:
+            self.weight = nn.Parameter(table)
+        else:
+            self.register_buffer("weight", table)
+        self.register_buffer("covered", covered)
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension."""
+        return int(self.weight.shape[1])
+
+    def missing_elements(self, atomic_numbers: Tensor) -> list[str]:
+        """Symbols of the atomic numbers in ``atomic_numbers`` that the table does not cover."""
+        z = atomic_numbers.reshape(-1)
+        out_of_range = (z < 0) | (z >= self.covered.numel())
+        z_in = z.clamp(0, self.covered.numel() - 1)
+        bad = out_of_range | ~self.covered[z_in]
+        return [_element_symbol(v) for v in torch.unique(z[bad]).tolist()]
+
+    def _check(self, species_z: Tensor, site_index: Tensor, data: Any) -> None:
+        z_in = species_z.clamp(0, self.covered.numel() - 1)
+        bad = (species_z != z_in) | ~self.covered[z_in]
+        if not bool(bad.any()):
+            return
+        first = int(torch.nonzero(bad)[0, 0])
+        symbol = _element_symbol(int(species_z[first]))
+        where = ""
+        batch = getattr(data, "batch", None)
+        if batch is not None:
+            where = f" (graph {int(batch[site_index[first]])} of the batch)"
+        missing = ", ".join(self.missing_elements(species_z))
+        raise ValueError(
+            f"element {symbol}{where} is not covered by the {self.embedding_name!r} embedding "
+            f"(missing: {missing}); choose an embedding that covers it or drop the structure"
+        )
+
+    def forward(self, data: Any) -> Tensor:
+        """Return ``Float[N, dim]`` node vectors for a ``Data`` or ``Batch``.
+
+        Uses ``species_z``, ``species_weight`` and ``species_site_index`` when present, else
+        ``z`` (one species per site with weight 1).
+        """
+        species_z = getattr(data, "species_z", None)
+        if species_z is None:
+            species_z = data.z
+            site_index = torch.arange(species_z.numel(), device=species_z.device)
+            weight = None
+        else:
+            site_index = data.species_site_index
+            weight = data.species_weight
+        self._check(species_z, site_index, data)
+        vectors = self.weight[species_z]
+        if weight is None:
+            return vectors
+        vectors = vectors * weight.to(vectors.dtype).unsqueeze(-1)
+        out = vectors.new_zeros((int(data.num_nodes), vectors.shape[1]))
+        return out.index_add_(0, site_index, vectors)
+
+    def extra_repr(self) -> str:
+        return f"{self.embedding_name!r}, dim={self.dim}, trainable={self.trainable}"
+
+
+class CGCNNConv(MessagePassing):
+    """Gated graph convolution of CGCNN (Xie & Grossman, PRL 120, 145301, 2018).
+
+    For a centre ``i`` with neighbours ``j`` (edges ``j -> i``)::
+
+        z_ij = [x_i, x_j, e_ij] W + b                 (one Linear to 2 * node_dim)
+        z_ij = BatchNorm(z_ij)                          (over edges)
+        f_ij, c_ij = split(z_ij)
+        m_i = sum_j sigmoid(f_ij) * softplus(c_ij)
+        x_i' = softplus(x_i + BatchNorm(m_i))
+
+    With ``batch_norm=False`` and ``outer_softplus=False`` this is PyG's
+    ``CGConv(batch_norm=False)``; the defaults follow the original CGCNN.
+
+    Parameters
+    ----------
+    node_dim : int
+        Node feature size (input and output).
+    edge_dim : int
+        Edge feature size (41 Gaussians by default).
+    batch_norm : bool
+        Apply the two batch norms of the original.
+    outer_softplus : bool
+        Apply the softplus after the residual sum.
+    """
+
+    def __init__(
+        self, node_dim: int, edge_dim: int, batch_norm: bool = True, outer_softplus: bool = True
+    ) -> None:
+        super().__init__(aggr="add")
+        self.channels = int(node_dim)
+        self.edge_dim = int(edge_dim)
+        self.lin = nn.Linear(2 * node_dim + edge_dim, 2 * node_dim)
+        self.bn_message = nn.BatchNorm1d(2 * node_dim) if batch_norm else nn.Identity()
+        self.bn_sum = nn.BatchNorm1d(node_dim) if batch_norm else nn.Identity()
+        self.outer_softplus = bool(outer_softplus)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+        summed = self.propagate(edge_index, x=x, edge_attr=edge_attr)
+        out = x + self.bn_sum(summed)
+        return F.softplus(out) if self.outer_softplus else out
+
+    def message(self, x_i: Tensor, x_j: Tensor, edge_attr: Tensor) -> Tensor:
+        z = self.lin(torch.cat([x_i, x_j, edge_attr], dim=-1))
+        z = self.bn_message(z)
+        gate, core = z.chunk(2, dim=-1)
+        return torch.sigmoid(gate) * F.softplus(core)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.channels}, edge_dim={self.edge_dim}, "
+            f"batch_norm={not isinstance(self.bn_sum, nn.Identity)}, "
+            f"outer_softplus={self.outer_softplus})"
+        )

@@ -1,0 +1,135 @@
+"""CGCNN property model (Xie & Grossman, PRL 120, 145301, 2018) on element-embedding inputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
+
+from crysatom_featurizers.nn.encoder import CGCNNEncoder
+from crysatom_featurizers.nn.layers import ElementEmbeddingLayer, GaussianExpansion
+
+__all__ = ["CGCNN"]
+
+_POOLS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
+
+
+class CGCNN(nn.Module):
+    """Crystal graph convolutional network for graph-level property prediction.
+
+    ``embedding lookup -> Linear(emb_dim, atom_fea_len) -> n_conv x CGCNNConv -> pooling
+    -> softplus -> Linear(atom_fea_len, h_fea_len) -> softplus -> (n_h - 1) x
+    [Linear(h_fea_len, h_fea_len) -> softplus] -> Linear(h_fea_len, n_targets)``,
+    as in the original CGCNN. The element vectors are frozen by default, as in CrysAtom.
+
+    Parameters
+    ----------
+    embedding : ElementEmbedding or str
+        Input node vectors: a registry name (``"crysatom"``, ``"cgcnn"``, ``"random"``, ...)
+        or an ``ElementEmbedding``.
+    atom_fea_len : int
+        Node embedding size of the convolutions (64 in CGCNN).
+    n_conv : int
+        Number of convolutions (3).
+    h_fea_len : int
+        Hidden size after pooling (128).
+    n_h : int
+        Number of hidden layers after pooling (1).
+    n_targets : int
+        Output size (number of targets, or of classes for logits).
+    pooling : {"mean", "sum", "max"}
+        Readout over the nodes of each graph.
+    embedding_dim : int, optional
+        Dimension requested from the registry when ``embedding`` is a name.
+    trainable_embeddings : bool
+        Fine-tune the element vectors.
+    dropout : float
+        Dropout after the first hidden layer (CGCNN uses it for classification).
+    gaussian_stop, gaussian_step, gaussian_width : float
+        Distance expansion (Å) used when a batch has only ``edge_dist``; the number of
+        centres is the edge feature size the convolutions expect.
+    batch_norm : bool
+        Use the two batch norms of each convolution.
+
+    Notes
+    -----
+    ``forward`` uses the batch's ``edge_attr`` when present and otherwise expands
+    ``edge_dist`` itself. Batching is left to ``torch_geometric.loader.DataLoader``.
+    """
+
+    def __init__(
+        self,
+        embedding: Any = "crysatom",
+        atom_fea_len: int = 64,
+        n_conv: int = 3,
+        h_fea_len: int = 128,
+        n_h: int = 1,
+        n_targets: int = 1,
+        pooling: str = "mean",
+        embedding_dim: int | None = None,
+        trainable_embeddings: bool = False,
+        dropout: float = 0.0,
+        gaussian_stop: float = 8.0,
+        gaussian_step: float = 0.2,
+        gaussian_width: float = 0.2,
+        batch_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        if pooling not in _POOLS:
+            raise ValueError(f"pooling must be one of {sorted(_POOLS)}, got {pooling!r}")
+        if n_h < 1:
+            raise ValueError(f"n_h must be at least 1, got {n_h}")
+        self.pooling = pooling
+        self.embedding = ElementEmbeddingLayer(
+            embedding, dim=embedding_dim, trainable=trainable_embeddings
+        )
+        self.distance_expansion = GaussianExpansion(
+            0.0, gaussian_stop, gaussian_step, gaussian_width
+        )
+        edge_dim = self.distance_expansion.num_gaussians
+        self.encoder = CGCNNEncoder(
+            self.embedding.dim, atom_fea_len, n_conv, edge_dim=edge_dim, batch_norm=batch_norm
+        )
+        self.conv_to_fc = nn.Linear(atom_fea_len, h_fea_len)
+        self.hidden = nn.ModuleList(nn.Linear(h_fea_len, h_fea_len) for _ in range(n_h - 1))
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.fc_out = nn.Linear(h_fea_len, n_targets)
+
+    def edge_features(self, batch: Any) -> Tensor:
+        """``edge_attr`` of the batch, or the Gaussian expansion of its ``edge_dist``."""
+        edge_attr = getattr(batch, "edge_attr", None)
+        if edge_attr is not None:
+            return edge_attr
+        edge_dist = getattr(batch, "edge_dist", None)
+        if edge_dist is None:
+            raise ValueError("the graphs have neither edge_attr nor edge_dist")
+        return self.distance_expansion(edge_dist)
+
+    def encode(self, batch: Any) -> Tensor:
+        """Node embeddings ``Float[N, atom_fea_len]`` after the convolutions."""
+        x = self.embedding(batch)
+        return self.encoder(x, batch.edge_index, self.edge_features(batch))
+
+    def pool(self, batch: Any, node_embeddings: Tensor) -> Tensor:
+        """Graph embeddings ``Float[B, atom_fea_len]`` (before the hidden layers)."""
+        index = getattr(batch, "batch", None)
+        if index is None:
+            index = torch.zeros(
+                node_embeddings.shape[0], dtype=torch.long, device=node_embeddings.device
+            )
+            size = 1
+        else:
+            size = int(batch.num_graphs)
+        return _POOLS[self.pooling](node_embeddings, index, size)
+
+    def forward(self, batch: Any) -> Tensor:
+        """Predictions ``Float[B, n_targets]`` for a ``Batch`` (or a single ``Data``)."""
+        crystal = self.pool(batch, self.encode(batch))
+        h = F.softplus(self.conv_to_fc(F.softplus(crystal)))
+        h = self.dropout(h)
+        for layer in self.hidden:
+            h = F.softplus(layer(h))
+        return self.fc_out(h)

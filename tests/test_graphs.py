@@ -1,0 +1,351 @@
+"""Tests of crystal graph construction (crysatom_featurizers.graphs)."""
+
+from __future__ import annotations
+
+import pickle
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted
+
+from crysatom_featurizers.graphs import (
+    CrystalGraphTransformer,
+    IsolatedSiteError,
+    gaussian_centers,
+    normalize_species_weights,
+    prime_structure_caches,
+    site_occupancies,
+    structure_to_graph,
+    structures_to_graphs,
+)
+
+TOL = 1e-5  # Å, distance tolerance for float32 storage
+TIE = 1e-3  # Å, distances closer than this count as ties (symmetric cells, rounded coordinates)
+
+
+def reference_neighbors(structure: Structure, radius: float = 8.0, max_neighbors: int = 12):
+    """CGCNN-style reference: get_all_neighbors, Python sort by distance, truncate."""
+    out = []
+    for neighbors in structure.get_all_neighbors(radius):
+        ranked = sorted(neighbors, key=lambda n: n.nn_distance)
+        out.append(([(n.index, n.nn_distance) for n in ranked[:max_neighbors]], ranked))
+    return out
+
+
+def assert_matches_reference(structure: Structure, radius: float = 8.0, max_neighbors: int = 12):
+    graph = structure_to_graph(structure, radius=radius, max_neighbors=max_neighbors)
+    src, dst = graph.edge_index.numpy()
+    dist = graph.edge_dist.numpy().astype(np.float64)
+    reference = reference_neighbors(structure, radius, max_neighbors)
+    assert graph.num_nodes == len(structure)
+    for centre, (kept, full) in enumerate(reference):
+        mask = dst == centre
+        ours_j, ours_d = src[mask], dist[mask]
+        # Same number of edges, ascending distances equal to the reference's.
+        assert len(ours_j) == len(kept)
+        assert np.all(np.diff(ours_d) >= -TOL)
+        np.testing.assert_allclose(ours_d, [d for _, d in kept], atol=TOL)
+        # Neighbour identity: exact below the truncation distance; at the boundary (ties) every
+        # chosen neighbour must be one the reference has at that distance.
+        cutoff = kept[-1][1]
+        strict_ours = Counter(int(j) for j, d in zip(ours_j, ours_d) if d < cutoff - TIE)
+        strict_ref = Counter(int(j) for j, d in kept if d < cutoff - TIE)
+        assert strict_ours == strict_ref
+        at_cutoff = Counter(int(n.index) for n in full if abs(n.nn_distance - cutoff) <= TIE)
+        ours_at_cutoff = Counter(int(j) for j, d in zip(ours_j, ours_d) if abs(d - cutoff) <= TIE)
+        assert all(at_cutoff[j] >= c for j, c in ours_at_cutoff.items())
+
+
+@pytest.mark.parametrize("name", ["nacl", "fe2o3", "bcc_fe", "perovskite"])
+def test_neighbours_match_reference(name, request):
+    assert_matches_reference(request.getfixturevalue(name))
+
+
+@pytest.mark.parametrize("margin", [0.3, 1.0, 100.0])
+def test_two_stage_search_matches_reference(fe2o3, monkeypatch, margin):
+    # The first search radius shrinks with the margin; small margins force the second,
+    # full-radius search for many sites, large ones make the first search use the full radius.
+    import crysatom_featurizers.graphs as graphs_module
+
+    monkeypatch.setattr(graphs_module, "_SEARCH_MARGIN", margin)
+    assert_matches_reference(fe2o3)
+    assert_matches_reference(fe2o3, radius=5.0, max_neighbors=20)
+
+
+def test_cell_with_vacuum_matches_reference():
+    # A dense cluster plus a lone atom in a mostly empty cell: uneven density. The first,
+    # shorter search (about 12.9 Å here) misses the Au atom's neighbours (13.2 Å away), so
+    # they come from the second search at the full radius.
+    species = ["Cu"] * 8 + ["Au"]
+    coords = [[x, y, z] for x in (0, 0.12) for y in (0, 0.12) for z in (0, 0.12)] + [[0.5] * 3]
+    structure = Structure(Lattice.cubic(20.0), species, coords)
+    assert_matches_reference(structure, radius=14.0, max_neighbors=4)
+    graph = structure_to_graph(structure, radius=14.0, max_neighbors=4)
+    assert torch.all(graph.edge_dist[graph.edge_index[1] == 8] > 13.0)
+
+
+def test_neighbours_match_reference_small_radius_and_k(fe2o3):
+    assert_matches_reference(fe2o3, radius=4.0, max_neighbors=5)
+
+
+@pytest.mark.shared_data
+def test_neighbours_match_reference_jarvis(jarvis_small):
+    for structure in jarvis_small["structure"].iloc[:40]:
+        assert_matches_reference(structure)
+
+
+def test_reference_check_can_fail(nacl):
+    graph = structure_to_graph(nacl)
+    reference = reference_neighbors(nacl)
+    # Dropping the nearest neighbour of site 0 must be detected by the comparison.
+    ours = graph.edge_dist[graph.edge_index[1] == 0].numpy()
+    ref = np.array([d for _, d in reference[0][0]])
+    assert not np.allclose(np.r_[ours[1:], 99.0], ref, atol=TOL)
+
+
+def test_all_pairs_match_get_neighbor_list(fe2o3):
+    graph = structure_to_graph(fe2o3, radius=6.0, max_neighbors=None)
+    centres, neighbours, _, distances = fe2o3.get_neighbor_list(6.0)
+    ours = sorted(zip(graph.edge_index[1].tolist(), graph.edge_index[0].tolist()))
+    assert ours == sorted(zip(centres.tolist(), neighbours.tolist()))
+    np.testing.assert_allclose(np.sort(graph.edge_dist.numpy()), np.sort(distances), atol=TOL)
+
+
+def test_input_structure_not_modified(fe2o3):
+    import joblib
+
+    before = joblib.hash(fe2o3)
+    structures_to_graphs([fe2o3])
+    assert joblib.hash(fe2o3) == before  # keeps joblib / Pipeline(memory=...) caches valid
+    fe2o3.cart_coords  # noqa: B018 - pymatgen caches Cartesian coordinates on the sites
+    assert joblib.hash(fe2o3) != before  # so the check above can fail
+
+
+def test_bcc_single_site_many_images(bcc_fe):
+    graph = structure_to_graph(bcc_fe)
+    assert graph.num_nodes == 1
+    assert graph.edge_index.shape == (2, 12)
+    assert torch.all(graph.edge_index == 0)  # all edges are images of the one site
+    a = 2.87
+    expected = np.r_[np.full(8, a * np.sqrt(3) / 2), np.full(4, a)]
+    np.testing.assert_allclose(graph.edge_dist.numpy(), expected, atol=1e-4)
+    # Without truncation: every image within 8 Å.
+    full = structure_to_graph(bcc_fe, max_neighbors=None)
+    n_images = len(bcc_fe.get_neighbor_list(8.0)[0])
+    assert full.edge_index.shape[1] == n_images > 100
+
+
+def test_large_supercell(nacl):
+    supercell = nacl * (4, 4, 4)  # 512 sites
+    graph = structure_to_graph(supercell)
+    assert graph.num_nodes == 512
+    assert graph.edge_index.shape == (2, 512 * 12)
+    counts = torch.bincount(graph.edge_index[1], minlength=512)
+    assert torch.all(counts == 12)
+    # Rock salt: 6 nearest neighbours at a/2, then 6 of the 12 at a/sqrt(2).
+    d = graph.edge_dist.view(512, 12).numpy()
+    np.testing.assert_allclose(d[:, :6], 5.69 / 2, atol=1e-4)
+    np.testing.assert_allclose(d[:, 6:], 5.69 / np.sqrt(2), atol=1e-4)
+    # Nearest neighbours are the other species.
+    z = graph.z
+    src, dst = graph.edge_index
+    nearest = graph.edge_dist < 3.0
+    assert torch.all(z[src[nearest]] != z[dst[nearest]])
+
+
+def test_edges_grouped_by_centre_and_sorted(fe2o3):
+    graph = structure_to_graph(fe2o3)
+    dst = graph.edge_index[1].numpy()
+    assert np.all(np.diff(dst) >= 0)
+    d = graph.edge_dist.numpy()
+    same = np.diff(dst) == 0
+    assert np.all(np.diff(d)[same] >= 0)
+
+
+def test_gaussian_expansion(nacl):
+    graph = structure_to_graph(nacl)
+    centres = gaussian_centers(0.0, 8.0, 0.2)
+    assert len(centres) == 41 and centres[-1] == pytest.approx(8.0)
+    expected = np.exp(-((graph.edge_dist.numpy()[:, None] - centres) ** 2) / 0.2**2)
+    assert graph.edge_attr.dtype == torch.float32
+    np.testing.assert_allclose(graph.edge_attr.numpy(), expected, atol=1e-6)
+    other = structure_to_graph(nacl, radius=6.0, gaussian_step=0.5, gaussian_width=0.5)
+    assert other.edge_attr.shape[1] == 13
+    assert "edge_attr" not in structure_to_graph(nacl, expand_edges=False)
+
+
+def test_ordered_species_fields(perovskite):
+    graph = structure_to_graph(perovskite)
+    assert graph.z.tolist() == [38, 22, 8, 8, 8]
+    assert torch.equal(graph.species_z, graph.z)
+    assert torch.equal(graph.species_site_index, torch.arange(5))
+    assert torch.all(graph.species_weight == 1.0)
+
+
+def test_disordered_site_weights(disordered):
+    graph = structure_to_graph(disordered)
+    assert graph.num_nodes == 8
+    assert graph.species_z.numel() == 12  # 4 mixed sites x 2 species + 4 O sites
+    for site in range(4):
+        entries = graph.species_site_index == site
+        assert sorted(graph.species_z[entries].tolist()) == [26, 28]
+        assert torch.allclose(graph.species_weight[entries], torch.tensor([0.5, 0.5]))
+    assert torch.allclose(site_occupancies(graph), torch.ones(8))
+    assert set(graph.z[:4].tolist()) <= {26, 28}
+
+
+def test_vacancy_weights_kept_and_normalized():
+    structure = Structure(
+        Lattice.cubic(4.2), [{"Fe": 0.3, "Ni": 0.3}, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
+    graph = structure_to_graph(structure)
+    np.testing.assert_allclose(site_occupancies(graph).numpy(), [0.6, 1.0], atol=1e-6)
+    normalized = normalize_species_weights(graph)
+    np.testing.assert_allclose(site_occupancies(normalized).numpy(), [1.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(graph.species_weight.numpy()[:2], [0.3, 0.3], atol=1e-6)
+
+
+def test_isolated_site_raises():
+    lone = Structure(Lattice.cubic(20.0), ["Cu"], [[0, 0, 0]])
+    with pytest.raises(IsolatedSiteError, match=r"site 0 .*radius=8.0.*larger radius"):
+        structure_to_graph(lone, radius=8.0)
+    assert issubclass(IsolatedSiteError, ValueError)
+    graph = structure_to_graph(lone, radius=8.0, allow_isolated=True)
+    assert graph.num_nodes == 1 and graph.edge_index.shape == (2, 0)
+    assert graph.edge_attr.shape == (0, 41)
+    # A larger radius reaches the periodic images.
+    assert structure_to_graph(lone, radius=20.5).edge_index.shape[1] == 6
+
+
+def test_partly_isolated_site_named():
+    # Two sites 1 Å apart in a 30 Å box and one far away from both.
+    s = Structure(Lattice.cubic(30.0), ["H", "H", "He"], [[0, 0, 0], [1 / 30, 0, 0], [0.5] * 3])
+    with pytest.raises(ValueError, match=r"site 2 \(He\)"):
+        structure_to_graph(s, radius=5.0)
+
+
+def test_structures_to_graphs_inputs(small_structures):
+    graphs = structures_to_graphs(small_structures)
+    assert [g.num_nodes for g in graphs] == [len(s) for s in small_structures]
+    series = pd.Series(small_structures, index=list("abcd"))
+    frame = pd.DataFrame({"structure": small_structures, "y": range(4)})
+    for other in (structures_to_graphs(series), structures_to_graphs(frame)):
+        assert all(torch.equal(a.edge_index, b.edge_index) for a, b in zip(graphs, other))
+    with pytest.raises(ValueError, match="'structure' column"):
+        structures_to_graphs(pd.DataFrame({"s": small_structures}))
+    with pytest.raises(TypeError, match="single Structure"):
+        structures_to_graphs(small_structures[0])
+
+
+def test_errors_name_the_row(nacl):
+    with pytest.raises(TypeError, match=r"index 1.*str"):
+        structures_to_graphs([nacl, "NaCl"])
+    with pytest.raises(TypeError, match=r"index 'b'.*Composition"):
+        structures_to_graphs(pd.Series([nacl, nacl.composition], index=["a", "b"]))
+    lone = Structure(Lattice.cubic(20.0), ["Cu"], [[0, 0, 0]])
+    with pytest.raises(IsolatedSiteError, match=r"row 'x'.*site 0.*larger radius"):
+        structures_to_graphs(pd.Series([nacl, lone], index=["w", "x"]))
+
+
+def test_parallel_and_progress_match_serial(small_structures, capsys):
+    import joblib
+
+    serial = structures_to_graphs(small_structures * 2)
+    # Threads exercise the chunking and ordering without the start-up cost of processes.
+    with joblib.parallel_config(backend="threading"):
+        parallel = structures_to_graphs(small_structures * 2, n_jobs=2)
+    shown = structures_to_graphs(small_structures, progress=True)
+    assert "graphs" in capsys.readouterr().err
+    for a, b in zip(serial, parallel + shown):
+        assert torch.equal(a.edge_index, b.edge_index)
+        assert torch.equal(a.edge_attr, b.edge_attr)
+
+
+def test_batching_offsets_species_site_index(disordered, nacl):
+    from torch_geometric.loader import DataLoader
+
+    graphs = structures_to_graphs([disordered, nacl, disordered])
+    batch = next(iter(DataLoader(graphs, batch_size=3)))
+    assert batch.num_graphs == 3 and batch.num_nodes == 24
+    assert batch.species_site_index.numel() == 12 + 8 + 12
+    expected = torch.cat(
+        [graphs[0].species_site_index, graphs[1].species_site_index + 8]
+        + [graphs[2].species_site_index + 16]
+    )
+    assert torch.equal(batch.species_site_index, expected)
+    assert torch.equal(batch.edge_index[:, 96:192], graphs[1].edge_index + 8)
+
+
+def test_transformer_sklearn_contract(small_structures):
+    transformer = CrystalGraphTransformer(radius=6.0, max_neighbors=8)
+    assert transformer.fit(small_structures) is transformer
+    check_is_fitted(transformer)
+    assert transformer.n_edge_features_ == 31
+    graphs = transformer.transform(small_structures)
+    assert len(graphs) == 4 and graphs[0].edge_attr.shape[1] == 31
+    assert max(torch.bincount(g.edge_index[1]).max() for g in graphs) == 8
+    copy = clone(transformer).set_params(max_neighbors=4)
+    assert copy.get_params()["radius"] == 6.0 and copy.max_neighbors == 4
+    restored = pickle.loads(pickle.dumps(transformer))
+    again = restored.fit_transform(small_structures)
+    assert all(torch.equal(a.edge_attr, b.edge_attr) for a, b in zip(graphs, again))
+
+
+class _CountingTransformer(CrystalGraphTransformer):
+    calls = 0
+
+    def transform(self, X):
+        type(self).calls += 1
+        return super().transform(X)
+
+
+class _Sink:
+    """Final pipeline step that accepts the graphs."""
+
+    def fit(self, X, y=None):
+        self.n_ = len(X)
+        return self
+
+    def get_params(self, deep=True):
+        return {}
+
+
+def test_pipeline_memory_cache_hit(small_structures, tmp_path):
+    prime_structure_caches(small_structures)
+    pipe = Pipeline([("graphs", _CountingTransformer()), ("sink", _Sink())], memory=str(tmp_path))
+    _CountingTransformer.calls = 0
+    pipe.fit(small_structures)
+    assert _CountingTransformer.calls == 1
+    clone(pipe).fit(small_structures)
+    assert _CountingTransformer.calls == 1  # served from the cache
+    pipe.set_params(graphs__radius=7.0).fit(small_structures)
+    assert _CountingTransformer.calls == 2  # new parameters, new entry
+
+
+def test_joblib_memory_cache_hit(small_structures, tmp_path):
+    import joblib
+
+    memory = joblib.Memory(str(tmp_path), verbose=0)
+    cached = memory.cache(structures_to_graphs)
+    assert prime_structure_caches(small_structures) is small_structures
+    first = cached(small_structures)
+    assert cached.check_call_in_cache(small_structures)
+    second = cached(small_structures)
+    assert all(torch.equal(a.edge_attr, b.edge_attr) for a, b in zip(first, second))
+
+
+def test_prime_structure_caches_stabilises_hash(fe2o3):
+    import joblib
+
+    unprimed = joblib.hash(fe2o3)
+    prime_structure_caches([fe2o3])
+    primed = joblib.hash(fe2o3)
+    assert primed != unprimed  # pymatgen filled its caches
+    repr(fe2o3), str(fe2o3), fe2o3.cart_coords, structure_to_graph(fe2o3)
+    assert joblib.hash(fe2o3) == primed
