@@ -1,0 +1,527 @@
+"""Tests of the ``crysatom`` command line, mostly by calling ``main(argv)`` in-process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from pymatgen.core import Composition, Lattice, Structure
+
+from crysatom_featurizers import cli, datasets
+from crysatom_featurizers.embeddings import ElementEmbedding, load, vector_file_path
+from crysatom_featurizers.featurizers import (
+    ElementEmbeddingCompositionFeaturizer,
+    ElementEmbeddingSiteFeaturizer,
+    ElementEmbeddingStructureFeaturizer,
+)
+
+CRYSATOM_SHIPPED = vector_file_path("crysatom", 200).exists()
+needs_crysatom = pytest.mark.skipif(
+    not CRYSATOM_SHIPPED, reason="crysatom_200.json not generated yet (training/ produces it)"
+)
+
+
+@pytest.fixture(scope="module")
+def examples() -> pd.DataFrame:
+    return datasets.load_example_structures()
+
+
+@pytest.fixture(autouse=True)
+def cached_examples(monkeypatch, examples):
+    """Build the example crystals once per module: the CLI would rebuild them on every call."""
+    monkeypatch.setattr(datasets, "load_example_structures", lambda: examples.copy())
+
+
+def run(argv, capsys) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(err: str, *fragments: str) -> None:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("crysatom: error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.fixture
+def formula_csv(tmp_path) -> Path:
+    path = tmp_path / "formulas.csv"
+    pd.DataFrame(
+        {"id": ["a", "b", "c", "d"], "formula": ["NaCl", "Fe2O3(", "Og2O", "SiO2"]}
+    ).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def cif_folder(tmp_path, examples) -> Path:
+    """Four example crystals as CIF files plus an id_prop.csv (target: volume per atom, Å³)."""
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    lines = []
+    for i, structure in enumerate(examples["structure"].iloc[:4]):
+        structure.to(filename=str(folder / f"m{i}.cif"))
+        lines.append(f"m{i},{structure.volume / len(structure):.5f}")
+    (folder / "id_prop.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+# ------------------------------------------------------------------------------ featurize
+
+
+def test_featurize_example_matches_library(tmp_path, capsys, examples):
+    out = tmp_path / "example_features.csv"
+    code, stdout, err = run(
+        ["featurize", "--example", "-o", out, "--embedding", "skipatom"], capsys
+    )
+    assert code == 0, err
+    table = pd.read_csv(out)
+    featurizer = ElementEmbeddingCompositionFeaturizer("skipatom")
+    labels = featurizer.feature_labels()
+    assert list(table.columns) == ["id", "formula", *labels]
+    assert list(table["id"]) == list(examples.index)
+    expected = featurizer.featurize_many([s.composition for s in examples["structure"]], pbar=False)
+    np.testing.assert_allclose(table[labels].to_numpy(), np.asarray(expected), rtol=1e-12)
+    # The summary names the shape, the embedding and the output.
+    assert f"{len(examples)} rows × {len(labels) + 2} columns" in stdout
+    assert "skipatom (200-dim)" in stdout and str(out) in stdout
+
+
+@needs_crysatom
+def test_featurize_example_default_embedding(tmp_path, capsys, examples):
+    out = tmp_path / "example_features.csv"
+    code, stdout, err = run(["featurize", "--example", "-o", out], capsys)
+    assert code == 0, err
+    table = pd.read_csv(out)
+    assert len(table) == len(examples)
+    assert "mean crysatom_0" in table.columns and "crysatom (200-dim)" in stdout
+
+
+@pytest.mark.skipif(CRYSATOM_SHIPPED, reason="the crysatom vectors are shipped")
+def test_featurize_default_embedding_missing_is_a_clear_error(tmp_path, capsys):
+    code, _, err = run(["featurize", "--example", "-o", tmp_path / "x.csv"], capsys)
+    assert code == 1
+    assert_one_line_error(err, "crysatom", "--embedding")
+
+
+def test_featurize_without_input_uses_examples(tmp_path, capsys, examples):
+    out = tmp_path / "f.csv"
+    code, _, err = run(["featurize", "-o", out, "-e", "megnet16", "-q"], capsys)
+    assert code == 0, err
+    assert len(pd.read_csv(out)) == len(examples)
+
+
+def test_featurize_site_level_parquet(tmp_path, capsys, examples):
+    out = tmp_path / "sites.parquet"
+    code, _, err = run(
+        ["featurize", "--example", "-o", out, "--level", "site", "-e", "megnet16"], capsys
+    )
+    assert code == 0, err
+    table = pd.read_parquet(out)
+    n_sites = sum(len(s) for s in examples["structure"])
+    assert len(table) == n_sites
+    featurizer = ElementEmbeddingSiteFeaturizer("megnet16")
+    assert list(table.columns[:4]) == ["id", "formula", "site_index", "species"]
+    # Row of site 1 of the second crystal equals the library's vector for that site.
+    structure = examples["structure"].iloc[1]
+    row = table[(table["id"] == examples.index[1]) & (table["site_index"] == 1)]
+    np.testing.assert_allclose(
+        row[featurizer.feature_labels()].to_numpy()[0], featurizer.featurize(structure, 1)
+    )
+
+
+def test_featurize_structure_level_with_stats(tmp_path, capsys, examples):
+    out = tmp_path / "s.csv"
+    code, _, err = run(
+        [
+            "featurize",
+            "--example",
+            "-o",
+            out,
+            "--level",
+            "structure",
+            "-e",
+            "megnet16",
+            "--stats",
+            "mean",
+            "max",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    table = pd.read_csv(out)
+    featurizer = ElementEmbeddingStructureFeaturizer("megnet16", stats=("mean", "max"))
+    assert list(table.columns) == ["id", "formula", *featurizer.feature_labels()]
+    assert table.shape == (len(examples), 2 + 2 * 16)
+    np.testing.assert_allclose(
+        table[featurizer.feature_labels()].to_numpy()[3],
+        featurizer.featurize(examples["structure"].iloc[3]),
+    )
+
+
+def test_featurize_bad_formula_row_is_one_line_error(tmp_path, capsys, formula_csv):
+    code, stdout, err = run(
+        ["featurize", formula_csv, "-o", tmp_path / "o.csv", "-e", "skipatom"], capsys
+    )
+    assert code == 1
+    assert_one_line_error(err, "row 2 (id b)", "Fe2O3(", "--ignore-errors")
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_featurize_unknown_element_names_row_and_element(tmp_path, capsys):
+    path = tmp_path / "f.csv"
+    pd.DataFrame({"formula": ["NaCl", "SiO2", "OgO2"]}).to_csv(path, index=False)
+    code, _, err = run(["featurize", path, "-o", tmp_path / "o.csv", "-e", "skipatom"], capsys)
+    assert code == 1
+    assert_one_line_error(err, "row 3", "Og", "skipatom")
+
+
+def test_featurize_ignore_errors_writes_error_column(tmp_path, capsys, formula_csv):
+    out = tmp_path / "o.csv"
+    code, stdout, err = run(
+        ["featurize", formula_csv, "-o", out, "-e", "skipatom", "--ignore-errors"], capsys
+    )
+    assert code == 0, err
+    table = pd.read_csv(out)
+    assert list(table["id"]) == ["a", "b", "c", "d"]
+    assert table["error"].isna().tolist() == [True, False, False, True]
+    assert "Fe2O3(" in table.loc[1, "error"] and "Og" in table.loc[2, "error"]
+    labels = ElementEmbeddingCompositionFeaturizer("skipatom").feature_labels()
+    assert table.loc[[1, 2], labels].isna().all().all()
+    expected = ElementEmbeddingCompositionFeaturizer("skipatom").featurize(Composition("SiO2"))
+    np.testing.assert_allclose(table.loc[3, labels].to_numpy(dtype=float), expected)
+    assert "2 row(s) failed" in stdout
+
+
+def test_featurize_cif_folder_reports_the_bad_file(tmp_path, capsys, cif_folder):
+    (cif_folder / "broken.cif").write_text("data_broken\nthis is not a CIF\n")
+    code, _, err = run(
+        ["featurize", cif_folder, "-o", tmp_path / "o.csv", "-e", "skipatom"], capsys
+    )
+    assert code == 1
+    assert_one_line_error(err, "(file broken.cif)", "cannot read CIF")
+    out = tmp_path / "o.csv"
+    code, _, err = run(
+        ["featurize", cif_folder, "-o", out, "-e", "skipatom", "--ignore-errors", "-q"], capsys
+    )
+    assert code == 0, err
+    table = pd.read_csv(out)
+    assert sorted(table["id"]) == ["broken", "m0", "m1", "m2", "m3"]
+    assert table.set_index("id")["error"].notna().to_dict()["broken"]
+
+
+def test_featurize_csv_with_cif_column_and_json(tmp_path, capsys, examples):
+    from matminer.utils.io import store_dataframe_as_json
+
+    structures = list(examples["structure"].iloc[:3])
+    csv_path = tmp_path / "cifs.csv"
+    pd.DataFrame(
+        {"material_id": ["x1", "x2", "x3"], "cif": [s.to(fmt="cif") for s in structures]}
+    ).to_csv(csv_path, index=False)
+    json_path = tmp_path / "data.json.gz"
+    store_dataframe_as_json(
+        pd.DataFrame({"structure": structures, "y": [1.0, 2.0, 3.0]}), str(json_path)
+    )
+    outputs = []
+    for source in (csv_path, json_path):
+        out = tmp_path / f"{source.name}.csv"
+        code, _, err = run(
+            ["featurize", source, "-o", out, "--level", "structure", "-e", "megnet16"], capsys
+        )
+        assert code == 0, err
+        outputs.append(pd.read_csv(out))
+    assert list(outputs[0]["id"]) == ["x1", "x2", "x3"]
+    labels = ElementEmbeddingStructureFeaturizer("megnet16").feature_labels()
+    np.testing.assert_allclose(outputs[0][labels], outputs[1][labels], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["featurize", "missing_folder", "-o", "{tmp}/o.csv"], "does not exist"),
+        (["featurize", "--example", "-o", "{tmp}/o.txt"], ".csv"),
+        (
+            ["featurize", "{csv}", "-o", "{tmp}/o.csv", "--level", "site", "-e", "skipatom"],
+            "structures",
+        ),
+        (
+            ["featurize", "--example", "-o", "{tmp}/o.csv", "-e", "nosuchembedding"],
+            "unknown embedding",
+        ),
+        (["embeddings", "show", "skipatom", "--dim", "50"], "dimension"),
+    ],
+)
+def test_usage_errors_are_one_line(tmp_path, capsys, formula_csv, argv, fragment):
+    argv = [a.format(tmp=tmp_path, csv=formula_csv) for a in argv]
+    code, _, err = run(argv, capsys)
+    assert code == 1
+    assert_one_line_error(err, fragment)
+
+
+def test_invalid_option_exits_2(tmp_path, capsys):
+    code, _, err = run(["featurize", "--example", "-o", tmp_path / "o.csv", "--level", "x"], capsys)
+    assert code == 2
+    assert "invalid choice" in err
+
+
+def test_bare_command_prints_help(capsys):
+    code, out, _ = run([], capsys)
+    assert code == 0 and "featurize" in out and "usage: crysatom" in out
+    code, _, _ = run(["--quiet"], capsys)
+    assert code == 2
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(ValueError, match="unknown embedding"):
+        cli.main(["--debug", "featurize", "--example", "-o", str(tmp_path / "o.csv"), "-e", "nope"])
+
+
+def test_every_subcommand_help_has_examples(capsys, monkeypatch):
+    commands = [
+        ["featurize"],
+        ["train"],
+        ["predict"],
+        ["plot-embedding"],
+        ["embeddings"],
+        ["embeddings", "list"],
+        ["embeddings", "show"],
+        ["embeddings", "export"],
+        [],
+    ]
+    for command in commands:
+        code, out, _ = run([*command, "--help"], capsys)
+        assert code == 0
+        assert "example" in out, command
+    monkeypatch.setattr(cli, "_pretrain_location", lambda: None)
+    code, out, _ = run(["pretrain", "--help"], capsys)
+    assert code == 0 and "training.pretrain" in out
+
+
+# ------------------------------------------------------------------------------ embeddings
+
+
+def test_embeddings_list_and_show(capsys):
+    code, out, _ = run(["embeddings", "list"], capsys)
+    assert code == 0
+    names = [line.split()[0] for line in out.strip().splitlines()[1:]]
+    assert {"crysatom", "skipatom", "atom2vec", "random", "cgcnn"} <= set(names)
+    code, out, _ = run(["embeddings", "show", "skipatom"], capsys)
+    assert code == 0
+    embedding = load("skipatom")
+    assert f"checksum: {embedding.checksum}" in out
+    assert f"coverage: {len(embedding)} elements" in out
+    assert "Antunes" in out  # the citation
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_embeddings_export_round_trip(tmp_path, capsys, fmt):
+    out = tmp_path / f"megnet.{fmt}"
+    code, _, err = run(["embeddings", "export", "megnet16", "--format", fmt, "-o", out], capsys)
+    assert code == 0, err
+    original = load("megnet16")
+    back = ElementEmbedding.from_csv(out) if fmt == "csv" else ElementEmbedding.from_json(out)
+    assert back.symbols == original.symbols
+    np.testing.assert_array_equal(back.vectors, original.vectors)
+
+
+# ------------------------------------------------------------------------------ train / predict
+
+
+def test_train_and_predict_cgcnn_folder(tmp_path, capsys, cif_folder, examples):
+    model_path = tmp_path / "model.joblib"
+    code, out, err = run(
+        [
+            "train",
+            cif_folder,
+            "-o",
+            model_path,
+            "-e",
+            "cgcnn",
+            "--epochs",
+            "2",
+            "--atom-fea-len",
+            "8",
+            "--h-fea-len",
+            "8",
+            "--n-conv",
+            "1",
+            "--threads",
+            "1",
+            "--val-fraction",
+            "0.25",
+            "--plot-dir",
+            tmp_path / "plots",
+            "-q",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    model = joblib.load(model_path)
+    assert model.embedding_name_ == "cgcnn" and model.n_iter_ == 2
+    assert (tmp_path / "plots" / "learning_curve.png").stat().st_size > 0
+
+    code, out, err = run(
+        [
+            "train",
+            cif_folder,
+            "-o",
+            model_path,
+            "-e",
+            "cgcnn",
+            "--epochs",
+            "1",
+            "--atom-fea-len",
+            "8",
+            "--h-fea-len",
+            "8",
+            "--n-conv",
+            "1",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "validation MAE:" in out and "saved model to" in out
+    # 4 structures, validation_fraction 0.1: the estimator holds out one (at least one).
+    assert "(best epoch 1 of 1; 3 training, 1 validation structures)" in out
+
+    preds = tmp_path / "preds.csv"
+    code, out, err = run(
+        ["predict", model_path, cif_folder, "-o", preds, "--parity", tmp_path / "parity.png"],
+        capsys,
+    )
+    assert code == 0, err
+    table = pd.read_csv(preds)
+    model = joblib.load(model_path)
+    structures = list(examples["structure"].iloc[:4])
+    np.testing.assert_allclose(table["prediction"], model.predict(structures), rtol=1e-5)
+    volumes = [s.volume / len(s) for s in structures]
+    np.testing.assert_allclose(table["target"], volumes, rtol=1e-4)
+    assert "MAE against the given targets" in out
+    assert (tmp_path / "parity.png").stat().st_size > 0
+
+
+def test_train_without_id_prop_or_target_is_clear(tmp_path, capsys, cif_folder):
+    (cif_folder / "id_prop.csv").unlink()
+    code, _, err = run(["train", cif_folder, "-o", tmp_path / "m.joblib", "-e", "cgcnn"], capsys)
+    assert code == 1
+    assert_one_line_error(err, "id_prop.csv")
+
+
+def test_predict_reports_uncovered_element_row(tmp_path, capsys, cif_folder):
+    from crysatom_featurizers.estimators import CGCNNRegressor
+
+    model = CGCNNRegressor(
+        atom_features="skipatom",
+        atom_fea_len=8,
+        h_fea_len=8,
+        n_conv=1,
+        epochs=1,
+        validation_fraction=0,
+        random_state=0,
+        n_threads=1,
+    )
+    structures = [
+        Structure(Lattice.cubic(4.0 + 0.2 * i), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+        for i in range(4)
+    ]
+    model.fit(structures, [1.0, 2.0, 3.0, 4.0])
+    joblib.dump(model, tmp_path / "m.joblib")
+    Structure(Lattice.cubic(3.0), ["He"], [[0, 0, 0]]).to(filename=str(cif_folder / "m9.cif"))
+    with open(cif_folder / "id_prop.csv", "a") as handle:
+        handle.write("m9,1.0\n")
+    code, _, err = run(
+        ["predict", tmp_path / "m.joblib", cif_folder, "-o", tmp_path / "p.csv"], capsys
+    )
+    assert code == 1
+    assert_one_line_error(err, "row 5 (file m9.cif)", "He", "skipatom")
+    code, _, err = run(
+        ["predict", tmp_path / "m.joblib", cif_folder, "-o", tmp_path / "p.csv", "--ignore-errors"],
+        capsys,
+    )
+    assert code == 0, err
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert table["prediction"].isna().tolist() == [False] * 4 + [True]
+    assert "He" in table.loc[4, "error"]
+
+
+def test_predict_rejects_a_non_model_file(tmp_path, capsys, formula_csv):
+    code, _, err = run(["predict", formula_csv, "--example", "-o", tmp_path / "p.csv"], capsys)
+    assert code == 1
+    assert_one_line_error(err, "cannot load model")
+
+
+# ------------------------------------------------------------------------------ plots, pretrain
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["--method", "tsne", "--color", "block"],
+        ["--kind", "periodic-table"],
+        ["--kind", "similarity"],
+    ],
+)
+def test_plot_embedding_writes_png(tmp_path, capsys, extra):
+    out = tmp_path / "plot.png"
+    code, _, err = run(["plot-embedding", "megnet16", *extra, "-o", out], capsys)
+    assert code == 0, err
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_pretrain_without_checkout_is_a_clear_message(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "_pretrain_location", lambda: None)
+    code, _, err = run(["pretrain", "--epochs", "1"], capsys)
+    assert code == 1
+    assert "training/" in err and "Traceback" not in err
+
+
+def test_pretrain_forwards_arguments(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(cli, "_pretrain_location", lambda: tmp_path)
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, **kw: calls.append((cmd, kw)) or 7)
+    assert cli.main(["pretrain", "--config", "smoke", "--dim", "50"]) == 7
+    command, kwargs = calls[0]
+    assert command[1:] == ["-m", "training.pretrain", "--config", "smoke", "--dim", "50"]
+    assert kwargs["cwd"] == tmp_path
+
+
+# ------------------------------------------------------------------------------ console script
+
+
+def test_console_script_runs_the_readme_command(tmp_path):
+    """The installed ``crysatom`` script (or ``python -m crysatom_featurizers``) end to end."""
+    script = shutil.which("crysatom", path=os.path.dirname(sys.executable))
+    command = [script] if script else [sys.executable, "-m", "crysatom_featurizers"]
+    embedding = [] if CRYSATOM_SHIPPED else ["--embedding", "skipatom"]
+    out = tmp_path / "example_features.csv"
+    result = subprocess.run(
+        [*command, "featurize", "--example", "-o", str(out), *embedding],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    n_examples = len(datasets.EXAMPLE_PROTOTYPES)
+    assert f"{n_examples} rows ×" in result.stdout
+    assert len(pd.read_csv(out)) == n_examples
+    bad = subprocess.run(
+        [*command, "featurize", "missing.csv", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("crysatom: error:") and "Traceback" not in bad.stderr
