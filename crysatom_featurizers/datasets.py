@@ -8,6 +8,8 @@ download and no data file, so the package's main job runs offline.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import pandas as pd
 from pymatgen.core import Lattice, Structure
 
@@ -67,6 +69,23 @@ def _lattice(kind: str, params: tuple[float, ...]) -> Lattice:
     return getattr(Lattice, kind)(*params)
 
 
+@lru_cache(maxsize=1)
+def _example_rows() -> tuple[dict, ...]:
+    # Building from Wyckoff positions costs ~0.1 s per crystal; do it once per process.
+    rows = []
+    for name, (spacegroup, (kind, params), species, coords) in EXAMPLE_PROTOTYPES.items():
+        structure = Structure.from_spacegroup(spacegroup, _lattice(kind, params), species, coords)
+        rows.append(
+            {
+                "name": name,
+                "formula": structure.composition.reduced_formula,
+                "structure": structure,
+                "n_sites": len(structure),
+            }
+        )
+    return tuple(rows)
+
+
 def load_example_structures() -> pd.DataFrame:
     """Return the example crystals as a matminer-style DataFrame.
 
@@ -84,15 +103,6 @@ def load_example_structures() -> pd.DataFrame:
     >>> df.loc["NaCl (rock salt)", "formula"]
     'NaCl'
     """
-    rows = []
-    for name, (spacegroup, (kind, params), species, coords) in EXAMPLE_PROTOTYPES.items():
-        structure = Structure.from_spacegroup(spacegroup, _lattice(kind, params), species, coords)
-        rows.append(
-            {
-                "name": name,
-                "formula": structure.composition.reduced_formula,
-                "structure": structure,
-                "n_sites": len(structure),
-            }
-        )
+    # Fresh copies, so callers may modify the structures without touching the cache.
+    rows = [{**row, "structure": row["structure"].copy()} for row in _example_rows()]
     return pd.DataFrame(rows).set_index("name")

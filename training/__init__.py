@@ -1,0 +1,1 @@
+"""Training pipelines: pretraining corpus, CrysAtom pretraining, Atom2Vec and the element probe."""
