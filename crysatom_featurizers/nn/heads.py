@@ -34,12 +34,21 @@ class FeatureReconstructionHead(nn.Module):
         Size of the input node features (92 for the CGCNN one-hot scheme).
     normalize : bool, default True
         L2-normalise node embeddings before the linear map.
+    reduction : {"node", "element"}, default "node"
+        ``"node"``: BCE summed over the features of a node and averaged over nodes, as the dot
+        products of paper Eq. 3 read; ``"element"``: averaged over every (node, feature) entry
+        (``BCEWithLogitsLoss``' default), which makes the term ``feature_dim`` times smaller.
     """
 
-    def __init__(self, dim: int, feature_dim: int = 92, normalize: bool = True) -> None:
+    def __init__(
+        self, dim: int, feature_dim: int = 92, normalize: bool = True, reduction: str = "node"
+    ) -> None:
         super().__init__()
+        if reduction not in ("node", "element"):
+            raise ValueError(f"reduction must be 'node' or 'element', got {reduction!r}")
         self.linear = nn.Linear(dim, feature_dim)
         self.normalize = normalize
+        self.reduction = reduction
 
     def forward(self, x: Tensor) -> Tensor:
         """Return logits of shape ``(N, feature_dim)``."""
@@ -48,17 +57,17 @@ class FeatureReconstructionHead(nn.Module):
         return self.linear(x)
 
     def loss_sum(self, x: Tensor, target: Tensor) -> tuple[Tensor, int]:
-        """Summed binary cross-entropy and the number of terms it sums over.
+        """Summed binary cross-entropy and its normaliser (nodes or node-feature entries).
 
-        ``loss_sum / count`` is the mean BCE; the split lets distributed training normalise by
-        the global count.
+        ``loss_sum / count`` is the loss; the split lets distributed training normalise by the
+        global count.
         """
         logits = self(x)
         loss = F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
-        return loss, target.numel()
+        return loss, (target.shape[0] if self.reduction == "node" else target.numel())
 
     def loss(self, x: Tensor, target: Tensor) -> Tensor:
-        """Mean binary cross-entropy between reconstructed and input features (targets in [0, 1])."""
+        """Binary cross-entropy between reconstructed and input features (targets in [0, 1])."""
         total, count = self.loss_sum(x, target)
         return total / max(count, 1)
 

@@ -213,7 +213,19 @@ class CGCNNConv(MessagePassing):
         self.outer_softplus = bool(outer_softplus)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
-        summed = self.propagate(edge_index, x=x, edge_attr=edge_attr)
+        # Same result as ``propagate`` with :meth:`message`, computed faster: the Linear on
+        # [x_i, x_j, e_ij] is split by input blocks, so the node blocks are multiplied once
+        # per node instead of once per edge (about 12x fewer rows) before the gather.
+        d = self.channels
+        weight = self.lin.weight
+        source, target = edge_index[0], edge_index[1]
+        z = F.linear(edge_attr, weight[:, 2 * d :], self.lin.bias)
+        z = z + F.linear(x, weight[:, :d]).index_select(0, target)
+        z = z + F.linear(x, weight[:, d : 2 * d]).index_select(0, source)
+        z = self.bn_message(z)
+        gate, core = z.chunk(2, dim=-1)
+        messages = torch.sigmoid(gate) * F.softplus(core)
+        summed = messages.new_zeros((x.shape[0], messages.shape[1])).index_add_(0, target, messages)
         out = x + self.bn_sum(summed)
         return F.softplus(out) if self.outer_softplus else out
 

@@ -1,0 +1,137 @@
+"""The experiment harness on its smoke config (built-in synthetic data, no shared data needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training import benchmark
+from training.benchmark import BenchConfig, make_split, summarize
+
+SMOKE = Path(benchmark.REPO_ROOT) / "training" / "configs" / "bench_smoke.yaml"
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bench")
+    assert benchmark.main(["--config", str(SMOKE), "--out-dir", str(out)]) == 0
+    return out / "bench_smoke"
+
+
+def test_smoke_rows_and_finite_scores(smoke_run):
+    frame = pd.read_csv(smoke_run / "results.csv")
+    assert list(frame.columns) == list(benchmark.COLUMNS)
+    keys = set(zip(frame["experiment"], frame["embedding"], frame["train_fraction"]))
+    expected = {
+        ("comparison", "cgcnn", 1.0),
+        ("comparison", "random_16", 1.0),
+        ("dimension", "random_8", 1.0),
+        ("dimension", "random_16", 1.0),
+        ("scarce", "cgcnn", 0.5),
+        ("scarce", "random_16", 0.5),
+        ("matminer_composition", "cgcnn", 1.0),
+        ("matminer_composition", "random_16", 1.0),
+        ("matminer_structure", "cgcnn", 1.0),
+        ("matminer_structure", "random_16", 1.0),
+    }
+    assert keys == expected
+    assert len(frame) == len(expected)  # one seed in the smoke config, no duplicates
+    assert np.isfinite(frame[["test_mae", "test_rmse", "fit_seconds"]].to_numpy()).all()
+    assert (frame["test_mae"] > 0).all()
+    assert set(frame["property"]) == {"volume_per_atom"}
+    # the same test rows for every embedding, and the scarce runs use half the training rows
+    assert frame["n_test"].nunique() == 1
+    full = frame.loc[frame["train_fraction"] == 1.0, "n_train"].iloc[0]
+    half = frame.loc[frame["train_fraction"] == 0.5, "n_train"]
+    assert (half == round(0.5 * full)).all()
+    # the identical fit (random_16, seed 0) is copied into the dimension table, not refitted
+    reused = frame[frame["experiment"] == "dimension"].set_index("embedding")
+    assert reused.loc["random_16", "reused_from"].startswith("comparison__")
+    source = frame[(frame["experiment"] == "comparison") & (frame["embedding"] == "random_16")]
+    assert reused.loc["random_16", "test_mae"] == source["test_mae"].iloc[0]
+
+
+def test_smoke_report_split_and_skips(smoke_run):
+    text = (smoke_run / "results.md").read_text()
+    assert "| cgcnn | 92 |" in text and "(ref.)" in text
+    assert "Experiment 6" in text  # the probe table
+    # the missing SSL vector file is skipped with a note, not an error
+    notes = json.loads((smoke_run / "notes.json").read_text())
+    assert any("ssl" in k for k in notes)
+    split = json.loads((smoke_run / "splits" / "volume_per_atom.json").read_text())
+    parts = [split["train"], split["val"], split["test"]]
+    assert sum(map(len, parts)) == 84 and len(set().union(*map(set, parts))) == 84
+    assert split["seed"] == 123
+    info = json.loads((smoke_run / "run_info.json").read_text())
+    assert {"commit", "dirty"} <= set(info[-1]["git"])
+    assert (smoke_run / "config.yaml").read_bytes() == SMOKE.read_bytes()
+    figures = {p.name for p in (smoke_run / "figures").iterdir()}
+    assert {"map_cgcnn.png", "similarity_cgcnn.png"} <= figures
+    assert any(name.startswith("parity_comparison") for name in figures)
+    assert any(name.startswith("learning_comparison") for name in figures)
+
+
+def test_resume_skips_finished_rows(smoke_run):
+    before = pd.read_csv(smoke_run / "results.csv")
+    out = smoke_run.parent
+    args = ["--config", str(SMOKE), "--out-dir", str(out), "--resume"]
+    assert benchmark.main([*args, "--experiments", "comparison,matminer"]) == 0
+    after = pd.read_csv(smoke_run / "results.csv")
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_split_is_deterministic_and_disjoint():
+    ids = list(range(1000, 0, -1))
+    a = make_split(ids, 123, (0.8, 0.1, 0.1))
+    b = make_split(list(reversed(ids)), 123, (0.8, 0.1, 0.1))
+    assert a == b
+    assert [len(a[k]) for k in ("train", "val", "test")] == [800, 100, 100]
+    assert not set(a["train"]) & set(a["test"])
+    assert make_split(ids, 124, (0.8, 0.1, 0.1))["test"] != a["test"]
+
+
+def test_summary_relative_change_and_baseline():
+    rows = []
+    for emb, maes in (("cgcnn", [1.0, 1.2]), ("crysatom_200", [0.8, 0.8])):
+        for seed, mae in enumerate(maes):
+            rows.append(
+                {
+                    "experiment": "comparison",
+                    "model": "cgcnn",
+                    "property": "p",
+                    "unit": "eV",
+                    "embedding": emb,
+                    "dim": 1,
+                    "train_fraction": 1.0,
+                    "seed": seed,
+                    "test_mae": mae,
+                    "test_rmse": mae,
+                    "test_r2": 0.5,
+                    "n_train": 10,
+                    "n_val": 2,
+                    "n_test": 3,
+                    "epochs_run": 1,
+                    "fit_seconds": 1.0,
+                }
+            )
+    summary = summarize(pd.DataFrame(rows)).set_index("embedding")
+    assert summary.loc["cgcnn", "mae_mean"] == pytest.approx(1.1)
+    assert summary.loc["crysatom_200", "rel_vs_cgcnn_pct"] == pytest.approx(100 * (0.8 - 1.1) / 1.1)
+    assert summary.loc["crysatom_200", "n_seeds"] == 2
+
+
+def test_config_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown benchmark config keys"):
+        BenchConfig.from_dict({"name": "x", "properties": [], "epochs": 3})
+    with pytest.raises(ValueError, match="not CGCNNRegressor parameters"):
+        BenchConfig.from_dict(
+            {
+                "name": "x",
+                "properties": [{"name": "a", "dataset": "synthetic", "unit": "eV"}],
+                "cgcnn": {"epoch": 3},
+            }
+        )

@@ -1,0 +1,136 @@
+"""Pretraining configuration: a flat dataclass loaded from YAML (``training/configs/*.yaml``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass
+class PretrainConfig:
+    """Hyperparameters and run settings of CrysAtom pretraining.
+
+    Defaults are the paper's (CrysAtom, Mukherjee et al., LoG 2024, Table 2 top block) where it
+    gives them; the rest follow the reference implementation.
+    """
+
+    name: str = "paper"
+    seed: int = 123
+
+    # --- corpus -------------------------------------------------------------------------
+    # "jarvis" and "mp" are the shared sets (see training/corpus.py); "smoke" is a tiny
+    # built-in set of prototype structures; anything else is a path (CIF folder, json).
+    corpus_sources: list[str] = field(default_factory=lambda: ["jarvis", "mp"])
+    subset_size: int | None = None  # None: the whole corpus
+    subset_seed: int = 0
+    max_sites: int | None = None  # drop larger crystals (subset only)
+
+    # --- graphs (Table 2: r = 8 Å; CGCNN defaults otherwise) ------------------------------
+    radius: float = 8.0  # Å
+    max_neighbors: int = 12
+    gaussian_step: float = 0.2  # Å
+    gaussian_width: float = 0.2  # Å
+
+    # --- model (Table 2: five convolution layers, embedding dimension 200) ---------------
+    dim: int = 200
+    num_layers: int = 5
+    input_embedding: str = "cgcnn"  # frozen 92-dim CGCNN one-hot features
+    batch_norm: bool = True  # CGCNN's batch norms in every convolution (reference: on)
+    connectivity_hidden: int = 16  # output size of the bilinear pair layer
+    projection_dim: int = 128  # projector Linear(dim,128)-softplus-...-Linear(128,128)
+
+    # --- loss (Table 2: alpha = beta = 0.25, gamma = 0.5) ---------------------------------
+    alpha: float = 0.25  # L_FR
+    # L_FR normalisation: "node" sums the BCE over the 92 features of a node (the dot products
+    # of paper Eq. 3) and averages over nodes; "element" averages over all node-feature entries.
+    fr_reduction: str = "node"
+    beta: float = 0.25  # L_CR
+    gamma: float = 0.5  # L_SSL
+    ssl: str = "bt"  # bt | vicreg | ntxent | none (paper Table 10)
+    bt_lambda: float = 0.0051
+    ntxent_temperature: float = 0.1
+    atom_mask_ratio: float = 0.1
+    edge_mask_ratio: float = 0.1
+    max_edge_count: int = 5  # connectivity classes 0..5
+
+    # --- optimisation (Table 2: Adam, lr 0.03, batch 128, 110 epochs) ---------------------
+    lr: float = 0.03
+    weight_decay: float = 0.0
+    batch_size: int = 128  # global batch (split across DDP ranks)
+    epochs: int = 110
+    grad_clip: float | None = None
+    # "joint": both SSL views are encoded with autograd and backpropagated together (two
+    # encoder graphs in memory). "sequential": the views are first encoded without autograd to
+    # get the SSL-loss gradient w.r.t. the projections, then re-encoded one at a time and
+    # backpropagated with that gradient (one encoder graph in memory, ~2 extra forward passes;
+    # same gradient; one process only).
+    ssl_views: str = "joint"
+    min_batch: int = 4  # smaller trailing batches are skipped (BatchNorm and BT need > 1)
+    # Wall-clock budget for training in this invocation, seconds (None: no limit). Training
+    # stops at the first epoch boundary where the next epoch would exceed it (judged from the
+    # slowest of the last three epochs); the epochs actually run are recorded.
+    time_budget_s: float | None = None
+
+    # --- runtime ----------------------------------------------------------------------------
+    threads: int | None = None  # torch intra-op threads; None leaves torch's default
+    shard_size: int = 4096  # crystals per graph-cache shard
+    graph_jobs: int = 2  # joblib workers for building the graph cache
+    cache_dir: str = "training/cache"
+    runs_dir: str = "training/runs"
+    progress: bool = True
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> PretrainConfig:
+        """Load a YAML file (a named config in ``training/configs`` or a path)."""
+        p = Path(path)
+        if not p.exists() and (CONFIG_DIR / f"{p.name}.yaml").exists():
+            p = CONFIG_DIR / f"{p.name}.yaml"
+        data = yaml.safe_load(p.read_text()) or {}
+        return cls.from_dict({**data, **{k: v for k, v in overrides.items() if v is not None}})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PretrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(names)}")
+        cfg = cls(**data)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.fr_reduction not in ("node", "element"):
+            raise ValueError(f"fr_reduction must be node or element; got {self.fr_reduction!r}")
+        if self.ssl_views not in ("joint", "sequential"):
+            raise ValueError(f"ssl_views must be joint or sequential; got {self.ssl_views!r}")
+        if self.ssl not in ("bt", "vicreg", "ntxent", "none"):
+            raise ValueError(f"ssl must be bt, vicreg, ntxent or none; got {self.ssl!r}")
+        for key in ("dim", "batch_size", "epochs", "num_layers"):
+            if getattr(self, key) < 1 and not (key == "num_layers" and self.num_layers == 0):
+                raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
+        if not 0.0 <= self.atom_mask_ratio < 1.0 or not 0.0 <= self.edge_mask_ratio < 1.0:
+            raise ValueError("mask ratios must be in [0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> PretrainConfig:
+        cfg = dataclasses.replace(self, **changes)
+        cfg.validate()
+        return cfg
+
+    def graph_params(self) -> dict[str, Any]:
+        """Keyword arguments for ``structures_to_graphs``."""
+        return {
+            "radius": self.radius,
+            "max_neighbors": self.max_neighbors,
+            "gaussian_step": self.gaussian_step,
+            "gaussian_width": self.gaussian_width,
+            "allow_isolated": True,
+        }
