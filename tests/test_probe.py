@@ -142,3 +142,16 @@ def test_table_and_written_results(tmp_path):
     write_results(extra, tmp_path, settings)
     merged = pd.read_csv(tmp_path / "probe_long.csv")
     assert merged["embedding"].unique().tolist() == ["megnet16", "random", "cgcnn"]
+
+
+def test_family_cohesion_separates_structured_from_random_vectors():
+    from crysatom_featurizers.embeddings import load
+    from training.families import FAMILIES, family_cohesion
+
+    structured = family_cohesion(load("cgcnn"))
+    noise = family_cohesion(load("random", dim=64))
+    assert list(structured.index) == list(FAMILIES)
+    # The one-hot scheme shares group/block bins within a family; random vectors share nothing.
+    assert (structured["intra"] > structured["overall"]).all()
+    assert structured["nn"].mean() > 0.5
+    assert noise["nn"].mean() < 0.3

@@ -44,7 +44,7 @@ from training.model import CrysAtomPretrainer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CITATION = (
-    "Mukherjee, Das, Chakraborty, Ghosh, Bhattacharjee. CrysAtom: Distributed Representation of "
+    "Mukherjee, Ghosh, Basuchowdhuri. CrysAtom: Distributed Representation of "
     "Atoms for Crystal Property Prediction. Learning on Graphs Conference (LoG) 2024. "
     "arXiv:2409.04737"
 )
