@@ -44,10 +44,10 @@ def run(cfg: PretrainConfig, lrs: list[float], steps: int) -> dict:
             losses.append(
                 {
                     "step": step,
-                    "loss": float(loss),
-                    "fr": float(fr),
-                    "cr": float(cr),
-                    "ssl": float(ssl),
+                    "loss": float(loss.detach()),
+                    "fr": float(fr.detach()),
+                    "cr": float(cr.detach()),
+                    "ssl": float(ssl.detach()),
                 }
             )
             print(lr, losses[-1], flush=True)

@@ -1,0 +1,35 @@
+"""The README's Python examples run as written (the dask recipe needs a real scheduler)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+# Blocks that talk to external services are shown, not run.
+RUNNABLE = [block for block in BLOCKS if "scheduler-host" not in block]
+
+
+def test_readme_has_python_examples():
+    assert len(RUNNABLE) >= 4
+
+
+@pytest.mark.parametrize("index", range(len(RUNNABLE)))
+def test_readme_block_runs(index, tmp_path, monkeypatch):
+    pytest.importorskip("crysatom_featurizers.embeddings").load("crysatom", dim=200)
+    monkeypatch.chdir(tmp_path)
+    exec(
+        compile(RUNNABLE[index], f"README.md python block {index}", "exec"), {"__name__": "readme"}
+    )
+
+
+def test_readme_setup_commands_match_ci():
+    text = README.read_text()
+    ci = (README.parent / ".ci" / "run").read_text()
+    commands = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    install, tests = commands[0].strip(), commands[1].strip()
+    assert "crysatom featurize --example" in install
+    assert tests in ci.splitlines()
