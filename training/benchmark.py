@@ -315,7 +315,9 @@ def _resolve_path(path: str | os.PathLike) -> Path:
 
 
 def embedding_label(spec: str) -> str:
-    """Column label of a registry spec: ``"crysatom:200"`` -> ``"crysatom_200"``."""
+    """Column label of a spec: ``"crysatom:200"`` -> ``"crysatom_200"``; a file -> its stem."""
+    if spec.endswith((".json", ".json.gz", ".csv")) or "/" in spec:
+        return Path(spec).name.split(".")[0]
     name, _, dim = spec.partition(":")
     return f"{name}_{dim}" if dim else name
 
