@@ -175,7 +175,8 @@ def graphs_to_shard(graphs: Sequence[Any], rows: Sequence[int]) -> dict[str, Ten
     }
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -281,7 +282,7 @@ class GraphCache:
             chunk = list(structures[start : start + shard_size])
             graphs = structures_to_graphs(chunk, n_jobs=n_jobs, **params)
             shard = graphs_to_shard(graphs, range(start, start + len(chunk)))
-            _atomic_torch_save(shard, out / f"shard_{i:05d}.pt")
+            atomic_torch_save(shard, out / f"shard_{i:05d}.pt")
             sizes.append(len(chunk))
             if bar is not None:
                 bar.update(len(chunk))

@@ -26,7 +26,6 @@ import platform
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from torch import Tensor
 
 from training.config import PretrainConfig
 from training.extract import EXTRACTION_METHOD, extract_element_vectors
-from training.graph_cache import GraphCache, cache_key
+from training.graph_cache import GraphCache, atomic_torch_save, cache_key
 from training.model import CrysAtomPretrainer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -278,18 +277,6 @@ def _gather_with_local_grad(z: Tensor, sizes: list[int], rank: int, world: int) 
 # checkpoints and files
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()  # noqa: NPY002 (global state other libraries may use)
     state = {
@@ -481,7 +468,7 @@ def run_pretraining(
         if rank == 0:
             with open(log_path, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
-            _atomic_save(
+            atomic_torch_save(
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),

@@ -353,6 +353,24 @@ class ElementEmbeddingFeaturizer(BaseFeaturizer):
             df, entries, ignore_errors, return_errors, inplace, multiindex, index=df.index
         )
 
+    def _checked_output_labels(
+        self, df: pd.DataFrame, multiindex: bool, return_errors: bool
+    ) -> list[Any]:
+        """Output column labels, after matminer's checks on the input frame's columns."""
+        if not multiindex and isinstance(df.columns, pd.MultiIndex):
+            raise ValueError(
+                "Please enable multiindexing to featurize an input dataframe containing a "
+                "column multiindex."
+            )
+        labels = self._generate_column_labels(multiindex, return_errors)
+        if not isinstance(labels, list):
+            labels = labels.tolist()
+        if not getattr(self, "_overwrite_data", False):
+            clashes = [c for c in df.columns.values if c in labels]
+            if clashes:
+                raise ValueError(f'"{clashes[0]}" exists in input dataframe')
+        return labels
+
     def _attach_rows(
         self,
         df: pd.DataFrame,
@@ -374,18 +392,7 @@ class ElementEmbeddingFeaturizer(BaseFeaturizer):
                 "changed.",
                 stacklevel=3,
             )
-        elif not multiindex and isinstance(df.columns, pd.MultiIndex):
-            raise ValueError(
-                "Please enable multiindexing to featurize an input dataframe containing a "
-                "column multiindex."
-            )
-        labels = self._generate_column_labels(multiindex, return_errors)
-        if not isinstance(labels, list):
-            labels = labels.tolist()
-        if not getattr(self, "_overwrite_data", False):
-            clashes = [c for c in df.columns.values if c in labels]
-            if clashes:
-                raise ValueError(f'"{clashes[0]}" exists in input dataframe')
+        labels = self._checked_output_labels(df, multiindex, return_errors)
         features, errors = self._featurize_batch(entries)
         if errors and not ignore_errors:
             position = min(errors)

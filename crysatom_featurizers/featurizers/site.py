@@ -313,18 +313,7 @@ class ElementEmbeddingSiteFeaturizer(ElementEmbeddingFeaturizer):
     ) -> pd.DataFrame:
         from matminer.utils.utils import homogenize_multiindex
 
-        if not multiindex and isinstance(df.columns, pd.MultiIndex):
-            raise ValueError(
-                "Please enable multiindexing to featurize an input dataframe containing a "
-                "column multiindex."
-            )
-        labels = self._generate_column_labels(multiindex, return_errors)
-        if not isinstance(labels, list):
-            labels = labels.tolist()
-        if not getattr(self, "_overwrite_data", False):
-            clashes = [c for c in df.columns.values if c in labels]
-            if clashes:
-                raise ValueError(f'"{clashes[0]}" exists in input dataframe')
+        labels = self._checked_output_labels(df, multiindex, return_errors)
         result = pd.DataFrame(features, index=index, columns=self.feature_labels(), copy=False)
         if return_errors:
             column = np.full(len(index), np.nan, dtype=object)
