@@ -11,7 +11,8 @@ the training process:
 2. ``measure`` (a fresh subprocess): train ``--epochs`` epochs from the cache; the first epoch
    is treated as warm-up and excluded; peak RSS from ``resource.getrusage``.
 
-    python benchmarks/bench_pretrain.py [--epochs 3] [--threads 2] [--device cpu|cuda]
+    python benchmarks/bench_pretrain.py [--epochs 3] [--threads 2] [--device cpu|cuda] \\
+        [--modes joint,sequential,joint-ckpt,sequential-ckpt]
 
 Results (and the load average, since the machine is shared) go to
 ``benchmarks/results/pretrain.json``.
@@ -40,6 +41,13 @@ REFERENCE = {
     "breakdown_s_per_batch": {"data_loading": 2.8, "compute": 3.9},
 }
 N_CRYSTALS = 2048
+#: memory modes of the training step (PretrainConfig.ssl_views / activation_checkpointing)
+MODES = {
+    "joint": {"ssl_views": "joint", "activation_checkpointing": False},
+    "sequential": {"ssl_views": "sequential", "activation_checkpointing": False},
+    "joint-ckpt": {"ssl_views": "joint", "activation_checkpointing": True},
+    "sequential-ckpt": {"ssl_views": "sequential", "activation_checkpointing": True},
+}
 
 
 def _config(args):
@@ -58,7 +66,8 @@ def _config(args):
         graph_jobs=args.graph_jobs,
         progress=False,
         cache_dir=args.cache_dir,
-        ssl_views="joint" if args.ssl_views == "both" else args.ssl_views,
+        ssl_views=MODES[args.mode]["ssl_views"],
+        activation_checkpointing=MODES[args.mode]["activation_checkpointing"],
     )
 
 
@@ -109,6 +118,7 @@ def measure(args) -> dict:
             "timed_epochs": len(timed),
             "ssl": cfg.ssl,
             "ssl_views": cfg.ssl_views,
+            "activation_checkpointing": cfg.activation_checkpointing,
         },
         "s_per_epoch": round(s_epoch, 2),
         "s_per_batch": round(s_epoch / timed[0]["steps"], 3),
@@ -135,11 +145,11 @@ def main() -> int:
     p.add_argument("--graph-jobs", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument(
-        "--ssl-views",
-        choices=["joint", "sequential", "both"],
-        default="both",
-        help="memory mode of the two SSL views (see PretrainConfig.ssl_views); both: measure each",
+        "--modes",
+        default="joint,sequential,joint-ckpt",
+        help=f"comma-separated memory modes to measure, each in a fresh process: {','.join(MODES)}",
     )
+    p.add_argument("--mode", default="joint", choices=list(MODES), help=argparse.SUPPRESS)
     p.add_argument("--cache-dir", default=str(REPO / "training/cache"))
     p.add_argument("--output", default=str(REPO / "benchmarks/results/pretrain.json"))
     p.add_argument("--phase", choices=["all", "prepare", "measure"], default="all")
@@ -170,7 +180,10 @@ def main() -> int:
         .stdout.strip()
         .splitlines()[-1]
     )
-    modes = ["joint", "sequential"] if args.ssl_views == "both" else [args.ssl_views]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        p.error(f"unknown modes {unknown}; choose from {','.join(MODES)}")
     runs = {}
     for mode in modes:
         cmd = [
@@ -188,7 +201,7 @@ def main() -> int:
             args.device,
             "--cache-dir",
             args.cache_dir,
-            "--ssl-views",
+            "--mode",
             mode,
         ]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True)

@@ -218,6 +218,38 @@ def _items_and_labels(X: Any) -> tuple[list[Any], list[Any]]:
     return items, list(range(len(items)))
 
 
+def _with_validation_rows(X: Any, y: Any, X_val: Any, y_val: Any) -> tuple[Any, Any, int]:
+    """``X + X_val`` as one Series (validation labels ``X_val[label]``), ``y + y_val``, and the
+    number of validation rows."""
+    items, labels = _items_and_labels(X)
+    v_items, v_labels = _items_and_labels(X_val)
+    if not v_items:
+        raise ValueError("X_val is empty; leave X_val and y_val out to use validation_fraction")
+    column = np.empty(len(items) + len(v_items), dtype=object)
+    for i, item in enumerate(items + v_items):
+        column[i] = item  # item by item: numpy would unpack a Structure into a row
+    index = list(labels) + [f"X_val[{label!r}]" for label in v_labels]
+    y_arr = y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else np.asarray(y)
+    yv_arr = y_val.to_numpy() if isinstance(y_val, (pd.Series, pd.DataFrame)) else np.asarray(y_val)
+    if len(yv_arr) != len(v_items):
+        raise ValueError(
+            f"X_val and y_val have different lengths: {len(v_items)} structures, "
+            f"{len(yv_arr)} targets"
+        )
+    if len(y_arr) != len(items):
+        raise ValueError(
+            f"X and y have different lengths: X has {len(items)} structures, y has "
+            f"{len(y_arr)} rows"
+        )
+    if y_arr.ndim != yv_arr.ndim or y_arr.shape[1:] != yv_arr.shape[1:]:
+        raise ValueError(
+            f"y_val must have the shape of y past the first axis: y {y_arr.shape}, "
+            f"y_val {yv_arr.shape}"
+        )
+    merged = pd.Series(column, index=pd.Index(index, dtype=object), dtype=object)
+    return merged, np.concatenate([y_arr, yv_arr]), len(v_items)
+
+
 def _type_name(obj: Any) -> str:
     kind = type(obj)
     return (
@@ -411,7 +443,7 @@ class _CGCNNBase(BaseEstimator):
 
     # ---- validation ------------------------------------------------------------------------
 
-    def _check_params(self) -> None:
+    def _check_params(self, given_validation: bool = False) -> None:
         def positive_int(name: str, minimum: int = 1) -> None:
             value = getattr(self, name)
             if (
@@ -442,10 +474,10 @@ class _CGCNNBase(BaseEstimator):
             raise ValueError(f"validation_fraction must be in [0, 1) or None, got {vf!r}")
         if self.patience is not None:
             positive_int("patience")
-            if not vf:
+            if not vf and not given_validation:
                 raise ValueError(
                     "early stopping (patience) needs a validation set: set validation_fraction "
-                    "> 0 or patience=None"
+                    "> 0, pass X_val and y_val to fit, or set patience=None"
                 )
         if self.num_workers is not None and self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers!r}")
@@ -577,10 +609,12 @@ class _CGCNNBase(BaseEstimator):
             )
         return None
 
-    def _fit(self, X: Any, y: Any) -> _CGCNNBase:
+    def _fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> _CGCNNBase:
         import torch
 
-        self._check_params()
+        if (X_val is None) != (y_val is None):
+            raise ValueError("X_val and y_val must be given together")
+        self._check_params(given_validation=X_val is not None)
         embedding = _resolve_embedding(self.atom_features)
         _, covered = embedding.lookup_table()
         emb_name = str(getattr(embedding, "name", "custom"))
@@ -588,7 +622,12 @@ class _CGCNNBase(BaseEstimator):
         n_rows = len(_items_and_labels(X)[0])
         if n_rows == 0:
             raise ValueError("X is empty: fit needs at least 2 structures")
-        targets = self._check_y(y, n_rows)  # float targets or integer class codes
+        n_given_val = 0
+        if X_val is not None:
+            X, y, n_given_val = _with_validation_rows(X, y, X_val, y_val)
+            if n_rows < 2:
+                raise ValueError(f"fit needs at least 2 training structures; got {n_rows}")
+        targets = self._check_y(y, n_rows + n_given_val)  # float targets or class codes
 
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
@@ -598,9 +637,17 @@ class _CGCNNBase(BaseEstimator):
         packed, _ = self._pack(X, covered, emb_name, for_fit=True)
         graph_time = time.perf_counter() - t0
 
-        train_idx, val_idx = self._split(
-            len(packed), rng, targets if self._task == "classification" else None
-        )
+        if n_given_val:
+            train_idx, val_idx = np.arange(n_rows), np.arange(n_rows, n_rows + n_given_val)
+            unseen = np.setdiff1d(targets[val_idx], targets[train_idx])
+            if self._task == "classification" and unseen.size:
+                raise ValueError(
+                    f"y_val has classes absent from y: {list(self.classes_[unseen])[:5]}"
+                )
+        else:
+            train_idx, val_idx = self._split(
+                len(packed), rng, targets if self._task == "classification" else None
+            )
         self._fit_target_transform(targets[train_idx])
 
         with _torch_runtime(device, self.n_threads, seed):
@@ -677,7 +724,10 @@ class _CGCNNBase(BaseEstimator):
         self.embedding_dim_ = int(embedding.dim)
         self.history_ = pd.DataFrame(history)
         self.best_epoch_ = int(best_epoch)
-        self.validation_indices_ = np.asarray(val_idx, dtype=np.int64)
+        # positions in X; a separate X_val holds none of them
+        self.validation_indices_ = np.asarray(
+            np.arange(0) if n_given_val else val_idx, dtype=np.int64
+        )
         self.n_iter_ = int(epoch)
         self.timings_ = {
             "graphs_s": graph_time,
@@ -805,7 +855,8 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
         Share of the training structures held out (deterministically, from ``random_state``)
         to monitor the validation loss. The model of the epoch with the lowest validation loss
         is restored at the end. ``0`` or None: no validation; the last epoch is kept.
-        The number held out is ``round(validation_fraction * n)`` (at least 1).
+        The number held out is ``round(validation_fraction * n)`` (at least 1). Not used when
+        ``fit`` gets ``X_val``/``y_val``.
     patience : int, optional
         Stop when the validation loss has not improved for this many epochs.
     standardize_target : bool, default=True
@@ -844,7 +895,8 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
     n_iter_ : int
         Number of epochs run.
     validation_indices_ : numpy.ndarray
-        Positions in ``X`` of the structures held out for validation (empty without one).
+        Positions in ``X`` of the structures held out for validation (empty without one, and
+        when ``fit`` was given ``X_val``).
     n_targets_ : int
         Number of target columns.
     target_mean_, target_scale_ : numpy.ndarray
@@ -993,7 +1045,7 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
     def _history_keys() -> tuple[str, ...]:
         return ("epoch", "train_loss", "train_mae", "val_loss", "val_mae", "lr", "time_s")
 
-    def fit(self, X: Any, y: Any) -> CGCNNRegressor:
+    def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> CGCNNRegressor:
         """Build the crystal graphs and train the network.
 
         Parameters
@@ -1004,12 +1056,17 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
             estimator's ``radius`` and ``max_neighbors``.
         y : array-like of shape (n,) or (n, n_targets)
             Targets (finite numbers).
+        X_val, y_val : optional
+            A given validation set (same kinds as ``X`` and ``y``) for model selection and
+            early stopping, used instead of holding out ``validation_fraction`` of ``X``; all
+            of ``X`` is then trained on. As ``X_val``/``y_val`` of scikit-learn's
+            ``HistGradientBoostingRegressor.fit``.
 
         Returns
         -------
         self
         """
-        return self._fit(X, y)
+        return self._fit(X, y, X_val, y_val)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predict the targets of ``X``.
@@ -1221,7 +1278,7 @@ validation_fraction, patience, device, random_state, num_workers, n_threads, ver
             "time_s",
         )
 
-    def fit(self, X: Any, y: Any) -> CGCNNClassifier:
+    def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> CGCNNClassifier:
         """Build the crystal graphs and train the network.
 
         Parameters
@@ -1230,12 +1287,15 @@ validation_fraction, patience, device, random_state, num_workers, n_threads, ver
             As in :meth:`CGCNNRegressor.fit`.
         y : array-like of shape (n,)
             Class labels of any hashable type.
+        X_val, y_val : optional
+            A given validation set, as in :meth:`CGCNNRegressor.fit`; its labels must all
+            occur in ``y``.
 
         Returns
         -------
         self
         """
-        return self._fit(X, y)
+        return self._fit(X, y, X_val, y_val)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, shape ``(n, n_classes)``, columns ordered as ``classes_``."""

@@ -135,3 +135,38 @@ def test_config_rejects_unknown_keys():
                 "cgcnn": {"epoch": 3},
             }
         )
+
+
+def test_embeddings_filter_and_stale_rows_after_new_vectors(tmp_path):
+    """--embeddings runs only the named labels; a row made from an older vector file of the same
+    label is dropped and refitted on --resume, the others are kept."""
+    import yaml
+
+    from crysatom_featurizers.embeddings.builtin import random_embedding
+
+    vectors = tmp_path / "myvec.json"
+    random_embedding(dim=8, seed=1).to_json(vectors)
+    cfg = yaml.safe_load(SMOKE.read_text())
+    cfg.update(name="filter", experiments=["comparison"], embeddings=["cgcnn", str(vectors)])
+    path = tmp_path / "filter.yaml"
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    base = ["--config", str(path), "--out-dir", str(tmp_path)]
+    results = tmp_path / "filter" / "results.csv"
+
+    with pytest.raises(ValueError, match="need --resume"):
+        benchmark.main([*base, "--embeddings", "cgcnn"])
+    assert benchmark.main([*base, "--resume", "--embeddings", "myvec"]) == 0
+    first = pd.read_csv(results)
+    assert list(first["embedding"]) == ["myvec"]
+
+    assert benchmark.main([*base, "--resume"]) == 0  # adds cgcnn, keeps myvec
+    second = pd.read_csv(results).set_index("embedding")
+    assert sorted(second.index) == ["cgcnn", "myvec"]
+    assert second.loc["myvec", "finished_at"] == first.loc[0, "finished_at"]
+
+    random_embedding(dim=8, seed=2).to_json(vectors)  # new vectors, same label
+    assert benchmark.main([*base, "--resume"]) == 0
+    third = pd.read_csv(results).set_index("embedding")
+    assert sorted(third.index) == ["cgcnn", "myvec"]
+    assert third.loc["cgcnn", "finished_at"] == second.loc["cgcnn", "finished_at"]
+    assert third.loc["myvec", "embedding_checksum"] != second.loc["myvec", "embedding_checksum"]

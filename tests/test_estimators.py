@@ -339,6 +339,47 @@ def test_without_validation_keeps_last_epoch(data):
     assert est.history_["val_loss"].isna().all()
 
 
+def test_given_validation_set_selects_on_it_and_trains_on_all_of_x(data):
+    """fit(X, y, X_val=, y_val=) equals holding out the same rows through validation_fraction
+    (same seed, same rows), and the validation loss is measured on X_val."""
+    X, y = data
+    params = {**TINY, "epochs": 5, "lr": 0.05, "validation_fraction": 0.25}
+    held = CGCNNRegressor(**params).fit(X, y)
+    val = held.validation_indices_
+    train = np.setdiff1d(np.arange(len(X)), val)
+    given = CGCNNRegressor(**{**params, "validation_fraction": 0, "patience": 3}).fit(
+        pd.Series([X[i] for i in train], index=train, dtype=object),
+        y[train],
+        X_val=[X[i] for i in val],
+        y_val=pd.Series(y[val]),
+    )
+    assert len(given.validation_indices_) == 0
+    assert given.history_["val_loss"].notna().all()
+    np.testing.assert_allclose(
+        given.history_["val_loss"], held.history_["val_loss"], rtol=1e-4, atol=1e-6
+    )
+    assert given.best_epoch_ == held.best_epoch_
+    np.testing.assert_allclose(given.predict(X), held.predict(X), rtol=1e-4, atol=1e-5)
+
+
+def test_given_validation_set_errors(data):
+    X, y = data
+    est = CGCNNRegressor(**TINY)
+    with pytest.raises(ValueError, match="together"):
+        est.fit(X[:10], y[:10], X_val=X[10:12])
+    with pytest.raises(ValueError, match="X_val and y_val have different lengths"):
+        est.fit(X[:10], y[:10], X_val=X[10:12], y_val=y[10:13])
+    with pytest.raises(ValueError, match="X_val is empty"):
+        est.fit(X[:10], y[:10], X_val=[], y_val=[])
+    with pytest.raises(ValueError, match="NaN"):
+        est.fit(X[:10], y[:10], X_val=X[10:12], y_val=[1.0, np.nan])
+    with pytest.raises(ValueError, match="shape of y"):
+        est.fit(X[:10], y[:10], X_val=X[10:12], y_val=np.ones((2, 2)))
+    labels = np.array(["a", "b"] * 5)
+    with pytest.raises(ValueError, match="absent from y"):
+        CGCNNClassifier(**TINY).fit(X[:10], labels, X_val=X[10:12], y_val=["a", "c"])
+
+
 @pytest.mark.parametrize(
     ("schedule", "kwargs", "expected"),
     [

@@ -430,3 +430,68 @@ def test_sequential_ssl_views_give_the_same_gradient(smoke_cfg):
         torch.testing.assert_close(grads[1][k], grads[0][k], rtol=1e-4, atol=1e-6)
     for k in states[0]:
         torch.testing.assert_close(states[1][k], states[0][k])
+
+
+def test_activation_checkpointing_gives_the_same_gradient(smoke_cfg):
+    """Recomputing the convolutions in backward changes neither the gradient nor the BatchNorm
+    running statistics (the recomputation must not update them a second time)."""
+    from training.graph_cache import GraphCache
+    from training.model import CrysAtomPretrainer
+    from training.pretrain import prepare_cache, resolve_corpus
+
+    cache: GraphCache = prepare_cache(smoke_cfg, *resolve_corpus(smoke_cfg))
+    batch = cache.load_shard(0).batch(np.arange(8))
+    states, grads = [], []
+    for flag in (False, True):
+        torch.manual_seed(0)
+        model = CrysAtomPretrainer(smoke_cfg.replace(activation_checkpointing=flag))
+        assert model.encoder.checkpoint_convs is flag
+        out = model(batch, salt=3, part="ssl")
+        (0.5 * model.ssl_loss(out["z1"], out["z2"])).backward()
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
+        states.append({k: v.clone() for k, v in model.state_dict().items() if "running" in k})
+        states[-1]["tracked"] = torch.stack(
+            [v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")]
+        )
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    for k in grads[0]:
+        torch.testing.assert_close(grads[1][k], grads[0][k], rtol=1e-5, atol=1e-7)
+    assert len(states[0]) > 2
+    for k in states[0]:
+        torch.testing.assert_close(states[1][k], states[0][k])
+
+
+def test_extract_only_averages_over_the_whole_corpus(smoke_cfg, tmp_path):
+    """Training on a subset, then extracting the vectors from the checkpoint over the whole
+    corpus (extract_corpus="full") or over the training crystals only."""
+    from crysatom_featurizers.embeddings import ElementEmbedding
+    from training.pretrain import run_pretraining
+
+    cfg = smoke_cfg.replace(max_sites=2, epochs=1, extract_corpus="train")
+    trained = run_pretraining(cfg, out_dir=tmp_path)
+    sub = ElementEmbedding.from_json(trained["vectors_path"])
+    n_train = sub.metadata["corpus_size"]
+    assert 4 <= n_train == sub.metadata["extraction_corpus"]["size"]
+
+    # The checkpoint's settings win; only the extraction ones come from the given config.
+    other = smoke_cfg.replace(lr=0.5, extract_corpus="full")
+    full = run_pretraining(
+        other, out_dir=tmp_path, extract_only=True, vectors_path=tmp_path / "full.json"
+    )
+    emb = ElementEmbedding.from_json(full["vectors_path"])
+    meta = emb.metadata
+    assert meta["config"]["lr"] == cfg.lr and meta["config"]["extract_corpus"] == "full"
+    assert meta["epochs_run"] == 1 and meta["loss_history"] == sub.metadata["loss_history"]
+    assert meta["corpus_size"] == n_train
+    assert meta["extraction_corpus"]["which"] == "whole corpus"
+    assert meta["extraction_corpus"]["size"] > n_train
+    assert sum(meta["element_counts"].values()) > sum(sub.metadata["element_counts"].values())
+    assert set(sub.symbols) <= set(emb.symbols)
+    np.testing.assert_allclose(np.linalg.norm(emb.vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_extract_only_needs_a_checkpoint(smoke_cfg, tmp_path):
+    from training.pretrain import run_pretraining
+
+    with pytest.raises(FileNotFoundError, match="checkpoint"):
+        run_pretraining(smoke_cfg, out_dir=tmp_path / "empty", extract_only=True)

@@ -86,7 +86,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -499,22 +499,6 @@ class PropertyData:
 # ------------------------------------------------------------------------------------------
 
 
-def _fixed_validation_regressor(n_val: int, **params: Any):
-    """A ``CGCNNRegressor`` whose validation rows are the last ``n_val`` rows passed to fit.
-
-    The estimator draws its own validation rows from ``validation_fraction``; here the
-    harness's fixed validation split is used instead, so that every embedding and seed is
-    selected on the same crystals.
-    """
-    from crysatom_featurizers.estimators import CGCNNRegressor
-
-    class _Regressor(CGCNNRegressor):
-        def _split(self, n, rng, y_enc):  # noqa: ARG002 - signature of the base class
-            return np.arange(n - n_val), np.arange(n - n_val, n)
-
-    return _Regressor(**params)
-
-
 # ------------------------------------------------------------------------------------------
 # Results file
 # ------------------------------------------------------------------------------------------
@@ -552,6 +536,15 @@ class ResultsFile:
             header = not self.path.exists() or self.path.stat().st_size == 0
             frame.to_csv(self.path, mode="a", header=header, index=False)
 
+    def drop_rows(self, mask_fn: Callable[[pd.DataFrame], pd.Series]) -> int:
+        """Remove the rows where ``mask_fn(frame)`` is true; returns how many."""
+        with self.locked():
+            frame = self.read()
+            drop = mask_fn(frame).to_numpy(bool)
+            if drop.any():
+                frame.loc[~drop].to_csv(self.path, index=False)
+        return int(drop.sum())
+
     def drop_experiments(self, experiments: Sequence[str]) -> int:
         """Remove the rows of ``experiments`` (a fresh, non-resumed run of them)."""
         with self.locked():
@@ -584,8 +577,10 @@ class Benchmark:
         max_minutes: float | None = None,
         data_dir: str | os.PathLike | None = None,
         properties: Sequence[str] | None = None,
+        embeddings: Sequence[str] | None = None,
     ) -> None:
         self.cfg = cfg
+        self.only_embeddings = None if embeddings is None else set(embeddings)
         if properties is not None:
             unknown = sorted(set(properties) - {p.name for p in cfg.properties})
             if unknown:
@@ -608,7 +603,7 @@ class Benchmark:
         self._graphs: dict[str, dict[Any, Any]] = {}
         self._properties: dict[str, PropertyData] = {}
         self._embeddings: dict[str, Any] = {}
-        self._done: set[tuple] = set()
+        self._done: dict[tuple, str] = {}
         self._by_key: dict[str, dict[str, Any]] = {}
         self.notes_path = self.run_dir / "notes.json"
         self.notes: dict[str, str] = (
@@ -689,7 +684,9 @@ class Benchmark:
     def _load_done(self) -> None:
         frame = self.results.read()
         self._done = {
-            (r.experiment, r.property, r.embedding, int(r.seed), float(r.train_fraction))
+            (r.experiment, r.property, r.embedding, int(r.seed), float(r.train_fraction)): str(
+                r.embedding_checksum
+            )
             for r in frame.itertuples()
         }
         self._by_key = {
@@ -866,8 +863,40 @@ class Benchmark:
 
     # ---- row writing ----------------------------------------------------------------------
 
+    def _wanted(self, label: str) -> bool:
+        """Whether ``--embeddings`` (if given) selects ``label``."""
+        return self.only_embeddings is None or label in self.only_embeddings
+
     def _is_done(self, experiment: str, prop: str, label: str, seed: int, frac: float) -> bool:
-        return (experiment, prop, label, int(seed), float(frac)) in self._done
+        """Whether the row exists for the current vectors of ``label``.
+
+        A row computed from an older vector file of the same label (another checksum) is
+        stale: it is removed from ``results.csv`` and the fit runs again.
+        """
+        key = (experiment, prop, label, int(seed), float(frac))
+        if key not in self._done:
+            return False
+        emb = self._embeddings.get(label)
+        if emb is None or self._done[key] == str(emb.checksum):
+            return True
+        removed = self.results.drop_rows(
+            lambda f: (
+                (f["experiment"] == experiment)
+                & (f["property"] == prop)
+                & (f["embedding"] == label)
+                & (f["seed"].astype(int) == int(seed))
+                & (f["train_fraction"].astype(float) == float(frac))
+            )
+        )
+        LOG.info(
+            "%s: %d row(s) from other vectors (checksum %s, now %s) removed; refitting",
+            _run_id(experiment, prop, label, seed, frac),
+            removed,
+            self._done[key],
+            emb.checksum,
+        )
+        del self._done[key]
+        return False
 
     def _record(self, row: dict[str, Any]) -> None:
         row["finished_at"] = _dt.datetime.now().isoformat(timespec="seconds")
@@ -881,7 +910,7 @@ class Benchmark:
                 float(row["train_fraction"]),
             )
         )
-        self._done.add(
+        self._done[
             (
                 row["experiment"],
                 row["property"],
@@ -889,7 +918,7 @@ class Benchmark:
                 int(row["seed"]),
                 float(row["train_fraction"]),
             )
-        )
+        ] = str(row["embedding_checksum"])
         if not isinstance(row.get("reused_from"), str):
             self._by_key[row["run_key"]] = row
         LOG.info(
@@ -961,7 +990,11 @@ class Benchmark:
         if not jobs:
             self.note(f"experiment {experiment}", "skipped: the config lists no embeddings")
             return
-        available = [(label, spec) for label, spec in jobs if self.embedding(label, spec)]
+        available = [
+            (label, spec)
+            for label, spec in jobs
+            if self._wanted(label) and self.embedding(label, spec)
+        ]
         if not available:
             self.note(f"experiment {experiment}", "skipped: none of its embeddings is available")
             return
@@ -1011,29 +1044,24 @@ class Benchmark:
         if self._reuse(key, experiment, label, fraction):
             return
         run_id = _run_id(experiment, spec.name, label, seed, fraction)
-        g_fit = self.graphs(spec.dataset, list(train) + list(val))
-        y_fit = self.targets(spec, list(train) + list(val))
+        g_train = self.graphs(spec.dataset, train)
+        y_train = self.targets(spec, train)
+        g_val = self.graphs(spec.dataset, val)
+        y_val = self.targets(spec, val)
         g_test = self.graphs(spec.dataset, test)
         y_test = self.targets(spec, test)
         LOG.info(
             "fit %s (n_train %d, n_val %d, n_test %d)", run_id, len(train), len(val), len(test)
         )
-        model = _fixed_validation_regressor(
-            len(val),
-            atom_features=emb,
-            random_state=seed,
-            **{"validation_fraction": len(val) / (len(train) + len(val)), **params},
-        )
+        from crysatom_featurizers.estimators import CGCNNRegressor
+
+        # every embedding and seed is selected on the same, fixed validation crystals
+        model = CGCNNRegressor(atom_features=emb, random_state=seed, **params)
+        if not val:  # no validation crystals: the last epoch is kept
+            model.set_params(validation_fraction=0)
         t0 = time.perf_counter()
-        model.fit(g_fit, y_fit)
+        model.fit(g_train, y_train, X_val=g_val if val else None, y_val=y_val if val else None)
         fit_seconds = time.perf_counter() - t0
-        if not np.array_equal(
-            model.validation_indices_, np.arange(len(train), len(train) + len(val))
-        ):
-            raise RuntimeError(
-                "CGCNNRegressor did not use the harness's validation rows (its _split hook "
-                "changed); the benchmark cannot guarantee a fixed validation split"
-            )
         y_pred = model.predict(g_test)
         folder = self.run_dir / "histories"
         folder.mkdir(exist_ok=True)
@@ -1087,7 +1115,9 @@ class Benchmark:
         if unknown:
             raise ValueError(f"unknown structure_extras {unknown}; known {list(STRUCTURE_EXTRAS)}")
         available = [(embedding_label(s), s) for s in specs]
-        available = [(lab, s) for lab, s in available if self.embedding(lab, s)]
+        available = [
+            (lab, s) for lab, s in available if self._wanted(lab) and self.embedding(lab, s)
+        ]
         inputs: dict[str, tuple] = {}
 
         def prepare(spec: PropertySpec) -> tuple:
@@ -1401,8 +1431,10 @@ class Benchmark:
         """Run ``experiments`` in order, then write the report."""
         self.write_run_info(experiments, argv)
         if not self.resume:
-            if self.only_properties is not None:
-                raise ValueError("--properties needs --resume (rows of other properties stay)")
+            if self.only_properties is not None or self.only_embeddings is not None:
+                raise ValueError(
+                    "--properties/--embeddings need --resume (rows of the others stay)"
+                )
             dropped = self.results.drop_experiments(_result_experiments(experiments))
             if dropped:
                 LOG.info("removed %d earlier rows of %s (no --resume)", dropped, experiments)
@@ -1704,6 +1736,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "processes share one run directory",
     )
     parser.add_argument(
+        "--embeddings",
+        default=None,
+        help="comma-separated subset of embedding labels for the CGCNN and matminer "
+        "experiments (needs --resume), e.g. to run the baselines while new vectors train",
+    )
+    parser.add_argument(
         "--report-only", action="store_true", help="rewrite results.md from results.csv"
     )
     args = parser.parse_args(argv)
@@ -1736,6 +1774,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_minutes=args.max_minutes,
         data_dir=args.data_dir,
         properties=properties,
+        embeddings=(
+            [e.strip() for e in args.embeddings.split(",") if e.strip()]
+            if args.embeddings
+            else None
+        ),
     )
     try:
         if args.report_only:

@@ -30,6 +30,10 @@ class PretrainConfig:
     subset_size: int | None = None  # None: the whole corpus
     subset_seed: int = 0
     max_sites: int | None = None  # drop larger crystals (subset only)
+    # Crystals the element vectors are averaged over after training: "full" is the whole
+    # de-duplicated corpus of corpus_sources (subset_size and max_sites ignored), as in the
+    # paper's extraction over the corpus; "train" is the training crystals only.
+    extract_corpus: str = "full"
 
     # --- graphs (Table 2: r = 8 Å; CGCNN defaults otherwise) ------------------------------
     radius: float = 8.0  # Å
@@ -71,6 +75,10 @@ class PretrainConfig:
     # backpropagated with that gradient (one encoder graph in memory, ~2 extra forward passes;
     # same gradient; one process only).
     ssl_views: str = "joint"
+    # Activation checkpointing of the encoder's convolutions (CGCNNEncoder.checkpoint_convs):
+    # edge-level activations are recomputed in backward instead of stored. Same result, less
+    # peak memory, about one extra encoder forward pass per view.
+    activation_checkpointing: bool = False
     min_batch: int = 4  # smaller trailing batches are skipped (BatchNorm and BT need > 1)
     # Wall-clock budget for training in this invocation, seconds (None: no limit). Training
     # stops at the first epoch boundary where the next epoch would exceed it (judged from the
@@ -109,6 +117,8 @@ class PretrainConfig:
             raise ValueError(f"fr_reduction must be node or element; got {self.fr_reduction!r}")
         if self.ssl_views not in ("joint", "sequential"):
             raise ValueError(f"ssl_views must be joint or sequential; got {self.ssl_views!r}")
+        if self.extract_corpus not in ("full", "train"):
+            raise ValueError(f"extract_corpus must be full or train; got {self.extract_corpus!r}")
         if self.ssl not in ("bt", "vicreg", "ntxent", "none"):
             raise ValueError(f"ssl must be bt, vicreg, ntxent or none; got {self.ssl!r}")
         for key in ("dim", "batch_size", "epochs", "num_layers"):

@@ -60,6 +60,7 @@ class CrysAtomPretrainer(nn.Module):
             cfg.num_layers,
             edge_dim=self.expansion.num_gaussians,
             batch_norm=cfg.batch_norm,
+            checkpoint_convs=cfg.activation_checkpointing,
         )
         self.feature_head = FeatureReconstructionHead(
             cfg.dim, self.input.dim, reduction=cfg.fr_reduction

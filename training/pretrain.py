@@ -129,9 +129,12 @@ def smoke_structures() -> list[Any]:
 
 
 def resolve_corpus(
-    cfg: PretrainConfig, corpus: pd.DataFrame | None = None
+    cfg: PretrainConfig, corpus: pd.DataFrame | None = None, *, subset: bool = True
 ) -> tuple[pd.DataFrame | None, dict[str, Any], str]:
     """Return ``(frame_or_None, corpus record, checksum)`` for the configured corpus.
+
+    With ``subset=False`` the config's ``subset_size`` and ``max_sites`` are ignored (the
+    whole corpus, used for vector extraction).
 
     For the shared sources the structure-free corpus index is used to select the subset and to
     compute its checksum; structures are decoded only when the graph cache must be built, in
@@ -149,7 +152,7 @@ def resolve_corpus(
         if corpus is None:
             corpus = corpus_mod.load_corpus(list(cfg.corpus_sources))
         frame = corpus
-    if cfg.subset_size is not None or cfg.max_sites is not None:
+    if subset and (cfg.subset_size is not None or cfg.max_sites is not None):
         n = cfg.subset_size if cfg.subset_size is not None else len(frame)
         frame = corpus_mod.select_subset(frame, n, seed=cfg.subset_seed, max_sites=cfg.max_sites)
     info = corpus_mod.corpus_info(frame)
@@ -212,6 +215,23 @@ def prepare_cache(
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
     return GraphCache(path)
+
+
+def extraction_cache(
+    cfg: PretrainConfig,
+    train_cache: GraphCache,
+    corpus: pd.DataFrame | None = None,
+    rank: int = 0,
+) -> GraphCache:
+    """The graph cache the element vectors are averaged over (``cfg.extract_corpus``).
+
+    ``"train"``, or a config without a subset, reuses the training cache; ``"full"`` opens (or
+    builds) the cache of the whole corpus.
+    """
+    if cfg.extract_corpus == "train" or (cfg.subset_size is None and cfg.max_sites is None):
+        return train_cache
+    frame, info, checksum = resolve_corpus(cfg, corpus, subset=False)
+    return prepare_cache(cfg, frame, info, checksum, rank)
 
 
 # ----------------------------------------------------------------------------------------
@@ -369,6 +389,7 @@ def run_pretraining(
     stop_after_epoch: int | None = None,
     device: torch.device | str | None = None,
     cache: GraphCache | None = None,
+    extract_only: bool = False,
 ) -> dict[str, Any]:
     """Pretrain CrysAtom and extract element vectors.
 
@@ -391,6 +412,10 @@ def run_pretraining(
     cache : GraphCache, optional
         An already built graph cache to train on (skips corpus loading; the corpus record is
         taken from the cache manifest).
+    extract_only : bool
+        Skip training: load ``<out_dir>/checkpoint.pt`` (which must exist) and extract the
+        vectors from it, e.g. over another extraction corpus. The metadata keeps the
+        checkpoint's training history and wall time.
 
     Returns
     -------
@@ -408,6 +433,14 @@ def run_pretraining(
         if out_dir is not None
         else (REPO_ROOT / cfg.runs_dir / f"{cfg.name}_d{cfg.dim}_{cfg.ssl}")
     )
+    if extract_only:
+        # the checkpoint's own settings describe the vectors; only the extraction ones vary
+        ckpt_path = out / "checkpoint.pt"
+        if not ckpt_path.exists():
+            raise FileNotFoundError(f"extract_only needs a checkpoint; none at {ckpt_path}")
+        saved = torch.load(ckpt_path, map_location="cpu", weights_only=True)["config"]
+        keep = ("extract_corpus", "progress", "threads", "cache_dir", "graph_jobs")
+        cfg = PretrainConfig.from_dict({**saved, **{k: getattr(cfg, k) for k in keep}})
     vec_path = Path(vectors_path) if vectors_path is not None else out / f"crysatom_{cfg.dim}.json"
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -426,7 +459,7 @@ def run_pretraining(
     history: list[dict[str, Any]] = []
     start_epoch = 0
     ckpt_path = out / "checkpoint.pt"
-    if resume and ckpt_path.exists():
+    if (resume or extract_only) and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -448,7 +481,7 @@ def run_pretraining(
     min_batch = max(cfg.min_batch, 2 * world)
     train_wall = prior_wall
     budget_stop = False
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(start_epoch, start_epoch if extract_only else cfg.epochs):
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
         if cfg.time_budget_s is not None and history:
@@ -494,8 +527,15 @@ def run_pretraining(
     }
     stopped = stop_after_epoch is not None and epochs_run < cfg.epochs and not budget_stop
     if rank == 0 and not stopped:
+        t_extract = time.time()
+        ext_cache = extraction_cache(cfg, cache, corpus)
+        ext_manifest = ext_cache.manifest.get("info", {})
         ext = extract_element_vectors(
-            model, cache, device=device, batch_size=max(cfg.batch_size, 128), progress=cfg.progress
+            model,
+            ext_cache,
+            device=device,
+            batch_size=max(cfg.batch_size, 128),
+            progress=cfg.progress,
         )
         wall = time.time() - t_start
         final = history[-1] if history else {}
@@ -511,8 +551,13 @@ def run_pretraining(
             "dim": cfg.dim,
             "corpus": info,
             "corpus_names": info.get("names"),
-            "corpus_size": ext["num_crystals"],
+            "corpus_size": cache.num_crystals,
             "corpus_checksum": checksum,
+            "extraction_corpus": {
+                "which": "training crystals" if ext_cache is cache else "whole corpus",
+                "size": ext["num_crystals"],
+                "checksum": ext_manifest.get("checksum", checksum),
+            },
             "config": cfg.to_dict(),
             "seed": cfg.seed,
             "epochs_run": epochs_run,
@@ -523,7 +568,9 @@ def run_pretraining(
             ],
             "hardware": hardware_info(device, world),
             "train_wall_time_s": round(train_wall, 1),
-            "wall_time_s": round(wall, 1),
+            # an extract-only invocation adds its time to the checkpoint's training time
+            "wall_time_s": round(train_wall + time.time() - t_extract if extract_only else wall, 1),
+            "extraction_wall_time_s": round(time.time() - t_extract, 1),
             "git_commit": git_commit(),
             "package_version": _package_version(),
             "extraction_method": EXTRACTION_METHOD,
@@ -715,6 +762,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--prepare-only", action="store_true", help="build (or check) the graph cache and exit"
     )
+    p.add_argument(
+        "--extract-only",
+        action="store_true",
+        help="no training: extract the vectors from the run's checkpoint (--out)",
+    )
+    p.add_argument(
+        "--extract-corpus",
+        choices=["full", "train"],
+        default=None,
+        help="crystals the vectors are averaged over (default: the config's extract_corpus)",
+    )
     return p
 
 
@@ -727,6 +785,7 @@ def main(argv: list[str] | None = None) -> int:
         "lr": args.lr,
         "threads": args.threads,
         "time_budget_s": args.time_budget,
+        "extract_corpus": args.extract_corpus,
     }
     if args.no_progress:
         overrides["progress"] = False
@@ -753,6 +812,7 @@ def main(argv: list[str] | None = None) -> int:
         vectors_path=args.vectors,
         resume=args.resume,
         stop_after_epoch=args.stop_after_epoch,
+        extract_only=args.extract_only,
     )
     if int(os.environ.get("RANK", "0")) == 0:
         last = result["history"][-1] if result["history"] else {}

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from crysatom_featurizers.nn.layers import CGCNNConv
 
@@ -27,6 +32,11 @@ class CGCNNEncoder(nn.Module):
         Edge feature size (41 Gaussians for the default expansion).
     batch_norm, outer_softplus : bool
         Passed to every :class:`CGCNNConv`.
+    checkpoint_convs : bool
+        Activation checkpointing in training: each convolution keeps only its input and
+        recomputes its edge-level activations during backward (``torch.utils.checkpoint``).
+        Same gradients and BatchNorm running statistics, a fraction of the activation memory,
+        about one extra forward pass of compute.
 
     Shapes
     ------
@@ -42,8 +52,10 @@ class CGCNNEncoder(nn.Module):
         edge_dim: int = 41,
         batch_norm: bool = True,
         outer_softplus: bool = True,
+        checkpoint_convs: bool = False,
     ) -> None:
         super().__init__()
+        self.checkpoint_convs = bool(checkpoint_convs)
         if num_layers < 0:
             raise ValueError(f"num_layers must be non-negative, got {num_layers}")
         self.in_dim = int(in_dim)
@@ -68,6 +80,42 @@ class CGCNNEncoder(nn.Module):
                 "(check the Gaussian expansion settings of the graphs)"
             )
         h = self.input(x)
+        recompute = self.checkpoint_convs and self.training and torch.is_grad_enabled()
         for conv in self.convs:
-            h = conv(h, edge_index, edge_attr)
+            if recompute:
+                h = _checkpointed(conv, h, edge_index, edge_attr)
+            else:
+                h = conv(h, edge_index, edge_attr)
         return h
+
+
+def _checkpointed(conv: nn.Module, h: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+    """``conv(h, ...)`` under activation checkpointing; the backward-time recomputation leaves
+    BatchNorm running statistics untouched (they were updated by the forward pass)."""
+    calls = [0]
+
+    def run(h_in: Tensor) -> Tensor:
+        calls[0] += 1
+        guard = _frozen_running_stats(conv) if calls[0] > 1 else contextlib.nullcontext()
+        with guard:
+            return conv(h_in, edge_index, edge_attr)
+
+    return checkpoint(run, h, use_reentrant=False)
+
+
+@contextlib.contextmanager
+def _frozen_running_stats(module: nn.Module) -> Iterator[None]:
+    """Batch statistics still normalise, but running mean/var and counters stay as they are."""
+    saved = [
+        (bn, bn.momentum, bn.num_batches_tracked.clone())
+        for bn in module.modules()
+        if isinstance(bn, nn.modules.batchnorm._BatchNorm) and bn.track_running_stats
+    ]
+    try:
+        for bn, _, _ in saved:
+            bn.momentum = 0.0
+        yield
+    finally:
+        for bn, momentum, count in saved:
+            bn.momentum = momentum
+            bn.num_batches_tracked.copy_(count)
