@@ -483,11 +483,30 @@ def test_extract_only_averages_over_the_whole_corpus(smoke_cfg, tmp_path):
     assert meta["config"]["lr"] == cfg.lr and meta["config"]["extract_corpus"] == "full"
     assert meta["epochs_run"] == 1 and meta["loss_history"] == sub.metadata["loss_history"]
     assert meta["corpus_size"] == n_train
+    # the commit of the training run comes from the checkpoint
+    assert meta["training_git_commit"] == sub.metadata["training_git_commit"]
     assert meta["extraction_corpus"]["which"] == "whole corpus"
     assert meta["extraction_corpus"]["size"] > n_train
     assert sum(meta["element_counts"].values()) > sum(sub.metadata["element_counts"].values())
     assert set(sub.symbols) <= set(emb.symbols)
     np.testing.assert_allclose(np.linalg.norm(emb.vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_training_commit_of_an_old_checkpoint_comes_from_the_replaced_file(tmp_path):
+    from training.pretrain import _training_commit
+
+    history = [{"epoch": 1, "loss": 2.0, "fr": 1.0, "cr": 1.0, "ssl": 3.0, "wall_s": 5.0}]
+    path = tmp_path / "v.json"
+    assert _training_commit("abc", history, path) == "abc"
+    assert _training_commit(None, history, path) is None  # nothing to read
+    meta = {
+        "git_commit": "old",
+        "loss_history": [{k: history[0][k] for k in history[0] if k != "wall_s"}],
+    }
+    path.write_text(json.dumps({"metadata": meta}))
+    assert _training_commit(None, history, path) == "old"
+    history[0]["loss"] = 2.5  # another training run: no claim
+    assert _training_commit(None, history, path) is None
 
 
 def test_extract_only_needs_a_checkpoint(smoke_cfg, tmp_path):

@@ -467,8 +467,10 @@ def run_pretraining(
         history = list(ckpt["history"])
         start_epoch = int(ckpt["epoch"])
         prior_wall = float(ckpt.get("train_wall_s", 0.0))
+        trained_at = ckpt.get("git_commit")
     else:
         prior_wall = 0.0
+        trained_at = None
     train_model: torch.nn.Module = model
     if world > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(
@@ -510,6 +512,7 @@ def run_pretraining(
                     "history": history,
                     "train_wall_s": train_wall,
                     "config": cfg.to_dict(),
+                    "git_commit": git_commit(),
                 },
                 ckpt_path,
             )
@@ -572,6 +575,9 @@ def run_pretraining(
             "wall_time_s": round(train_wall + time.time() - t_extract if extract_only else wall, 1),
             "extraction_wall_time_s": round(time.time() - t_extract, 1),
             "git_commit": git_commit(),
+            "training_git_commit": (
+                _training_commit(trained_at, history, vec_path) if extract_only else git_commit()
+            ),
             "package_version": _package_version(),
             "extraction_method": EXTRACTION_METHOD,
             "element_counts": ext["counts"],
@@ -593,6 +599,23 @@ def run_pretraining(
         os.replace(tmp, out / "summary.json")
     result["wall_time_s"] = time.time() - t_start
     return result
+
+
+def _training_commit(saved: str | None, history: list[dict[str, Any]], path: Path) -> str | None:
+    """Commit the checkpoint was trained at: stored in it, or, for checkpoints written before
+    it was stored, that of the vector file being replaced if it comes from the same training
+    run (identical loss history)."""
+    if saved is not None or not path.exists():
+        return saved
+    try:
+        old = json.loads(path.read_text())["metadata"]
+    except (OSError, ValueError, KeyError):
+        return None
+    keys = ("epoch", "loss", "fr", "cr", "ssl")
+    ours = [{k: h.get(k) for k in keys} for h in history]
+    if old.get("loss_history") == ours:
+        return old.get("training_git_commit") or old.get("git_commit")
+    return None
 
 
 def _package_version() -> str:
