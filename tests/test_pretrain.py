@@ -514,3 +514,18 @@ def test_extract_only_needs_a_checkpoint(smoke_cfg, tmp_path):
 
     with pytest.raises(FileNotFoundError, match="checkpoint"):
         run_pretraining(smoke_cfg, out_dir=tmp_path / "empty", extract_only=True)
+
+
+def test_prepare_only_builds_training_and_extraction_caches(smoke_cfg, tmp_path, capsys):
+    import yaml
+
+    from training.pretrain import main
+
+    cfg = {**smoke_cfg.to_dict(), "max_sites": 2, "cache_dir": str(tmp_path / "cache")}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["--config", str(path), "--prepare-only"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["cache"] != out["extraction_cache"]
+    assert 0 < out["crystals"] < out["extraction_crystals"]
+    assert Path(out["extraction_cache"]).is_dir()

@@ -783,7 +783,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="training wall-clock budget in seconds (stops at an epoch boundary)",
     )
     p.add_argument(
-        "--prepare-only", action="store_true", help="build (or check) the graph cache and exit"
+        "--prepare-only",
+        action="store_true",
+        help="build (or check) the graph caches for training and extraction, then exit",
     )
     p.add_argument(
         "--extract-only",
@@ -818,6 +820,8 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(int(cfg.threads))
         frame, info, checksum = resolve_corpus(cfg)
         cache = prepare_cache(cfg, frame, info, checksum)
+        del frame
+        ext = extraction_cache(cfg, cache)  # built here too, so parallel runs share it
         print(
             json.dumps(
                 {
@@ -825,6 +829,8 @@ def main(argv: list[str] | None = None) -> int:
                     "crystals": cache.num_crystals,
                     "shards": cache.num_shards,
                     "corpus_checksum": checksum,
+                    "extraction_cache": str(ext.path),
+                    "extraction_crystals": ext.num_crystals,
                 }
             )
         )

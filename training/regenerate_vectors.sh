@@ -18,7 +18,8 @@ mkdir -p "$RUNS"
 # Atom2Vec comparator (Zhou et al. 2018) on the same corpus: 50, 100, 200 dimensions.
 python -m training.atom2vec --dims 50 100 200 --out "$DATA"
 
-# Graph cache for the configured corpus, built once and shared by the three runs.
+# Graph caches for the configured training corpus and for the extraction corpus (the whole
+# de-duplicated corpus), built once and shared by the three runs.
 python -m training.pretrain --config "$CONFIG" --prepare-only
 
 if [ "$CONFIG" = "cpu" ]; then
