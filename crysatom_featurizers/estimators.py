@@ -48,145 +48,6 @@ _MAX_EXPANDED_EDGE_BYTES = 512 * 2**20
 
 
 # --------------------------------------------------------------------------------------------
-# Packed graphs and fast batching
-# --------------------------------------------------------------------------------------------
-
-
-class _GraphBatch:
-    """A mini-batch of crystal graphs with the attributes the CGCNN model reads.
-
-    It mirrors the layout of a ``torch_geometric`` ``Batch`` (global node indices, a ``batch``
-    vector and ``num_graphs``) without building one ``Data`` per crystal.
-    """
-
-    __slots__ = (
-        "species_z",
-        "species_weight",
-        "species_site_index",
-        "edge_index",
-        "edge_dist",
-        "edge_attr",
-        "batch",
-        "num_graphs",
-        "num_nodes",
-    )
-
-    def __init__(self, **tensors: Any) -> None:
-        for key, value in tensors.items():
-            setattr(self, key, value)
-
-
-def _ranges(starts: Any, lengths: Any) -> Any:
-    """``cat([arange(s, s + n) for s, n in zip(starts, lengths)])`` without a Python loop."""
-    import torch
-
-    total = int(lengths.sum())
-    if total == 0:
-        return torch.zeros(0, dtype=torch.long, device=lengths.device)
-    offsets = torch.cumsum(lengths, 0) - lengths
-    shift = torch.repeat_interleave(starts - offsets, lengths, output_size=total)
-    return torch.arange(total, device=lengths.device) + shift
-
-
-class _PackedGraphs:
-    """Many crystal graphs concatenated into flat tensors, with per-crystal offsets.
-
-    Node, species and edge indices are stored *within* each crystal; :meth:`batch` offsets
-    them for any subset of crystals.
-    """
-
-    def __init__(self, graphs: Sequence[Any]) -> None:
-        import torch
-
-        n_nodes, n_species, n_edges = [], [], []
-        species_z, species_weight, species_site, edge_index, edge_dist = [], [], [], [], []
-        for g in graphs:
-            n = int(g.num_nodes)
-            sz = getattr(g, "species_z", None)
-            if sz is None:  # a graph without disorder information: one species per site
-                sz = g.z
-                sw = torch.ones(n, dtype=torch.float32)
-                ss = torch.arange(n)
-            else:
-                sw = g.species_weight
-                ss = g.species_site_index
-            n_nodes.append(n)
-            n_species.append(int(sz.numel()))
-            n_edges.append(int(g.edge_index.shape[1]))
-            species_z.append(sz)
-            species_weight.append(sw)
-            species_site.append(ss)
-            edge_index.append(g.edge_index)
-            edge_dist.append(g.edge_dist)
-        self.num_nodes = torch.tensor(n_nodes, dtype=torch.long)
-        self.num_species = torch.tensor(n_species, dtype=torch.long)
-        self.num_edges = torch.tensor(n_edges, dtype=torch.long)
-        self.species_z = torch.cat(species_z).long()
-        self.species_weight = torch.cat(species_weight).float()
-        self.species_site_index = torch.cat(species_site).long()
-        self.edge_index = torch.cat(edge_index, dim=1).long()
-        self.edge_dist = torch.cat(edge_dist).float()
-        self._offsets()
-
-    def _offsets(self) -> None:
-        import torch
-
-        self.node_start = torch.cumsum(self.num_nodes, 0) - self.num_nodes
-        self.species_start = torch.cumsum(self.num_species, 0) - self.num_species
-        self.edge_start = torch.cumsum(self.num_edges, 0) - self.num_edges
-
-    def __len__(self) -> int:
-        return int(self.num_nodes.numel())
-
-    def expand_edges(self, expansion: Any, max_bytes: int) -> None:
-        """Store the Gaussian expansion of every edge once, if it fits in ``max_bytes``.
-
-        Batches then gather the expanded rows instead of recomputing ``exp`` every epoch;
-        above the limit the model expands the distances of each batch itself.
-        """
-        import torch
-
-        n_bytes = self.edge_dist.numel() * expansion.num_gaussians * 4
-        if n_bytes <= max_bytes:
-            with torch.no_grad():
-                self.edge_attr = expansion(self.edge_dist).float()
-
-    def to(self, device: Any) -> _PackedGraphs:
-        """Move every tensor to ``device`` (in place) and return ``self``."""
-        for key, value in vars(self).items():
-            setattr(self, key, value.to(device))
-        return self
-
-    def batch(self, index: Any) -> _GraphBatch:
-        """Gather the crystals at positions ``index`` (``Long[B]``) into one batch."""
-        import torch
-
-        n = self.num_nodes[index]
-        s = self.num_species[index]
-        e = self.num_edges[index]
-        node_offset = torch.cumsum(n, 0) - n
-        species = _ranges(self.species_start[index], s)
-        edges = _ranges(self.edge_start[index], e)
-        n_total = int(n.sum())
-        n_graphs = int(index.numel())
-        arange = torch.arange(n_graphs, device=n.device)
-        extra = {"edge_attr": self.edge_attr[edges]} if hasattr(self, "edge_attr") else {}
-        return _GraphBatch(
-            **extra,
-            species_z=self.species_z[species],
-            species_weight=self.species_weight[species],
-            species_site_index=self.species_site_index[species]
-            + torch.repeat_interleave(node_offset, s, output_size=int(species.numel())),
-            edge_index=self.edge_index[:, edges]
-            + torch.repeat_interleave(node_offset, e, output_size=int(edges.numel())),
-            edge_dist=self.edge_dist[edges],
-            batch=torch.repeat_interleave(arange, n, output_size=n_total),
-            num_graphs=n_graphs,
-            num_nodes=n_total,
-        )
-
-
-# --------------------------------------------------------------------------------------------
 # Input handling
 # --------------------------------------------------------------------------------------------
 
@@ -531,9 +392,11 @@ class _CGCNNBase(BaseEstimator):
         """Packed graphs of ``X``; raises if an element is not covered by the embedding."""
         import torch
 
+        from crysatom_featurizers.graphs import PackedGraphs
+
         graphs, labels = self._graphs_of(X, for_fit=for_fit)
-        packed = _PackedGraphs(graphs)
-        z = packed.species_z
+        packed = PackedGraphs.from_graphs(graphs)
+        z = packed.tensors["species_z"].long()
         covered_t = torch.from_numpy(np.array(covered, dtype=bool))
         z_in = z.clamp(0, covered_t.numel() - 1)
         bad = (z != z_in) | ~covered_t[z_in]

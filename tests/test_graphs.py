@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 from crysatom_featurizers.graphs import (
     CrystalGraphTransformer,
     IsolatedSiteError,
+    PackedGraphs,
     gaussian_centers,
     normalize_species_weights,
     prime_structure_caches,
@@ -349,3 +350,26 @@ def test_prime_structure_caches_stabilises_hash(fe2o3):
     assert primed != unprimed  # pymatgen filled its caches
     repr(fe2o3), str(fe2o3), fe2o3.cart_coords, structure_to_graph(fe2o3)
     assert joblib.hash(fe2o3) == primed
+
+
+def test_packed_batch_matches_pyg_batch(request):
+    """PackedGraphs.batch gathers any subset in any order exactly as PyG's Batch collates it."""
+    from torch_geometric.data import Batch
+
+    structures = [request.getfixturevalue(n) for n in ("nacl", "fe2o3", "bcc_fe", "perovskite")]
+    disordered = structures[0].copy()
+    disordered.replace(0, {"Na": 0.5, "K": 0.5})
+    graphs = structures_to_graphs([*structures, disordered], expand_edges=False)
+    packed = PackedGraphs.from_graphs(graphs, rows=[10, 11, 12, 13, 14])
+    order = [3, 0, 4, 1]
+    ours = packed.batch(torch.tensor(order))
+    ref = Batch.from_data_list([graphs[i] for i in order])
+    for key in ("z", "species_z", "species_site_index", "edge_index", "batch", "ptr"):
+        assert torch.equal(getattr(ours, key), getattr(ref, key).long()), key
+    torch.testing.assert_close(ours.species_weight, ref.species_weight.float())
+    torch.testing.assert_close(ours.edge_dist, ref.edge_dist.float())
+    assert ours.rows.tolist() == [13, 10, 14, 11]
+    assert ours.num_graphs == 4 and ours.num_nodes == int(ref.num_nodes)
+    assert packed.batch(np.array([], dtype=int)).num_graphs == 0
+    with pytest.raises(ValueError, match="missing"):
+        PackedGraphs({"rows": torch.zeros(1)})

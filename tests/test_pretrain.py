@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from crysatom_featurizers.graphs import GraphBatch  # noqa: E402
 from crysatom_featurizers.nn.heads import (  # noqa: E402
     ConnectivityReconstructionHead,
     FeatureReconstructionHead,
@@ -23,7 +24,6 @@ from crysatom_featurizers.nn.heads import (  # noqa: E402
 )
 from crysatom_featurizers.nn.ssl import barlow_twins_loss, nt_xent_loss, vicreg_loss  # noqa: E402
 from training.augment import atom_masking, edge_masking, group_ranks  # noqa: E402
-from training.graph_cache import GraphBatch  # noqa: E402
 
 # ------------------------------------------------------------------------------------------
 # helpers

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from training.graph_cache import GraphBatch
+from crysatom_featurizers.graphs import GraphBatch
 
 __all__ = ["atom_masking", "edge_masking", "group_ranks", "hashed_uniform"]
 

@@ -10,7 +10,8 @@ The cache directory name is derived from the corpus checksum, the graph paramete
 cache format version, so a second run with the same corpus and settings reuses it and a
 different corpus never collides with it.
 
-Shard layout (dict of tensors, ``C`` crystals, ``N`` nodes, ``S`` species entries, ``E`` edges)::
+Shard layout (:data:`crysatom_featurizers.graphs.PACKED_KEYS`; ``C`` crystals, ``N`` nodes, ``S``
+species entries, ``E`` edges), loaded as :class:`crysatom_featurizers.graphs.PackedGraphs`::
 
     rows               Long[C]    row position of the crystal in the corpus frame
     num_nodes          Int[C]     sites per crystal
@@ -31,148 +32,14 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor
+
+from crysatom_featurizers.graphs import PackedGraphs, pack_graphs
 
 CACHE_VERSION = 1
-SHARD_KEYS = (
-    "rows",
-    "num_nodes",
-    "num_species",
-    "num_edges",
-    "z",
-    "species_z",
-    "species_weight",
-    "species_site_index",
-    "edge_index",
-    "edge_dist",
-)
-
-
-@dataclass
-class GraphBatch:
-    """A batch of crystal graphs, in the attribute layout of a PyG ``Batch``.
-
-    Works with :class:`crysatom_featurizers.nn.ElementEmbeddingLayer` (``species_*``,
-    ``num_nodes``, ``batch``). All index tensors are global within the batch.
-    """
-
-    z: Tensor  # Long[N]
-    species_z: Tensor  # Long[S]
-    species_weight: Tensor  # Float[S]
-    species_site_index: Tensor  # Long[S]
-    edge_index: Tensor  # Long[2, E]
-    edge_dist: Tensor  # Float[E], Å
-    batch: Tensor  # Long[N], crystal of each node
-    ptr: Tensor  # Long[B + 1], node offsets
-    rows: Tensor  # Long[B], corpus rows
-
-    @property
-    def num_nodes(self) -> int:
-        return int(self.z.numel())
-
-    @property
-    def num_graphs(self) -> int:
-        return int(self.ptr.numel() - 1)
-
-    @property
-    def num_edges(self) -> int:
-        return int(self.edge_index.shape[1])
-
-    def to(self, device: torch.device | str) -> GraphBatch:
-        return GraphBatch(**{k: getattr(self, k).to(device) for k in self.__dataclass_fields__})
-
-
-def _ranges(starts: Tensor, lengths: Tensor) -> Tensor:
-    """Concatenation of ``arange(s, s + l)`` for every (s, l), without a Python loop."""
-    total = int(lengths.sum())
-    if total == 0:
-        return torch.zeros(0, dtype=torch.long)
-    offsets = torch.cumsum(lengths, 0) - lengths
-    within = torch.arange(total) - torch.repeat_interleave(offsets, lengths)
-    return torch.repeat_interleave(starts, lengths) + within
-
-
-class GraphShard:
-    """One loaded shard with per-crystal offsets; :meth:`batch` gathers any crystals."""
-
-    def __init__(self, tensors: dict[str, Tensor]) -> None:
-        missing = [k for k in SHARD_KEYS if k not in tensors]
-        if missing:
-            raise ValueError(f"graph shard is missing {missing}")
-        self.t = tensors
-        self.num_nodes = tensors["num_nodes"].long()
-        self.num_species = tensors["num_species"].long()
-        self.num_edges = tensors["num_edges"].long()
-        self.node_start = torch.cumsum(self.num_nodes, 0) - self.num_nodes
-        self.species_start = torch.cumsum(self.num_species, 0) - self.num_species
-        self.edge_start = torch.cumsum(self.num_edges, 0) - self.num_edges
-
-    def __len__(self) -> int:
-        return int(self.num_nodes.numel())
-
-    @property
-    def rows(self) -> Tensor:
-        return self.t["rows"]
-
-    def batch(self, index: Tensor | Sequence[int] | np.ndarray) -> GraphBatch:
-        """Gather the crystals at positions ``index`` of this shard into a :class:`GraphBatch`."""
-        idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
-        n = self.num_nodes[idx]
-        s = self.num_species[idx]
-        e = self.num_edges[idx]
-        ptr = torch.zeros(idx.numel() + 1, dtype=torch.long)
-        ptr[1:] = torch.cumsum(n, 0)
-        graph_of_node = torch.repeat_interleave(torch.arange(idx.numel()), n)
-        nodes = _ranges(self.node_start[idx], n)
-        species = _ranges(self.species_start[idx], s)
-        edges = _ranges(self.edge_start[idx], e)
-        t = self.t
-        edge_index = t["edge_index"][:, edges].long() + torch.repeat_interleave(ptr[:-1], e)
-        species_site = t["species_site_index"][species].long() + torch.repeat_interleave(
-            ptr[:-1], s
-        )
-        return GraphBatch(
-            z=t["z"][nodes].long(),
-            species_z=t["species_z"][species].long(),
-            species_weight=t["species_weight"][species].float(),
-            species_site_index=species_site,
-            edge_index=edge_index,
-            edge_dist=t["edge_dist"][edges].float(),
-            batch=graph_of_node,
-            ptr=ptr,
-            rows=t["rows"][idx].long(),
-        )
-
-
-def graphs_to_shard(graphs: Sequence[Any], rows: Sequence[int]) -> dict[str, Tensor]:
-    """Pack PyG ``Data`` graphs (from ``structures_to_graphs``) into the shard tensor layout."""
-    if len(graphs) != len(rows):
-        raise ValueError(f"{len(graphs)} graphs but {len(rows)} rows")
-
-    def cat(key: str, dtype: torch.dtype, dim: int = 0) -> Tensor:
-        parts = [getattr(g, key) for g in graphs]
-        if not parts:
-            return torch.zeros((2, 0) if key == "edge_index" else (0,), dtype=dtype)
-        return torch.cat(parts, dim=dim).to(dtype)
-
-    return {
-        "rows": torch.as_tensor(np.asarray(rows, dtype=np.int64)),
-        "num_nodes": torch.tensor([int(g.num_nodes) for g in graphs], dtype=torch.int32),
-        "num_species": torch.tensor([int(g.species_z.numel()) for g in graphs], dtype=torch.int32),
-        "num_edges": torch.tensor([int(g.edge_index.shape[1]) for g in graphs], dtype=torch.int32),
-        "z": cat("z", torch.int16),
-        "species_z": cat("species_z", torch.int16),
-        "species_weight": cat("species_weight", torch.float32),
-        "species_site_index": cat("species_site_index", torch.int32),
-        "edge_index": cat("edge_index", torch.int32, dim=1),
-        "edge_dist": cat("edge_dist", torch.float32),
-    }
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -223,11 +90,11 @@ class GraphCache:
     def shard_path(self, i: int) -> Path:
         return self.path / f"shard_{i:05d}.pt"
 
-    def load_shard(self, i: int) -> GraphShard:
+    def load_shard(self, i: int) -> PackedGraphs:
         tensors = torch.load(self.shard_path(i), map_location="cpu", weights_only=True)
-        return GraphShard(tensors)
+        return PackedGraphs(tensors)
 
-    def iter_shards(self) -> Iterator[tuple[int, GraphShard]]:
+    def iter_shards(self) -> Iterator[tuple[int, PackedGraphs]]:
         for i in range(self.num_shards):
             yield i, self.load_shard(i)
 
@@ -281,7 +148,7 @@ class GraphCache:
         for i, start in enumerate(starts):
             chunk = list(structures[start : start + shard_size])
             graphs = structures_to_graphs(chunk, n_jobs=n_jobs, **params)
-            shard = graphs_to_shard(graphs, range(start, start + len(chunk)))
+            shard = pack_graphs(graphs, range(start, start + len(chunk)))
             atomic_torch_save(shard, out / f"shard_{i:05d}.pt")
             sizes.append(len(chunk))
             if bar is not None:

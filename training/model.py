@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from crysatom_featurizers.graphs import GraphBatch
 from crysatom_featurizers.nn import CGCNNEncoder, ElementEmbeddingLayer, GaussianExpansion
 from crysatom_featurizers.nn.heads import (
     ConnectivityReconstructionHead,
@@ -26,7 +27,6 @@ from crysatom_featurizers.nn.heads import (
 from crysatom_featurizers.nn.ssl import barlow_twins_loss, nt_xent_loss, vicreg_loss
 from training.augment import atom_masking, edge_masking
 from training.config import PretrainConfig
-from training.graph_cache import GraphBatch
 
 
 def mean_pool(x: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
