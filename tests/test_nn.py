@@ -231,3 +231,69 @@ def test_cgcnn_learns_a_toy_target(toy_embedding, graphs):
         optimiser.step()
         first = loss.item() if first is None else first
     assert loss.item() < 0.1 * first
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_memory_efficient_gate_equals_autograd_path(momentum):
+    """The recomputing gate (training default) gives the outputs, gradients and BatchNorm
+    running statistics of the plain autograd path."""
+    torch.manual_seed(0)
+    n, e, d = 30, 400, 8
+    x = torch.randn(n, d, dtype=torch.float64)
+    edge_index = torch.randint(0, n, (2, e))
+    edge_attr = torch.randn(e, 41, dtype=torch.float64)
+    results = []
+    for efficient in (False, True):
+        torch.manual_seed(1)
+        conv = CGCNNConv(d, 41).double()
+        conv.bn_message.momentum = momentum
+        with torch.no_grad():  # non-trivial affine parameters
+            conv.bn_message.weight.uniform_(0.5, 1.5)
+            conv.bn_message.bias.uniform_(-0.5, 0.5)
+        conv.memory_efficient = efficient
+        xs = x.clone().requires_grad_()
+        for _ in range(2):  # two steps: running statistics accumulate
+            out = conv(xs, edge_index, edge_attr)
+        weights = torch.linspace(-1, 1, out.numel(), dtype=torch.float64).view_as(out)
+        (out * weights).sum().backward()
+        grads = {k: p.grad.clone() for k, p in conv.named_parameters()}
+        results.append((out.detach(), xs.grad.clone(), grads, conv.state_dict()))
+    (out0, gx0, g0, s0), (out1, gx1, g1, s1) = results
+    torch.testing.assert_close(out1, out0, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gx1, gx0, rtol=1e-10, atol=1e-12)
+    for k in g0:
+        torch.testing.assert_close(g1[k], g0[k], rtol=1e-9, atol=1e-12)
+    for k in s0:
+        torch.testing.assert_close(s1[k], s0[k], rtol=1e-10, atol=1e-12)
+    assert int(s1["bn_message.num_batches_tracked"]) == 2
+
+
+def test_memory_efficient_gate_gradient_matches_batch_norm():
+    from crysatom_featurizers.nn.layers import _NormalizedGate
+
+    torch.manual_seed(0)
+    z = torch.randn(12, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(6, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, dtype=torch.float64, requires_grad=True)
+
+    def gate(z, w, b):
+        var, mean = torch.var_mean(z, dim=0, unbiased=False)
+        return _NormalizedGate.apply(z, w, b, mean.detach(), torch.rsqrt(var + 1e-5).detach())
+
+    # mean/invstd are statistics of z: compare with the autograd expression instead
+    def reference(z, w, b):
+        y = F.batch_norm(z, None, None, w, b, training=True, eps=1e-5)
+        f, c = y.chunk(2, dim=-1)
+        return torch.sigmoid(f) * F.softplus(c)
+
+    g = torch.randn(12, 3, dtype=torch.float64)
+    ours = torch.autograd.grad((gate(z, w, b) * g).sum(), (z, w, b))
+    ref = torch.autograd.grad((reference(z, w, b) * g).sum(), (z, w, b))
+    for a, r in zip(ours, ref):
+        torch.testing.assert_close(a, r, rtol=1e-9, atol=1e-12)
+
+
+def test_memory_efficient_gate_needs_two_edges():
+    conv = CGCNNConv(4, 41)
+    with pytest.raises(ValueError, match="more than 1 value"):
+        conv(torch.randn(1, 4), torch.zeros((2, 1), dtype=torch.long), torch.randn(1, 41))
