@@ -3,6 +3,8 @@
 # NT-Xent and no SSL term (reconstruction losses only), all with the cpu config at dim 50 and
 # the same number of epochs, then the element-property probe on the four vector sets.
 # Vectors and probe tables go to training/results/ssl_ablation/ (not the shipped data folder).
+#   bash training/run_ssl_ablation.sh                  # train the four runs, extract, probe
+#   EXTRACT_ONLY=1 bash training/run_ssl_ablation.sh   # re-extract from their checkpoints
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,12 +15,21 @@ RUNS=training/runs
 mkdir -p "$OUT" "$RUNS"
 
 python -m training.pretrain --config cpu --prepare-only
-for SSL in bt vicreg ntxent none; do
-    python -m training.pretrain --config cpu --dim "$DIM" --ssl "$SSL" --epochs "$EPOCHS" \
-        --threads 1 --time-budget 100000 --out "$RUNS/ablation_${SSL}_d$DIM" \
-        --vectors "$OUT/crysatom_${DIM}_$SSL.json" > "$RUNS/ablation_${SSL}_d$DIM.log" 2>&1 &
-done
-wait
+if [ "${EXTRACT_ONLY:-0}" = "1" ]; then
+    # Re-extract the vectors from the runs' checkpoints (e.g. after an extraction change).
+    for SSL in bt vicreg ntxent none; do
+        python -m training.pretrain --config cpu --dim "$DIM" --ssl "$SSL" --extract-only \
+            --threads 1 --no-progress --out "$RUNS/ablation_${SSL}_d$DIM" \
+            --vectors "$OUT/crysatom_${DIM}_$SSL.json"
+    done
+else
+    for SSL in bt vicreg ntxent none; do
+        python -m training.pretrain --config cpu --dim "$DIM" --ssl "$SSL" --epochs "$EPOCHS" \
+            --threads 1 --time-budget 100000 --out "$RUNS/ablation_${SSL}_d$DIM" \
+            --vectors "$OUT/crysatom_${DIM}_$SSL.json" > "$RUNS/ablation_${SSL}_d$DIM.log" 2>&1 &
+    done
+    wait
+fi
 
 python - "$OUT" "$DIM" <<'PY'
 import sys
