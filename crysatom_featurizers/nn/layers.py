@@ -175,57 +175,6 @@ class ElementEmbeddingLayer(nn.Module):
         return f"{self.embedding_name!r}, dim={self.dim}, trainable={self.trainable}"
 
 
-class _NormalizedGate(torch.autograd.Function):
-    """``sigmoid(f) * softplus(c)`` with ``f, c = split(BatchNorm(z))``, training mode.
-
-    Autograd would keep four edge-sized tensors per layer for backward (the batch-norm input
-    and output, the sigmoid and the softplus); this keeps only ``z`` and recomputes the rest,
-    which roughly thirds the activation memory of a convolution for a few cheap elementwise
-    operations. ``mean`` and ``invstd`` are the batch statistics of ``z``.
-    """
-
-    @staticmethod
-    def forward(ctx, z: Tensor, weight: Tensor, bias: Tensor, mean: Tensor, invstd: Tensor):
-        scale = invstd * weight
-        gate, core = torch.addcmul(bias - mean * scale, z, scale).chunk(2, dim=-1)
-        ctx.save_for_backward(z, weight, bias, mean, invstd)
-        return torch.sigmoid(gate) * F.softplus(core)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        z, weight, bias, mean, invstd = ctx.saved_tensors
-        xhat = (z - mean) * invstd
-        gate, core = torch.addcmul(bias, xhat, weight).chunk(2, dim=-1)
-        sig = torch.sigmoid(gate)
-        grad_gate = grad * F.softplus(core) * sig * (1.0 - sig)
-        grad_core = grad * sig * torch.sigmoid(core)  # softplus' = sigmoid
-        grad_y = torch.cat([grad_gate, grad_core], dim=-1)
-        del gate, core, sig, grad_gate, grad_core
-        grad_weight = (grad_y * xhat).sum(0)
-        grad_bias = grad_y.sum(0)
-        grad_xhat = grad_y * weight
-        del grad_y
-        grad_z = invstd * (grad_xhat - grad_xhat.mean(0) - xhat * (grad_xhat * xhat).mean(0))
-        return grad_z, grad_weight, grad_bias, None, None
-
-
-def _normalized_gate(z: Tensor, bn: nn.BatchNorm1d) -> Tensor:
-    """Training-mode ``bn`` on ``z`` then the CGCNN gate, with ``bn``'s running statistics
-    updated exactly as ``nn.BatchNorm1d`` does, through :class:`_NormalizedGate`."""
-    n = z.shape[0]
-    if n < 2:
-        raise ValueError(f"Expected more than 1 value per channel when training, got {n} edges")
-    with torch.no_grad():
-        var, mean = torch.var_mean(z, dim=0, unbiased=False)
-        invstd = torch.rsqrt(var + bn.eps)
-        if bn.track_running_stats:
-            bn.num_batches_tracked.add_(1)
-            factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
-            bn.running_mean.mul_(1.0 - factor).add_(mean, alpha=factor)
-            bn.running_var.mul_(1.0 - factor).add_(var * (n / (n - 1)), alpha=factor)
-    return _NormalizedGate.apply(z, bn.weight, bn.bias, mean, invstd)
-
-
 class CGCNNConv(MessagePassing):
     """Gated graph convolution of CGCNN (Xie & Grossman, PRL 120, 145301, 2018).
 
@@ -262,9 +211,6 @@ class CGCNNConv(MessagePassing):
         self.bn_message = nn.BatchNorm1d(2 * node_dim) if batch_norm else nn.Identity()
         self.bn_sum = nn.BatchNorm1d(node_dim) if batch_norm else nn.Identity()
         self.outer_softplus = bool(outer_softplus)
-        # Training with batch norm: keep only the pre-norm edge tensor for backward (see
-        # _NormalizedGate); False gives the plain autograd path (same values).
-        self.memory_efficient = True
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
         # Same result as ``propagate`` with :meth:`message`, computed faster: the Linear on
@@ -276,18 +222,9 @@ class CGCNNConv(MessagePassing):
         z = F.linear(edge_attr, weight[:, 2 * d :], self.lin.bias)
         z = z + F.linear(x, weight[:, :d]).index_select(0, target)
         z = z + F.linear(x, weight[:, d : 2 * d]).index_select(0, source)
-        bn = self.bn_message
-        if (
-            self.memory_efficient
-            and self.training
-            and torch.is_grad_enabled()
-            and isinstance(bn, nn.BatchNorm1d)
-            and bn.affine
-        ):
-            messages = _normalized_gate(z, bn)
-        else:
-            gate, core = bn(z).chunk(2, dim=-1)
-            messages = torch.sigmoid(gate) * F.softplus(core)
+        z = self.bn_message(z)
+        gate, core = z.chunk(2, dim=-1)
+        messages = torch.sigmoid(gate) * F.softplus(core)
         summed = messages.new_zeros((x.shape[0], messages.shape[1])).index_add_(0, target, messages)
         out = x + self.bn_sum(summed)
         return F.softplus(out) if self.outer_softplus else out
