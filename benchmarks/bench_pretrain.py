@@ -138,47 +138,6 @@ def measure(args) -> dict:
     return out
 
 
-def saved_activations(args) -> dict:
-    """Bytes that autograd keeps for backward in one training forward pass (first batch of
-    128 crystals: the reconstruction pass and the two SSL views, i.e. three encoder passes),
-    with the memory-efficient CGCNN gate and with plain autograd.
-
-    Counted with ``torch.autograd.graph.saved_tensors_hooks`` over distinct storages, so it
-    measures live activation memory independently of the allocator (peak RSS on CPU also
-    includes glibc heap fragmentation).
-    """
-    import numpy as np
-    import torch
-
-    from crysatom_featurizers.nn.layers import CGCNNConv
-    from training.graph_cache import GraphCache
-    from training.model import CrysAtomPretrainer
-
-    cfg = _config(args)
-    torch.set_num_threads(args.threads)
-    batch = GraphCache(args.cache).load_shard(0).batch(np.arange(128))
-    out = {"crystals": 128, "nodes": batch.num_nodes, "edges": batch.num_edges}
-    for efficient in (False, True):
-        torch.manual_seed(0)
-        model = CrysAtomPretrainer(cfg)
-        for m in model.modules():
-            if isinstance(m, CGCNNConv):
-                m.memory_efficient = efficient
-        storages: dict[int, int] = {}
-
-        def pack(t, storages=storages):
-            s = t.untyped_storage()
-            storages[s.data_ptr()] = s.nbytes()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            model(batch, salt=1)  # reconstruction pass and the two SSL views
-        key = "memory_efficient_gate" if efficient else "autograd_gate"
-        out[key + "_gb"] = round(sum(storages.values()) / 1024**3, 3)
-    out["ratio"] = round(out["autograd_gate_gb"] / out["memory_efficient_gate_gb"], 2)
-    return out
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--epochs", type=int, default=3)
@@ -193,7 +152,7 @@ def main() -> int:
     p.add_argument("--mode", default="joint", choices=list(MODES), help=argparse.SUPPRESS)
     p.add_argument("--cache-dir", default=str(REPO / "training/cache"))
     p.add_argument("--output", default=str(REPO / "benchmarks/results/pretrain.json"))
-    p.add_argument("--phase", choices=["all", "prepare", "measure", "activations"], default="all")
+    p.add_argument("--phase", choices=["all", "prepare", "measure"], default="all")
     p.add_argument("--cache", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.phase == "prepare":
@@ -201,9 +160,6 @@ def main() -> int:
         return 0
     if args.phase == "measure":
         print(json.dumps(measure(args)))
-        return 0
-    if args.phase == "activations":
-        print(json.dumps(saved_activations(args)))
         return 0
     cache = (
         subprocess.run(
@@ -250,24 +206,7 @@ def main() -> int:
         ]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True)
         runs[mode] = json.loads(out.stdout.strip().splitlines()[-1])
-    act = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--phase",
-            "activations",
-            "--cache",
-            cache,
-            "--threads",
-            str(args.threads),
-            "--cache-dir",
-            args.cache_dir,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    res = {"runs": runs, "saved_activations": json.loads(act.stdout.strip().splitlines()[-1])}
+    res = {"runs": runs}
     res["reference"] = REFERENCE
     for run in runs.values():
         run["speedup_vs_reference"] = round(REFERENCE["s_per_epoch"] / run["s_per_epoch"], 2)

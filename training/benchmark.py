@@ -1536,8 +1536,10 @@ def _verdict(row) -> str:
     """win / tie / loss against cgcnn: a tie when the gap is within the seed noise."""
     if not np.isfinite(row.cgcnn_mae) or row.embedding == BASELINE:
         return ""
-    noise = math.sqrt(np.nan_to_num(row.mae_std) ** 2 + np.nan_to_num(row.cgcnn_std) ** 2)
     gap = row.mae_mean - row.cgcnn_mae
+    if not np.isfinite(row.mae_std) and not np.isfinite(row.cgcnn_std):
+        return "lower" if gap < 0 else "higher"  # one model each: no seed spread to judge by
+    noise = math.sqrt(np.nan_to_num(row.mae_std) ** 2 + np.nan_to_num(row.cgcnn_std) ** 2)
     if abs(gap) <= noise:
         return "tie"
     return "win" if gap < 0 else "loss"
@@ -1617,7 +1619,11 @@ def markdown_tables(summary: pd.DataFrame) -> list[str]:
                 f"{emb} on {prop}{'' if f == 1.0 else f' @{f:g}'}: {v}"
                 for prop, f, emb, v in verdicts
             )
-            lines += [f"CrysAtom against cgcnn (tie = gap within the seed std): {text}.", ""]
+            lines += [
+                "CrysAtom against cgcnn (tie = gap within the seed std; lower/higher: one "
+                f"model each, no seed spread to judge by): {text}.",
+                "",
+            ]
     return lines
 
 
