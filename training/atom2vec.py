@@ -40,7 +40,6 @@ import argparse
 import datetime as _dt
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -52,6 +51,7 @@ import scipy.sparse as sp
 from pymatgen.core import Composition, Element
 
 from training.corpus import DEFAULT_SOURCES, REPO_ROOT, load_corpus_index
+from training.provenance import cpu_model, git_state, package_version
 
 CITATION = (
     "Q. Zhou, P. Tang, S. Liu, J. Pan, Q. Yan, S.-C. Zhang, 'Learning atoms for materials "
@@ -219,49 +219,19 @@ class Atom2Vec:
 
 
 def _git_commit() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=30
-        ).stdout.strip()
-
-    try:
-        return {
-            "git_commit": git("rev-parse", "HEAD"),
-            "git_dirty": bool(git("status", "--porcelain")),
-        }
-    except (OSError, subprocess.SubprocessError):
-        return {"git_commit": None, "git_dirty": None}
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    commit, status = git_state()
+    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
 
 
 def hardware_record() -> dict[str, Any]:
     """Platform, CPU model, core count and Python/numpy versions."""
     return {
         "platform": platform.platform(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "numpy": np.__version__,
     }
-
-
-def _package_version() -> str:
-    try:
-        from crysatom_featurizers import __version__
-
-        return __version__
-    except ImportError:
-        return "unknown"
 
 
 def build_embedding(
@@ -372,7 +342,7 @@ def train_atom2vec(
         "corpus_dedupe_key": corpus["dedupe_key"],
         "corpus_checksum": corpus["checksum"],
         "hardware": hardware_record(),
-        "package_version": _package_version(),
+        "package_version": package_version(),
         "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": "python -m training.atom2vec " + " ".join(sys.argv[1:]),
         **_git_commit(),

@@ -83,7 +83,6 @@ import math
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -97,6 +96,7 @@ import pandas as pd
 import yaml
 
 from training.corpus import REPO_ROOT, SHARED_SOURCES, shared_source_path
+from training.provenance import git_state
 
 LOG = logging.getLogger("training.benchmark")
 
@@ -361,19 +361,8 @@ def _run_id(experiment: str, prop: str, label: str, seed: int, fraction: float) 
 
 def git_info() -> dict[str, Any]:
     """Commit of the repository and whether the working tree differs from it."""
-
-    def git(*args: str) -> str:
-        out = subprocess.run(
-            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
-        )
-        return out.stdout.strip() if out.returncode == 0 else ""
-
-    status = git("status", "--porcelain")
-    return {
-        "commit": git("rev-parse", "HEAD") or None,
-        "dirty": bool(status),
-        "n_changed_paths": len(status.splitlines()) if status else 0,
-    }
+    commit, status = git_state()
+    return {"commit": commit, "dirty": bool(status), "n_changed_paths": len(status or [])}
 
 
 def hardware_info() -> dict[str, Any]:

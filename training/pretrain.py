@@ -24,7 +24,6 @@ import math
 import os
 import platform
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ from training.config import PretrainConfig
 from training.extract import EXTRACTION_METHOD, extract_element_vectors
 from training.graph_cache import GraphCache, atomic_torch_save, cache_key
 from training.model import CrysAtomPretrainer
+from training.provenance import cpu_model, git_commit, package_version
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CITATION = (
@@ -320,42 +320,12 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def git_commit() -> str | None:
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def hardware_info(device: torch.device, world: int) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     info = {
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "world_size": world,
@@ -578,7 +548,7 @@ def run_pretraining(
             "training_git_commit": (
                 _training_commit(trained_at, history, vec_path) if extract_only else git_commit()
             ),
-            "package_version": _package_version(),
+            "package_version": package_version(),
             "extraction_method": EXTRACTION_METHOD,
             "element_counts": ext["counts"],
             "element_weights": ext["weights"],
@@ -616,12 +586,6 @@ def _training_commit(saved: str | None, history: list[dict[str, Any]], path: Pat
     if old.get("loss_history") == ours:
         return old.get("training_git_commit") or old.get("git_commit")
     return None
-
-
-def _package_version() -> str:
-    import crysatom_featurizers
-
-    return str(crysatom_featurizers.__version__)
 
 
 def _sequential_ssl_backward(

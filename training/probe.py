@@ -466,7 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elements_text = ", ".join(elements)
     from threadpoolctl import threadpool_limits
 
-    from training.atom2vec import _git_commit, _package_version, hardware_record
+    from training.atom2vec import _git_commit, hardware_record
+    from training.provenance import package_version
 
     with threadpool_limits(limits=1):
         long = probe_table(args.embeddings, elements, args.n_repeats, args.n_splits)
@@ -477,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "elements": elements_text,
         "command": "python -m training.probe " + " ".join(sys.argv[1:] if argv is None else argv),
         "git commit": f"{git['git_commit']}{' (uncommitted changes)' if git['git_dirty'] else ''}",
-        "package version": _package_version(),
+        "package version": package_version(),
         "scikit-learn": __import__("sklearn").__version__,
         "pymatgen": __import__("pymatgen.core").core.__version__,
         "cpu": hardware_record()["cpu"],
