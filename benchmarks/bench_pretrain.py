@@ -12,7 +12,7 @@ the training process:
    is treated as warm-up and excluded; peak RSS from ``resource.getrusage``.
 
     python benchmarks/bench_pretrain.py [--epochs 3] [--threads 2] [--device cpu|cuda] \\
-        [--modes joint,sequential,joint-ckpt,sequential-ckpt]
+        [--modes joint,sequential,joint-ckpt,sequential-ckpt,joint-compiled,sequential-compiled]
 
 Results (and the load average, since the machine is shared) go to
 ``benchmarks/results/pretrain.json``.
@@ -41,12 +41,15 @@ REFERENCE = {
     "breakdown_s_per_batch": {"data_loading": 2.8, "compute": 3.9},
 }
 N_CRYSTALS = 2048
-#: memory modes of the training step (PretrainConfig.ssl_views / activation_checkpointing)
+#: memory modes of the training step (PretrainConfig.ssl_views, activation_checkpointing,
+#: compile_convs)
 MODES = {
     "joint": {"ssl_views": "joint", "activation_checkpointing": False},
     "sequential": {"ssl_views": "sequential", "activation_checkpointing": False},
     "joint-ckpt": {"ssl_views": "joint", "activation_checkpointing": True},
     "sequential-ckpt": {"ssl_views": "sequential", "activation_checkpointing": True},
+    "joint-compiled": {"ssl_views": "joint", "compile_convs": True},
+    "sequential-compiled": {"ssl_views": "sequential", "compile_convs": True},
 }
 
 
@@ -66,8 +69,7 @@ def _config(args):
         graph_jobs=args.graph_jobs,
         progress=False,
         cache_dir=args.cache_dir,
-        ssl_views=MODES[args.mode]["ssl_views"],
-        activation_checkpointing=MODES[args.mode]["activation_checkpointing"],
+        **{"activation_checkpointing": False, "compile_convs": False, **MODES[args.mode]},
     )
 
 
@@ -119,6 +121,7 @@ def measure(args) -> dict:
             "ssl": cfg.ssl,
             "ssl_views": cfg.ssl_views,
             "activation_checkpointing": cfg.activation_checkpointing,
+            "compile_convs": cfg.compile_convs,
         },
         "s_per_epoch": round(s_epoch, 2),
         "s_per_batch": round(s_epoch / timed[0]["steps"], 3),

@@ -17,6 +17,7 @@ from crysatom_featurizers.nn import (
     CGCNNEncoder,
     ElementEmbeddingLayer,
     GaussianExpansion,
+    uniform_neighbors,
 )
 
 TOY_ELEMENTS = ["O", "Na", "Cl", "Ti", "Fe", "Ni", "Sr"]
@@ -127,6 +128,59 @@ def test_cgcnn_conv_matches_dense_original(nacl, fe2o3, train):
     conv.train(train)
     reference = _dense_cgcnn_conv(conv, x, batch.edge_index, batch.edge_attr, 12)
     torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_uniform_neighbors_detects_the_graph_layout(nacl, fe2o3, graphs):
+    batch = _batch(structures_to_graphs([nacl, fe2o3]))
+    assert uniform_neighbors(batch.edge_index, batch.num_nodes) == 12
+    # one edge fewer, edges out of centre order, or an extra node without edges: no fast path
+    assert uniform_neighbors(batch.edge_index[:, 1:], batch.num_nodes) is None
+    assert uniform_neighbors(batch.edge_index.flip(1), batch.num_nodes) is None
+    assert uniform_neighbors(batch.edge_index, batch.num_nodes + 1) is None
+    assert uniform_neighbors(batch.edge_index[:, :0], batch.num_nodes) is None
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_cgcnn_conv_uniform_fast_path_same_values_and_gradients(nacl, fe2o3, train):
+    torch.manual_seed(0)
+    batch = _batch(structures_to_graphs([nacl, fe2o3]))
+    conv = CGCNNConv(8, 41).double().train(train)
+    x = torch.randn(batch.num_nodes, 8, dtype=torch.float64, requires_grad=True)
+    edge_attr = batch.edge_attr.double()
+    outputs, grads = [], []
+    for k in (None, 12):
+        conv.zero_grad()
+        x.grad = None
+        out = conv(x, batch.edge_index, edge_attr, k)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        outputs.append(out.detach())
+        grads.append([x.grad.clone()] + [p.grad.clone() for p in conv.parameters()])
+    torch.testing.assert_close(outputs[0], outputs[1])
+    for generic, fast in zip(*grads):
+        torch.testing.assert_close(generic, fast)
+    reference = _dense_cgcnn_conv(conv.eval(), x.detach(), batch.edge_index, edge_attr, 12)
+    if not train:
+        torch.testing.assert_close(outputs[1], reference)
+
+
+def test_encoder_uses_the_fast_path_only_when_the_layout_allows(nacl, fe2o3, monkeypatch):
+    batch = _batch(structures_to_graphs([nacl, fe2o3]))
+    encoder = CGCNNEncoder(92, 16, 2)
+    seen = []
+    forward = CGCNNConv.forward
+
+    def spy(self, x, edge_index, edge_attr, neighbors_per_node=None):
+        seen.append(neighbors_per_node)
+        return forward(self, x, edge_index, edge_attr, neighbors_per_node)
+
+    monkeypatch.setattr(CGCNNConv, "forward", spy)
+    x = torch.randn(batch.num_nodes, 92)
+    full = encoder(x, batch.edge_index, batch.edge_attr)
+    keep = torch.ones(batch.edge_index.shape[1], dtype=torch.bool)
+    keep[::7] = False  # edge masking breaks the layout
+    encoder(x, batch.edge_index[:, keep], batch.edge_attr[keep])
+    assert seen == [12, 12, None, None]
+    assert torch.isfinite(full).all()
 
 
 def _copy_into_cgconv(conv: CGCNNConv, channels: int, edge_dim: int) -> CGConv:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -459,6 +460,49 @@ def test_activation_checkpointing_gives_the_same_gradient(smoke_cfg):
     assert len(states[0]) > 2
     for k in states[0]:
         torch.testing.assert_close(states[1][k], states[0][k])
+
+
+@pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("g++", "c++", "clang++")), reason="no C++ compiler"
+)
+def test_compiled_convolutions_give_the_same_losses_and_gradients(smoke_cfg):
+    """torch.compile of the convolutions (fused kernels, recomputation in backward) changes
+    neither the losses, the gradients, the BatchNorm statistics nor the checkpoint keys."""
+    from training.graph_cache import GraphCache
+    from training.model import CrysAtomPretrainer
+    from training.pretrain import prepare_cache, resolve_corpus
+
+    cache: GraphCache = prepare_cache(smoke_cfg, *resolve_corpus(smoke_cfg))
+    batch = cache.load_shard(0).batch(np.arange(8))
+    losses, grads, states = [], [], []
+    for flag in (False, True):
+        torch.manual_seed(0)
+        model = CrysAtomPretrainer(smoke_cfg.replace(compile_convs=flag))
+        out = model(batch, salt=3)
+        loss = out["fr_sum"] + out["cr_sum"] + model.ssl_loss(out["z1"], out["z2"])
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
+        states.append(model.state_dict())
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    # float32 sums in another order: compare relative to the norms (the floor is for the
+    # biases in front of a batch norm, whose true gradient is zero and whose values are noise)
+    floor = 1e-5 * torch.stack([g.norm() for g in grads[0].values()]).norm()
+    for k in grads[0]:
+        assert (grads[1][k] - grads[0][k]).norm() <= 1e-4 * grads[0][k].norm() + floor, k
+    assert states[0].keys() == states[1].keys()
+    for k in states[0]:
+        torch.testing.assert_close(states[1][k], states[0][k])
+
+
+def test_compiled_convolutions_need_a_compiler(smoke_cfg, monkeypatch):
+    from training import model as model_mod
+
+    monkeypatch.setattr(model_mod.shutil, "which", lambda name: None)
+    monkeypatch.setattr(model_mod.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="C\\+\\+ compiler"):
+        model_mod.CrysAtomPretrainer(smoke_cfg.replace(compile_convs=True))
 
 
 def test_extract_only_averages_over_the_whole_corpus(smoke_cfg, tmp_path):

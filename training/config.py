@@ -79,6 +79,11 @@ class PretrainConfig:
     # edge-level activations are recomputed in backward instead of stored. Same result, less
     # peak memory, about one extra encoder forward pass per view.
     activation_checkpointing: bool = False
+    # Compile each convolution with torch.compile (TorchInductor, dynamic shapes; needs a C++
+    # compiler on CPU). The fused kernels keep only the pre-norm edge tensor for backward and
+    # recompute the rest, so an encoder graph holds about a third of the eager memory at the same
+    # speed. The first batches pay the compilation (about half a minute per mode).
+    compile_convs: bool = False
     min_batch: int = 4  # smaller trailing batches are skipped (BatchNorm and BT need > 1)
     # Wall-clock budget for training in this invocation, seconds (None: no limit). Training
     # stops at the first epoch boundary where the next epoch would exceed it (judged from the

@@ -12,6 +12,8 @@ single-process loss of the same global batch.
 
 from __future__ import annotations
 
+import os
+import shutil
 from typing import Any
 
 import torch
@@ -34,6 +36,18 @@ def mean_pool(x: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
     out = x.new_zeros((num_graphs, x.shape[1])).index_add_(0, batch, x)
     counts = torch.bincount(batch, minlength=num_graphs).clamp(min=1).to(x.dtype)
     return out / counts.unsqueeze(1)
+
+
+def _check_compiler() -> None:
+    """TorchInductor builds C++ kernels on CPU: fail before training, not at the first batch."""
+    if torch.cuda.is_available():
+        return
+    candidates = [os.environ.get("CXX"), "g++", "c++", "clang++"]
+    if not any(c and shutil.which(c) for c in candidates):
+        raise RuntimeError(
+            "compile_convs needs a C++ compiler on CPU (g++, c++ or clang++ on PATH, or CXX); "
+            "install one or set compile_convs: false"
+        )
 
 
 class CrysAtomPretrainer(nn.Module):
@@ -62,6 +76,11 @@ class CrysAtomPretrainer(nn.Module):
             batch_norm=cfg.batch_norm,
             checkpoint_convs=cfg.activation_checkpointing,
         )
+        if cfg.compile_convs:
+            _check_compiler()
+            for conv in self.encoder.convs:
+                # in place, so parameter names and checkpoints are those of the eager model
+                conv.compile(dynamic=True)
         self.feature_head = FeatureReconstructionHead(
             cfg.dim, self.input.dim, reduction=cfg.fr_reduction
         )

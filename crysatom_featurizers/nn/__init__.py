@@ -7,7 +7,12 @@ from crysatom_featurizers.nn.heads import (
     FeatureReconstructionHead,
     ProjectionHead,
 )
-from crysatom_featurizers.nn.layers import CGCNNConv, ElementEmbeddingLayer, GaussianExpansion
+from crysatom_featurizers.nn.layers import (
+    CGCNNConv,
+    ElementEmbeddingLayer,
+    GaussianExpansion,
+    uniform_neighbors,
+)
 from crysatom_featurizers.nn.models import CGCNN
 from crysatom_featurizers.nn.ssl import barlow_twins_loss, nt_xent_loss, vicreg_loss
 
@@ -17,6 +22,7 @@ __all__ = [
     "CGCNNEncoder",
     "ElementEmbeddingLayer",
     "GaussianExpansion",
+    "uniform_neighbors",
     # pretraining heads and SSL losses (CrysAtom Section 3.2)
     "ConnectivityReconstructionHead",
     "FeatureReconstructionHead",

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from crysatom_featurizers.nn.layers import CGCNNConv
+from crysatom_featurizers.nn.layers import CGCNNConv, uniform_neighbors
 
 __all__ = ["CGCNNEncoder"]
 
@@ -80,16 +80,19 @@ class CGCNNEncoder(nn.Module):
                 "(check the Gaussian expansion settings of the graphs)"
             )
         h = self.input(x)
+        k = uniform_neighbors(edge_index, h.shape[0]) if len(self.convs) else None
         recompute = self.checkpoint_convs and self.training and torch.is_grad_enabled()
         for conv in self.convs:
             if recompute:
-                h = _checkpointed(conv, h, edge_index, edge_attr)
+                h = _checkpointed(conv, h, edge_index, edge_attr, k)
             else:
-                h = conv(h, edge_index, edge_attr)
+                h = conv(h, edge_index, edge_attr, k)
         return h
 
 
-def _checkpointed(conv: nn.Module, h: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+def _checkpointed(
+    conv: nn.Module, h: Tensor, edge_index: Tensor, edge_attr: Tensor, k: int | None
+) -> Tensor:
     """``conv(h, ...)`` under activation checkpointing; the backward-time recomputation leaves
     BatchNorm running statistics untouched (they were updated by the forward pass)."""
     calls = [0]
@@ -98,7 +101,7 @@ def _checkpointed(conv: nn.Module, h: Tensor, edge_index: Tensor, edge_attr: Ten
         calls[0] += 1
         guard = _frozen_running_stats(conv) if calls[0] > 1 else contextlib.nullcontext()
         with guard:
-            return conv(h_in, edge_index, edge_attr)
+            return conv(h_in, edge_index, edge_attr, k)
 
     return checkpoint(run, h, use_reentrant=False)
 

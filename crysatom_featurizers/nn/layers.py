@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
-__all__ = ["CGCNNConv", "ElementEmbeddingLayer", "GaussianExpansion"]
+__all__ = ["CGCNNConv", "ElementEmbeddingLayer", "GaussianExpansion", "uniform_neighbors"]
 
 
 class GaussianExpansion(nn.Module):
@@ -212,20 +212,48 @@ class CGCNNConv(MessagePassing):
         self.bn_sum = nn.BatchNorm1d(node_dim) if batch_norm else nn.Identity()
         self.outer_softplus = bool(outer_softplus)
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Tensor,
+        edge_attr: Tensor,
+        neighbors_per_node: int | None = None,
+    ) -> Tensor:
+        """Update node features.
+
+        Parameters
+        ----------
+        x : Tensor, shape (N, node_dim)
+        edge_index : LongTensor, shape (2, E)
+            ``edge_index[0]`` the neighbour ``j``, ``edge_index[1]`` the centre ``i``.
+        edge_attr : Tensor, shape (E, edge_dim)
+        neighbors_per_node : int, optional
+            Set it only when the edges are grouped by centre in node order with exactly this
+            many per node (``edge_index[1] == arange(N).repeat_interleave(k)``; see
+            :func:`uniform_neighbors`). Centre gathers and the neighbour sum then become
+            reshapes: same result, about a quarter less time on CPU.
+        """
         # Same result as ``propagate`` with :meth:`message`, computed faster: the Linear on
         # [x_i, x_j, e_ij] is split by input blocks, so the node blocks are multiplied once
         # per node instead of once per edge (about 12x fewer rows) before the gather.
         d = self.channels
+        n = x.shape[0]
         weight = self.lin.weight
         source, target = edge_index[0], edge_index[1]
         z = F.linear(edge_attr, weight[:, 2 * d :], self.lin.bias)
-        z = z + F.linear(x, weight[:, :d]).index_select(0, target)
+        centre = F.linear(x, weight[:, :d])
+        if neighbors_per_node is None:
+            z = z + centre.index_select(0, target)
+        else:
+            z = (z.view(n, neighbors_per_node, 2 * d) + centre.unsqueeze(1)).view(-1, 2 * d)
         z = z + F.linear(x, weight[:, d : 2 * d]).index_select(0, source)
         z = self.bn_message(z)
         gate, core = z.chunk(2, dim=-1)
         messages = torch.sigmoid(gate) * F.softplus(core)
-        summed = messages.new_zeros((x.shape[0], messages.shape[1])).index_add_(0, target, messages)
+        if neighbors_per_node is None:
+            summed = messages.new_zeros((n, messages.shape[1])).index_add_(0, target, messages)
+        else:
+            summed = messages.view(n, neighbors_per_node, d).sum(1)
         out = x + self.bn_sum(summed)
         return F.softplus(out) if self.outer_softplus else out
 
@@ -241,3 +269,24 @@ class CGCNNConv(MessagePassing):
             f"batch_norm={not isinstance(self.bn_sum, nn.Identity)}, "
             f"outer_softplus={self.outer_softplus})"
         )
+
+
+def uniform_neighbors(edge_index: Tensor, num_nodes: int) -> int | None:
+    """``k`` if the edges are grouped by centre in node order with exactly ``k`` per node.
+
+    That is the layout :func:`crysatom_featurizers.graphs.structure_to_graph` writes (up to
+    ``max_neighbors`` edges per centre, centre by centre) whenever every site has the full
+    number of neighbours within the radius, also after batching. ``None`` otherwise (for example
+    after edge masking, or with an isolated site).
+
+    Parameters
+    ----------
+    edge_index : LongTensor, shape (2, E)
+    num_nodes : int
+    """
+    n_edges = edge_index.shape[1]
+    if num_nodes == 0 or n_edges == 0 or n_edges % num_nodes:
+        return None
+    k = n_edges // num_nodes
+    centres = torch.arange(num_nodes, device=edge_index.device).unsqueeze(1)
+    return k if bool((edge_index[1].view(num_nodes, k) == centres).all()) else None
