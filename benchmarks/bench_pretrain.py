@@ -9,7 +9,8 @@ the training process:
 
 1. ``prepare``: build (or reuse) the graph cache of the 2,048 crystals;
 2. ``measure`` (a fresh subprocess): train ``--epochs`` epochs from the cache; the first epoch
-   is treated as warm-up and excluded; peak RSS from ``resource.getrusage``.
+   is treated as warm-up (and compilation) and excluded, the median of the others is reported;
+   peak RSS from ``resource.getrusage``.
 
     python benchmarks/bench_pretrain.py [--epochs 3] [--threads 2] [--device cpu|cuda] \\
         [--modes joint,sequential,joint-ckpt,sequential-ckpt,joint-compiled,sequential-compiled]
@@ -25,6 +26,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -105,7 +107,7 @@ def measure(args) -> dict:
     )
     hist = result["history"]
     timed = hist[1:] if len(hist) > 1 else hist
-    s_epoch = sum(h["wall_s"] for h in timed) / len(timed)
+    s_epoch = statistics.median(h["wall_s"] for h in timed)
     crystals = sum(h["crystals"] for h in timed) / len(timed)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     out = {

@@ -70,10 +70,10 @@ class PretrainConfig:
     epochs: int = 110
     grad_clip: float | None = None
     # "joint": both SSL views are encoded with autograd and backpropagated together (two
-    # encoder graphs in memory). "sequential": the views are first encoded without autograd to
-    # get the SSL-loss gradient w.r.t. the projections, then re-encoded one at a time and
-    # backpropagated with that gradient (one encoder graph in memory, ~2 extra forward passes;
-    # same gradient; one process only).
+    # encoder graphs in memory). "sequential": view 2 is first encoded without autograd to get
+    # the SSL loss, whose backward runs through view 1 and gives the gradient w.r.t. view 2's
+    # projection; view 2 is then re-encoded and backpropagated with it (one encoder graph in
+    # memory, one extra forward pass; same gradient; one process only).
     ssl_views: str = "joint"
     # Activation checkpointing of the encoder's convolutions (CGCNNEncoder.checkpoint_convs):
     # edge-level activations are recomputed in backward instead of stored. Same result, less

@@ -593,25 +593,27 @@ def _sequential_ssl_backward(
 ) -> float:
     """Backpropagate ``gamma * L_SSL`` holding one view's encoder graph at a time.
 
-    The projections are first computed without autograd (BatchNorm running statistics frozen,
-    so they are updated once per view as in the joint mode), the loss gradient w.r.t. them is
-    taken, and each view is then re-encoded with autograd and backpropagated with it.
+    View 1 is encoded with autograd; view 2 is first encoded without it (BatchNorm running
+    statistics frozen) to get the loss, whose backward frees view 1's graph and yields the
+    gradient w.r.t. view 2's projection; view 2 is then re-encoded with autograd and
+    backpropagated with it. Three encoder forward passes instead of the joint mode's two, the
+    same gradient, and running statistics updated once per view in the same order.
     """
+    z1 = model.view_projection(batch, salt, 1)
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.momentum = 0.0
     try:
         with torch.no_grad():
-            z = [model.view_projection(batch, salt, v) for v in (1, 2)]
+            z2 = model.view_projection(batch, salt, 2)
     finally:
         for m, mom in zip(norms, momenta):
             m.momentum = mom
-    z = [t.requires_grad_() for t in z]
-    ssl = model.ssl_loss(z[0], z[1])
-    grads = torch.autograd.grad(gamma * ssl, z)
-    for view, grad in zip((1, 2), grads):
-        model.view_projection(batch, salt, view).backward(grad)
+    z2.requires_grad_()
+    ssl = model.ssl_loss(z1, z2)
+    (gamma * ssl).backward()
+    model.view_projection(batch, salt, 2).backward(z2.grad)
     return float(ssl.detach())
 
 
