@@ -573,3 +573,47 @@ def test_prepare_only_builds_training_and_extraction_caches(smoke_cfg, tmp_path,
     assert out["cache"] != out["extraction_cache"]
     assert 0 < out["crystals"] < out["extraction_crystals"]
     assert Path(out["extraction_cache"]).is_dir()
+
+
+def test_command_line_compile_flag_reaches_the_config(smoke_cfg, monkeypatch, capsys):
+    from training import pretrain
+
+    seen = {}
+
+    def fake_run(cfg, **kwargs):
+        seen["cfg"] = cfg
+        return {"history": [], "epochs_run": 0, "vectors_path": None, "wall_time_s": 0.0}
+
+    monkeypatch.setattr(pretrain, "run_pretraining", fake_run)
+    assert pretrain.main(["--config", "smoke"]) == 0
+    assert seen["cfg"].compile_convs is False
+    assert pretrain.main(["--config", "smoke", "--compile-convs"]) == 0
+    assert seen["cfg"].compile_convs is True
+
+
+def test_layer_probe_full_depth_reproduces_the_run_vectors(smoke_run):
+    from crysatom_featurizers.embeddings import ElementEmbedding
+    from training.layer_probe import layer_probe, layer_vectors
+    from training.model import CrysAtomPretrainer
+    from training.pretrain import extraction_cache, prepare_cache, resolve_corpus
+
+    run = Path(smoke_run["vectors_path"]).parent
+    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    from training.config import PretrainConfig
+
+    cfg = PretrainConfig.from_dict(ckpt["config"])
+    model = CrysAtomPretrainer(cfg)
+    model.load_state_dict(ckpt["model"])
+    cache = extraction_cache(cfg, prepare_cache(cfg, *resolve_corpus(cfg)))
+    shipped = ElementEmbedding.from_json(smoke_run["vectors_path"])
+    full = layer_vectors(model, cache, cfg.num_layers)
+    assert full.symbols == shipped.symbols
+    np.testing.assert_allclose(full.vectors, shipped.vectors, atol=1e-6)
+    assert len(model.encoder.convs) == cfg.num_layers  # restored after truncation
+    shallow = layer_vectors(model, cache, 0)
+    assert not np.allclose(shallow.vectors, shipped.vectors, atol=1e-3)
+
+    table = layer_probe(run, extract_corpus="train", n_estimators=5)
+    assert list(table["depth"]) == [0, 1, 2, 0, 1, 2]
+    assert list(table["weights"]) == ["trained"] * 3 + ["init"] * 3
+    assert table["mean_r2"].notna().all()

@@ -409,7 +409,14 @@ def run_pretraining(
         if not ckpt_path.exists():
             raise FileNotFoundError(f"extract_only needs a checkpoint; none at {ckpt_path}")
         saved = torch.load(ckpt_path, map_location="cpu", weights_only=True)["config"]
-        keep = ("extract_corpus", "progress", "threads", "cache_dir", "graph_jobs")
+        keep = (
+            "extract_corpus",
+            "progress",
+            "threads",
+            "cache_dir",
+            "graph_jobs",
+            "compile_convs",
+        )
         cfg = PretrainConfig.from_dict({**saved, **{k: getattr(cfg, k) for k in keep}})
     vec_path = Path(vectors_path) if vectors_path is not None else out / f"crysatom_{cfg.dim}.json"
     if rank == 0:
@@ -743,6 +750,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-after-epoch", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument(
+        "--compile-convs",
+        action="store_true",
+        help="compile the convolutions with torch.compile (less memory; needs a C++ compiler "
+        "on CPU)",
+    )
+    p.add_argument(
         "--time-budget",
         type=float,
         default=None,
@@ -780,6 +793,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.no_progress:
         overrides["progress"] = False
+    if args.compile_convs:
+        overrides["compile_convs"] = True
     cfg = PretrainConfig.from_yaml(args.config, **overrides)
     if args.prepare_only:
         if cfg.threads:
