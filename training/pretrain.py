@@ -35,6 +35,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from crysatom_featurizers.nn.encoder import frozen_running_stats
 from training.config import PretrainConfig
 from training.extract import EXTRACTION_METHOD, extract_element_vectors
 from training.graph_cache import GraphCache, atomic_torch_save, cache_key
@@ -607,16 +608,8 @@ def _sequential_ssl_backward(
     same gradient, and running statistics updated once per view in the same order.
     """
     z1 = model.view_projection(batch, salt, 1)
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.momentum = 0.0
-    try:
-        with torch.no_grad():
-            z2 = model.view_projection(batch, salt, 2)
-    finally:
-        for m, mom in zip(norms, momenta):
-            m.momentum = mom
+    with frozen_running_stats(model), torch.no_grad():
+        z2 = model.view_projection(batch, salt, 2)
     z2.requires_grad_()
     ssl = model.ssl_loss(z1, z2)
     (gamma * ssl).backward()

@@ -99,7 +99,7 @@ def _checkpointed(
 
     def run(h_in: Tensor) -> Tensor:
         calls[0] += 1
-        guard = _frozen_running_stats(conv) if calls[0] > 1 else contextlib.nullcontext()
+        guard = frozen_running_stats(conv) if calls[0] > 1 else contextlib.nullcontext()
         with guard:
             return conv(h_in, edge_index, edge_attr, k)
 
@@ -107,7 +107,7 @@ def _checkpointed(
 
 
 @contextlib.contextmanager
-def _frozen_running_stats(module: nn.Module) -> Iterator[None]:
+def frozen_running_stats(module: nn.Module) -> Iterator[None]:
     """Batch statistics still normalise, but running mean/var and counters stay as they are."""
     saved = [
         (bn, bn.momentum, bn.num_batches_tracked.clone())
