@@ -159,6 +159,20 @@ def test_feature_head_and_projector_shapes():
     assert ProjectionHead(12)(x).shape == (10, 128)
 
 
+def test_outer_softplus_flag_reaches_every_convolution(smoke_cfg):
+    from training.config import PretrainConfig
+    from training.model import CrysAtomPretrainer
+
+    # configs written before the flag existed keep CGCNN's softplus after the residual sum
+    old = {k: v for k, v in smoke_cfg.to_dict().items() if k != "outer_softplus"}
+    assert PretrainConfig.from_dict(old).outer_softplus is True
+    for flag in (True, False):
+        model = CrysAtomPretrainer(smoke_cfg.replace(outer_softplus=flag))
+        convs = list(model.encoder.convs)
+        assert len(convs) == smoke_cfg.num_layers
+        assert all(conv.outer_softplus is flag for conv in convs)
+
+
 # ------------------------------------------------------------------------------------------
 # augmentations
 

@@ -46,6 +46,9 @@ class PretrainConfig:
     num_layers: int = 5
     input_embedding: str = "cgcnn"  # frozen 92-dim CGCNN one-hot features
     batch_norm: bool = True  # CGCNN's batch norms in every convolution (reference: on)
+    # Softplus after each convolution's residual sum, as in CGCNN's code (reference: on).
+    # Off gives the plain residual update of paper Eq. 1, x^l = x^(l-1) + sum of messages.
+    outer_softplus: bool = True
     connectivity_hidden: int = 16  # output size of the bilinear pair layer
     projection_dim: int = 128  # projector Linear(dim,128)-softplus-...-Linear(128,128)
 

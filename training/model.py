@@ -74,6 +74,7 @@ class CrysAtomPretrainer(nn.Module):
             cfg.num_layers,
             edge_dim=self.expansion.num_gaussians,
             batch_norm=cfg.batch_norm,
+            outer_softplus=cfg.outer_softplus,
             checkpoint_convs=cfg.activation_checkpointing,
         )
         if cfg.compile_convs:
