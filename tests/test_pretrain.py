@@ -631,3 +631,27 @@ def test_layer_probe_full_depth_reproduces_the_run_vectors(smoke_run):
     assert list(table["depth"]) == [0, 1, 2, 0, 1, 2]
     assert list(table["weights"]) == ["trained"] * 3 + ["init"] * 3
     assert table["mean_r2"].notna().all()
+
+
+def test_probe_trajectory_is_one_resumed_run(smoke_run, smoke_cfg, tmp_path):
+    import pandas as pd
+
+    from training.probe_trajectory import parse_overrides, probe_trajectory
+
+    table = probe_trajectory(smoke_cfg, [1, 2], tmp_path, n_estimators=5, label="smoke")
+    assert list(table["epoch"]) == [1, 2]
+    assert (tmp_path / "vectors_1.json").exists() and (tmp_path / "vectors_2.json").exists()
+    assert np.isfinite(table["mean_r2"]).all()
+    # training in chunks continues one run: the epoch-2 losses are the uninterrupted run's
+    np.testing.assert_allclose(
+        table[["loss", "fr", "cr", "ssl"]].to_numpy()[-1],
+        _losses(smoke_run["history"])[-1],
+        rtol=1e-5,
+    )
+    saved = pd.read_csv(tmp_path / "probe_trajectory.csv")
+    assert list(saved["epoch"]) == [1, 2] and set(saved["variant"]) == {"smoke"}
+    assert parse_overrides(["batch_norm=false", "lr=3e-3"]) == {"batch_norm": False, "lr": 0.003}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_overrides(["batch_norm"])
+    with pytest.raises(ValueError, match="increasing"):
+        probe_trajectory(smoke_cfg, [2, 1], tmp_path)
