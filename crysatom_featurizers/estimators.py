@@ -54,29 +54,9 @@ _MAX_EXPANDED_EDGE_BYTES = 512 * 2**20
 
 def _items_and_labels(X: Any) -> tuple[list[Any], list[Any]]:
     """Items of ``X`` with their row labels (index labels for pandas, positions otherwise)."""
-    from pymatgen.core import IStructure
+    from crysatom_featurizers.graphs import _iter_structures
 
-    if isinstance(X, pd.DataFrame):
-        if "structure" not in X.columns:
-            raise ValueError(
-                "a DataFrame X needs a 'structure' column of pymatgen Structures; got columns "
-                f"{list(X.columns)[:10]}"
-            )
-        X = X["structure"]
-    if isinstance(X, pd.Series):
-        return list(X.to_numpy()), list(X.index)
-    if isinstance(X, IStructure):
-        raise TypeError(
-            "X must be a sequence of structures, got a single Structure; wrap it in a list"
-        )
-    if isinstance(X, (str, bytes, Mapping)) or not hasattr(X, "__len__"):
-        raise TypeError(
-            "X must be a sequence of pymatgen Structures (list, pandas Series, DataFrame with "
-            "a 'structure' column) or of crystal graphs from CrystalGraphTransformer; got "
-            f"{type(X).__module__}.{type(X).__qualname__}"
-        )
-    items = list(X)
-    return items, list(range(len(items)))
+    return _iter_structures(X, "X", " or of crystal graphs from CrystalGraphTransformer")
 
 
 def _with_validation_rows(X: Any, y: Any, X_val: Any, y_val: Any) -> tuple[Any, Any, int]:

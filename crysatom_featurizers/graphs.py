@@ -41,7 +41,7 @@ to 1 instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -377,22 +377,32 @@ def structure_to_graph(
     return _make_data(n_sites, attrs)
 
 
-def _iter_structures(structures: Any) -> tuple[list[Any], list[Any]]:
-    """Return (items, labels) for a list, Series or DataFrame with a ``structure`` column."""
+def _iter_structures(
+    structures: Any, name: str = "input", also: str = ""
+) -> tuple[list[Any], list[Any]]:
+    """Return (items, labels) for a list, Series or DataFrame with a ``structure`` column.
+
+    Labels are the index labels of a pandas input and positions otherwise. ``name`` is how the
+    caller calls the argument in error messages; ``also`` lists other accepted item types.
+    """
     if isinstance(structures, pd.DataFrame):
         if "structure" not in structures.columns:
             raise ValueError(
-                "DataFrame input needs a 'structure' column; got columns "
-                f"{list(structures.columns)[:10]}"
+                f"a DataFrame {name} needs a 'structure' column of pymatgen Structures; got "
+                f"columns {list(structures.columns)[:10]}"
             )
         structures = structures["structure"]
     if isinstance(structures, pd.Series):
         return list(structures.to_numpy()), list(structures.index)
     if isinstance(structures, IStructure):
-        raise TypeError("expected a sequence of Structures, got a single Structure")
-    if isinstance(structures, (str, bytes)) or not isinstance(structures, Iterable):
         raise TypeError(
-            f"expected a sequence of pymatgen Structures, got {type(structures).__qualname__}"
+            f"{name} must be a sequence of structures, got a single Structure; wrap it in a list"
+        )
+    if isinstance(structures, (str, bytes, Mapping)) or not isinstance(structures, Iterable):
+        raise TypeError(
+            f"{name} must be a sequence of pymatgen Structures (list, pandas Series, DataFrame "
+            f"with a 'structure' column){also}; got "
+            f"{type(structures).__module__}.{type(structures).__qualname__}"
         )
     items = list(structures)
     return items, list(range(len(items)))
