@@ -15,7 +15,6 @@ variant's overrides, the epoch, the final loss terms, the mean R² and the R² o
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import yaml
 
 from crysatom_featurizers.embeddings import ElementEmbedding
 from training.config import PretrainConfig
-from training.pretrain import run_pretraining
+from training.pretrain import prepare_cache, resolve_corpus, run_pretraining
 from training.probe import probe_embedding
 
 
@@ -80,11 +79,13 @@ def probe_trajectory(
     if not epochs or any(b <= a for a, b in zip(epochs, epochs[1:])) or epochs[0] < 1:
         raise ValueError(f"epochs must be increasing positive counts; got {epochs}")
     out = Path(out_dir)
-    rows = []
+    cache = prepare_cache(cfg, *resolve_corpus(cfg))  # corpus and graphs once, not per chunk
+    rows: list[dict[str, Any]] = []
+    table = pd.DataFrame()
     for epoch in epochs:
         vectors = out / f"vectors_{epoch}.json"
         result = run_pretraining(
-            cfg.replace(epochs=epoch), out_dir=out, vectors_path=vectors, resume=True
+            cfg.replace(epochs=epoch), out_dir=out, vectors_path=vectors, resume=True, cache=cache
         )
         if result["epochs_run"] < epoch:  # the config's time budget ran out first
             break
@@ -97,7 +98,7 @@ def probe_trajectory(
         rows.append(row)
         table = pd.DataFrame(rows)
         table.to_csv(out / "probe_trajectory.csv", index=False)
-    return pd.DataFrame(rows)
+    return table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress=False,
         **overrides,
     )
-    label = ",".join(f"{k}={json.dumps(v)}" for k, v in overrides.items()) or "config"
+    label = ",".join(args.overrides) or "config"
     table = probe_trajectory(cfg, args.epochs, args.out, label=label)
     print(table.round(3).to_string(index=False))
     return 0
