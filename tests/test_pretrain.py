@@ -607,7 +607,8 @@ def test_command_line_compile_flag_reaches_the_config(smoke_cfg, monkeypatch, ca
 
 def test_layer_probe_full_depth_reproduces_the_run_vectors(smoke_run):
     from crysatom_featurizers.embeddings import ElementEmbedding
-    from training.layer_probe import layer_probe, layer_vectors
+    from training.extract import extract_element_vectors
+    from training.layer_probe import depth_vectors, layer_probe
     from training.model import CrysAtomPretrainer
     from training.pretrain import extraction_cache, prepare_cache, resolve_corpus
 
@@ -620,12 +621,22 @@ def test_layer_probe_full_depth_reproduces_the_run_vectors(smoke_run):
     model.load_state_dict(ckpt["model"])
     cache = extraction_cache(cfg, prepare_cache(cfg, *resolve_corpus(cfg)))
     shipped = ElementEmbedding.from_json(smoke_run["vectors_path"])
-    full = layer_vectors(model, cache, cfg.num_layers)
+    depths = depth_vectors(model, cache)
+    assert len(depths) == cfg.num_layers + 1
+    full, shallow = depths[-1], depths[0]
     assert full.symbols == shipped.symbols
     np.testing.assert_allclose(full.vectors, shipped.vectors, atol=1e-6)
-    assert len(model.encoder.convs) == cfg.num_layers  # restored after truncation
-    shallow = layer_vectors(model, cache, 0)
     assert not np.allclose(shallow.vectors, shipped.vectors, atol=1e-3)
+    # depth d is the encoder truncated after d convolutions
+    convs = model.encoder.convs
+    model.encoder.convs = torch.nn.ModuleList(list(convs)[:1])
+    try:
+        truncated = extract_element_vectors(model, cache)["vectors"]
+    finally:
+        model.encoder.convs = convs
+    np.testing.assert_allclose(
+        depths[1].vectors, np.stack([truncated[s] for s in depths[1].symbols]), atol=1e-6
+    )
 
     table = layer_probe(run, extract_corpus="train", n_estimators=5)
     assert list(table["depth"]) == [0, 1, 2, 0, 1, 2]

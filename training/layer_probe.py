@@ -17,6 +17,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -28,15 +29,46 @@ from training.pretrain import extraction_cache, prepare_cache, resolve_corpus
 from training.probe import probe_embedding
 
 
-def layer_vectors(model: CrysAtomPretrainer, cache, depth: int) -> ElementEmbedding:
-    """Element vectors from the encoder truncated after ``depth`` convolutions."""
-    convs = model.encoder.convs
-    model.encoder.convs = torch.nn.ModuleList(list(convs)[:depth])
-    try:
-        ext = extract_element_vectors(model, cache)
-    finally:
-        model.encoder.convs = convs
-    return ElementEmbedding.from_dict(ext["vectors"], name=f"depth{depth}")
+class _AllDepths(torch.nn.Module):
+    """Wraps a pretrainer so that ``encode`` returns the node embeddings after the input map
+    and after every convolution side by side: ``Float[N, (L + 1) * dim]``."""
+
+    def __init__(self, model: CrysAtomPretrainer) -> None:
+        super().__init__()
+        self.model = model
+
+    @property
+    def input(self):  # the extraction reads ``input.covered``
+        return self.model.input
+
+    def encode(self, batch) -> torch.Tensor:
+        enc = self.model.encoder
+        outs: list[torch.Tensor] = []
+        hooks = [
+            m.register_forward_hook(lambda _m, _i, out: outs.append(out))
+            for m in (enc.input, *enc.convs)
+        ]
+        try:
+            self.model.encode(batch)
+        finally:
+            for h in hooks:
+                h.remove()
+        return torch.cat(outs, dim=1)
+
+
+def depth_vectors(model: CrysAtomPretrainer, cache) -> list[ElementEmbedding]:
+    """Element vectors after the input map (depth 0) and after each convolution, from one
+    pass over the corpus; element ``d`` is what the encoder truncated after ``d`` convolutions
+    gives."""
+    ext = extract_element_vectors(_AllDepths(model), cache)
+    symbols = list(ext["vectors"])
+    stacked = np.stack([ext["vectors"][s] for s in symbols])
+    blocks = np.split(stacked, model.encoder.num_layers + 1, axis=1)
+    # the per-element mean was normalised as a whole; each block is rescaled to unit length
+    return [
+        ElementEmbedding(f"depth{d}", symbols, b / np.linalg.norm(b, axis=1, keepdims=True))
+        for d, b in enumerate(blocks)
+    ]
 
 
 def layer_probe(
@@ -70,8 +102,8 @@ def layer_probe(
         model = CrysAtomPretrainer(cfg)
         if weights == "trained":
             model.load_state_dict(ckpt["model"])
-        for depth in range(cfg.num_layers + 1):
-            res = probe_embedding(layer_vectors(model, cache, depth), n_estimators=n_estimators)
+        for depth, emb in enumerate(depth_vectors(model, cache)):
+            res = probe_embedding(emb, n_estimators=n_estimators)
             row = {"weights": weights, "depth": depth, "mean_r2": res.attrs["mean_r2"]}
             row.update(dict(zip(res["target"], res["r2_best"])))
             rows.append(row)
