@@ -106,6 +106,7 @@ EXPERIMENTS: tuple[str, ...] = (
     "dimension",
     "ssl",
     "scarce",
+    "curve",
     "matminer",
     "probe",
     "figures",
@@ -137,7 +138,7 @@ COLUMNS: tuple[str, ...] = (
 )
 
 #: CGCNN experiments and their model family in ``results.csv``.
-CGCNN_EXPERIMENTS = ("comparison", "dimension", "ssl", "scarce")
+CGCNN_EXPERIMENTS = ("comparison", "dimension", "ssl", "scarce", "curve")
 BASELINE = "cgcnn"
 
 #: The CrysAtom paper's test MAE (Tables 5 and 7; 1000 epochs on a GPU, full data, split seed
@@ -217,6 +218,8 @@ class BenchConfig:
     dimension_embeddings: list[str] = field(default_factory=list)
     ssl_vectors: dict[str, str] = field(default_factory=dict)
     scarce: dict[str, Any] = field(default_factory=dict)
+    # learning curve: {sizes, embeddings, seeds, small_seeds, small_max}
+    curve: dict[str, Any] = field(default_factory=dict)
     cgcnn: dict[str, Any] = field(default_factory=dict)
     matminer: dict[str, Any] = field(default_factory=dict)
     probe: dict[str, Any] = field(default_factory=dict)
@@ -355,8 +358,29 @@ def _run_key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _run_id(experiment: str, prop: str, label: str, seed: int, fraction: float) -> str:
-    return f"{experiment}__{prop}__{label}__s{seed}__f{fraction:g}"
+def _sized(experiment: str) -> bool:
+    """Whether an experiment names its training budgets by size (the learning curve)."""
+    return experiment.startswith("curve")
+
+
+def _row_run_id(row: Any) -> str:
+    """:func:`_run_id` of a results row (a dict or a mapping-like record)."""
+    return _run_id(
+        str(row["experiment"]),
+        str(row["property"]),
+        str(row["embedding"]),
+        int(row["seed"]),
+        float(row["train_fraction"]),
+        int(row["n_train"]) if _sized(str(row["experiment"])) else None,
+    )
+
+
+def _run_id(
+    experiment: str, prop: str, label: str, seed: int, fraction: float, size: int | None = None
+) -> str:
+    """File stem of a fit: the training budget as a fraction, or as a size (learning curve)."""
+    budget = f"f{fraction:g}" if size is None else f"n{int(size)}"
+    return f"{experiment}__{prop}__{label}__s{seed}__{budget}"
 
 
 def git_info() -> dict[str, Any]:
@@ -476,7 +500,19 @@ class PropertyData:
     n_excluded: dict[str, int]
     split_path: Path
 
-    def budget(self, max_train: int | None, fraction: float = 1.0) -> list:
+    def budget(self, max_train: int | None, fraction: float = 1.0, size: int | None = None) -> list:
+        """Training ids: a prefix of the training list, so each budget nests in the next.
+
+        ``size`` (learning curve) takes the first ``size`` ids of the whole training part;
+        otherwise the first ``round(fraction * min(max_train, n))``.
+        """
+        if size is not None:
+            if size > len(self.train):
+                raise ValueError(
+                    f"{self.spec.name}: a training size of {size} exceeds the "
+                    f"{len(self.train)} training crystals"
+                )
+            return list(self.train[:size])
         pool = self.train if max_train is None else self.train[:max_train]
         if fraction >= 1.0:
             return list(pool)
@@ -672,8 +708,9 @@ class Benchmark:
 
     def _load_done(self) -> None:
         frame = self.results.read()
+        # a fit is identified by its training size (unique within an experiment and property)
         self._done = {
-            (r.experiment, r.property, r.embedding, int(r.seed), float(r.train_fraction)): str(
+            (r.experiment, r.property, r.embedding, int(r.seed), int(r.n_train)): str(
                 r.embedding_checksum
             )
             for r in frame.itertuples()
@@ -856,13 +893,15 @@ class Benchmark:
         """Whether ``--embeddings`` (if given) selects ``label``."""
         return self.only_embeddings is None or label in self.only_embeddings
 
-    def _is_done(self, experiment: str, prop: str, label: str, seed: int, frac: float) -> bool:
+    def _is_done(
+        self, experiment: str, prop: str, label: str, seed: int, frac: float, n_train: int
+    ) -> bool:
         """Whether the row exists for the current vectors of ``label``.
 
         A row computed from an older vector file of the same label (another checksum) is
         stale: it is removed from ``results.csv`` and the fit runs again.
         """
-        key = (experiment, prop, label, int(seed), float(frac))
+        key = (experiment, prop, label, int(seed), int(n_train))
         if key not in self._done:
             return False
         emb = self._embeddings.get(label)
@@ -874,12 +913,12 @@ class Benchmark:
                 & (f["property"] == prop)
                 & (f["embedding"] == label)
                 & (f["seed"].astype(int) == int(seed))
-                & (f["train_fraction"].astype(float) == float(frac))
+                & (f["n_train"].astype(int) == int(n_train))
             )
         )
         LOG.info(
             "%s: %d row(s) from other vectors (checksum %s, now %s) removed; refitting",
-            _run_id(experiment, prop, label, seed, frac),
+            _run_id(experiment, prop, label, seed, frac, n_train if _sized(experiment) else None),
             removed,
             self._done[key],
             emb.checksum,
@@ -890,22 +929,14 @@ class Benchmark:
     def _record(self, row: dict[str, Any]) -> None:
         row["finished_at"] = _dt.datetime.now().isoformat(timespec="seconds")
         self.results.append(row)
-        self.clear_note(
-            _run_id(
-                row["experiment"],
-                row["property"],
-                row["embedding"],
-                int(row["seed"]),
-                float(row["train_fraction"]),
-            )
-        )
+        self.clear_note(_row_run_id(row))
         self._done[
             (
                 row["experiment"],
                 row["property"],
                 row["embedding"],
                 int(row["seed"]),
-                float(row["train_fraction"]),
+                int(row["n_train"]),
             )
         ] = str(row["embedding_checksum"])
         if not isinstance(row.get("reused_from"), str):
@@ -928,14 +959,15 @@ class Benchmark:
         if source is None:
             return False
         row = dict(source)
-        source_id = _run_id(
-            str(source["experiment"]),
-            str(source["property"]),
-            str(source["embedding"]),
-            int(source["seed"]),
-            float(source["train_fraction"]),
+        source_id = _row_run_id(source)
+        target_id = _run_id(
+            experiment,
+            str(row["property"]),
+            label,
+            int(row["seed"]),
+            fraction,
+            int(row["n_train"]) if _sized(experiment) else None,
         )
-        target_id = _run_id(experiment, str(row["property"]), label, int(row["seed"]), fraction)
         for folder, suffix in (("histories", ".csv"), ("predictions", ".csv.gz")):
             src = self.run_dir / folder / f"{source_id}{suffix}"
             if src.exists():
@@ -958,24 +990,75 @@ class Benchmark:
 
     # ---- CGCNN experiments ----------------------------------------------------------------
 
-    def _cgcnn_jobs(self, experiment: str) -> tuple[list[tuple[str, str]], list[float]]:
-        """(label, spec) pairs and train fractions of a CGCNN experiment."""
+    def _cgcnn_jobs(
+        self, experiment: str
+    ) -> tuple[list[tuple[str, str]], list[tuple[float, int | None, list[int]]]]:
+        """(label, spec) pairs and training budgets of a CGCNN experiment.
+
+        A budget is ``(fraction, size, seeds)``: ``size`` is None for a fraction of
+        ``max_train``, else the number of training crystals (the learning curve, whose small
+        sizes may have more seeds).
+        """
         cfg = self.cfg
+        seeds = list(cfg.seeds)
         if experiment == "comparison":
-            return [(embedding_label(s), s) for s in cfg.embeddings], [1.0]
+            return [(embedding_label(s), s) for s in cfg.embeddings], [(1.0, None, seeds)]
         if experiment == "dimension":
-            return [(embedding_label(s), s) for s in cfg.dimension_embeddings], [1.0]
+            return [(embedding_label(s), s) for s in cfg.dimension_embeddings], [(1.0, None, seeds)]
         if experiment == "ssl":
-            return [(f"crysatom_ssl_{k}", v) for k, v in cfg.ssl_vectors.items()], [1.0]
+            return [(f"crysatom_ssl_{k}", v) for k, v in cfg.ssl_vectors.items()], [
+                (1.0, None, seeds)
+            ]
         if experiment == "scarce":
             specs = cfg.scarce.get("embeddings", cfg.embeddings)
             fractions = [float(f) for f in cfg.scarce.get("fractions", [0.05, 0.2, 0.6])]
-            return [(embedding_label(s), s) for s in specs], fractions
+            return [(embedding_label(s), s) for s in specs], [(f, None, seeds) for f in fractions]
+        if experiment == "curve":
+            cc = cfg.curve
+            specs = cc.get("embeddings", cfg.embeddings)
+            seeds = [int(x) for x in cc.get("seeds", seeds)]
+            small = [int(x) for x in cc.get("small_seeds", seeds)]
+            small_max = int(cc.get("small_max", 300))
+            budgets = [
+                (math.nan, int(n), small if int(n) <= small_max else seeds)
+                for n in cc.get("sizes", [100, 300, 1000])
+            ]
+            return [(embedding_label(s), s) for s in specs], budgets
         raise ValueError(experiment)
 
+    def _claim(self, run_id: str) -> bool:
+        """Claim a fit for this process, so processes sharing a run directory split the work.
+
+        A claim is a file holding the owner's process id; one left by a process that is no
+        longer running is taken over.
+        """
+        folder = self.run_dir / "claims"
+        folder.mkdir(exist_ok=True)
+        path = folder / run_id
+        with self.results.locked():
+            if path.exists():
+                try:
+                    owner = int(path.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    owner = 0
+                if owner and owner != os.getpid():
+                    try:
+                        os.kill(owner, 0)
+                        return False  # another live process fits it
+                    except ProcessLookupError:
+                        pass
+                    except PermissionError:
+                        return False
+            path.write_text(str(os.getpid()))
+        return True
+
+    def _release(self, run_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.run_dir / "claims" / run_id).unlink()
+
     def run_cgcnn_experiment(self, experiment: str) -> None:
-        """Fit CGCNN for every property x seed x embedding (x fraction) of ``experiment``."""
-        jobs, fractions = self._cgcnn_jobs(experiment)
+        """Fit CGCNN for every budget x seed x property x embedding of ``experiment``."""
+        jobs, budgets = self._cgcnn_jobs(experiment)
         if not jobs:
             self.note(f"experiment {experiment}", "skipped: the config lists no embeddings")
             return
@@ -988,31 +1071,44 @@ class Benchmark:
             self.note(f"experiment {experiment}", "skipped: none of its embeddings is available")
             return
         self.clear_note(f"experiment {experiment}")
-        # Seeds outside properties: a run stopped early by --max-minutes still has every
-        # property and embedding of the first seeds.
-        for fraction in fractions:
-            for seed in self.cfg.seeds:
+        # Budgets and seeds outside properties: a run stopped early by --max-minutes still has
+        # every property and embedding of the smallest budgets and first seeds.
+        for fraction, size, seeds in budgets:
+            for seed in seeds:
                 for spec in self.properties_for(experiment):
                     data = self.property_data(spec)
+                    n_train = len(data.budget(self.cfg.max_train, fraction, size))
+                    frac = fraction if size is None else n_train / len(data.train)
                     for label, _ in available:
-                        if self._is_done(experiment, spec.name, label, seed, fraction):
+                        if self._is_done(experiment, spec.name, label, seed, frac, n_train):
                             continue
                         self._check_time()
+                        run_id = _run_id(experiment, spec.name, label, seed, frac, size)
+                        if not self._claim(run_id):
+                            continue
                         try:
-                            self._fit_cgcnn(experiment, data, label, seed, fraction)
+                            self._load_done()  # another process may have finished it
+                            if self._is_done(experiment, spec.name, label, seed, frac, n_train):
+                                continue
+                            self._fit_cgcnn(experiment, data, label, seed, frac, size)
                         except Exception as exc:  # one failing fit must not stop the run
                             LOG.exception("fit failed")
-                            self.note(
-                                _run_id(experiment, spec.name, label, seed, fraction),
-                                f"failed: {type(exc).__name__}: {exc}",
-                            )
+                            self.note(run_id, f"failed: {type(exc).__name__}: {exc}")
+                        finally:
+                            self._release(run_id)
 
     def _fit_cgcnn(
-        self, experiment: str, data: PropertyData, label: str, seed: int, fraction: float
+        self,
+        experiment: str,
+        data: PropertyData,
+        label: str,
+        seed: int,
+        fraction: float,
+        size: int | None = None,
     ) -> None:
         spec = data.spec
         emb = self._embeddings[label]
-        train = data.budget(self.cfg.max_train, fraction)
+        train = data.budget(self.cfg.max_train, fraction, size)
         val = data.val if self.cfg.max_val is None else data.val[: self.cfg.max_val]
         test = data.test
         params = dict(self.cfg.cgcnn)
@@ -1032,7 +1128,7 @@ class Benchmark:
         )
         if self._reuse(key, experiment, label, fraction):
             return
-        run_id = _run_id(experiment, spec.name, label, seed, fraction)
+        run_id = _run_id(experiment, spec.name, label, seed, fraction, size)
         g_train = self.graphs(spec.dataset, train)
         y_train = self.targets(spec, train)
         g_val = self.graphs(spec.dataset, val)
@@ -1107,17 +1203,17 @@ class Benchmark:
         available = [
             (lab, s) for lab, s in available if self._wanted(lab) and self.embedding(lab, s)
         ]
-        inputs: dict[str, tuple] = {}
+        inputs: dict[tuple, tuple] = {}
 
-        def prepare(spec: PropertySpec) -> tuple:
+        def prepare(spec: PropertySpec, size: int | None) -> tuple:
             """Training/test rows, targets, structures, compositions and descriptors."""
-            if spec.name not in inputs:
+            if (spec.name, size) not in inputs:
                 data = self.property_data(spec)
-                train, test = data.budget(max_train), data.test
+                train, test = data.budget(max_train, 1.0, size), data.test
                 frame = self.dataset(spec.dataset)
                 s_train = list(frame.loc[train, "structure"])
                 s_test = list(frame.loc[test, "structure"])
-                inputs[spec.name] = (
+                inputs[(spec.name, size)] = (
                     train,
                     test,
                     self.targets(spec, train),
@@ -1129,16 +1225,26 @@ class Benchmark:
                     np.array([[STRUCTURE_EXTRAS[e](s) for e in extras] for s in s_train]),
                     np.array([[STRUCTURE_EXTRAS[e](s) for e in extras] for s in s_test]),
                 )
-            return inputs[spec.name]
+            return inputs[(spec.name, size)]
 
+        # (experiment, workflow, size): the max_train budget of each workflow, then the
+        # composition workflow on the learning-curve sizes (experiment "curve_matminer").
+        plans: list[tuple[str, str, int | None]] = [
+            (f"matminer_{w}", w, None) for w in workflows if w in mm.get("at_max_train", workflows)
+        ]
+        plans += [("curve_matminer", "composition", int(n)) for n in mm.get("curve_sizes", [])]
         # Workflows outside properties: a run stopped by --max-minutes has the first workflow
         # on every property.
-        for workflow in workflows:
-            experiment = f"matminer_{workflow}"
+        for experiment, workflow, size in plans:
             for spec in self.properties_for("matminer"):
+                data = self.property_data(spec)
+                n_train = len(data.budget(max_train, 1.0, size))
+                frac = 1.0 if size is None else n_train / len(data.train)
                 for label, _ in available:
                     todo = [
-                        s for s in seeds if not self._is_done(experiment, spec.name, label, s, 1.0)
+                        s
+                        for s in seeds
+                        if not self._is_done(experiment, spec.name, label, s, frac, n_train)
                     ]
                     if not todo:
                         continue
@@ -1154,7 +1260,7 @@ class Benchmark:
                         comp_test,
                         extra_train,
                         extra_test,
-                    ) = prepare(spec)
+                    ) = prepare(spec, size)
                     emb = self._embeddings[label]
                     t0 = time.perf_counter()
                     try:
@@ -1170,7 +1276,7 @@ class Benchmark:
                             raise ValueError(f"unknown matminer workflow {workflow!r}")
                     except ValueError as exc:  # e.g. an element the embedding lacks
                         self.note(
-                            _run_id(experiment, spec.name, label, todo[0], 1.0),
+                            _run_id(experiment, spec.name, label, todo[0], frac, size),
                             f"failed: {type(exc).__name__}: {exc}",
                         )
                         continue
@@ -1183,7 +1289,7 @@ class Benchmark:
                             model.fit(x_train, y_train)
                             y_pred = model.predict(x_test)
                         fit_seconds = time.perf_counter() - t1 + featurize_s
-                        run_id = _run_id(experiment, spec.name, label, seed, 1.0)
+                        run_id = _run_id(experiment, spec.name, label, seed, frac, size)
                         self._save_predictions(run_id, seed, test, y_test, y_pred)
                         self._record(
                             {
@@ -1193,7 +1299,7 @@ class Benchmark:
                                 "embedding": label,
                                 "dim": int(emb.dim),
                                 "seed": int(seed),
-                                "train_fraction": 1.0,
+                                "train_fraction": frac,
                                 "n_train": len(train),
                                 "n_val": 0,
                                 "n_test": len(test),
@@ -1454,7 +1560,7 @@ def _result_experiments(experiments: Sequence[str]) -> list[str]:
     out = []
     for e in experiments:
         if e == "matminer":
-            out += ["matminer_composition", "matminer_structure"]
+            out += ["matminer_composition", "matminer_structure", "curve_matminer"]
         elif e in CGCNN_EXPERIMENTS:
             out.append(e)
     return out
