@@ -722,11 +722,39 @@ def _construct(
         raise EmbeddingFileError(path, str(exc)) from None
 
 
+def _embedding_from_plain_mapping(document: dict, path: Path) -> ElementEmbedding:
+    """A third-party file ``{"vectors": {symbol: [floats]}, ...}`` (no package metadata).
+
+    The name is the file's stem; ``source``, ``license`` and ``dim`` (checked) are kept.
+    """
+    name = path.name.split(".")[0]
+    try:
+        embedding = ElementEmbedding.from_dict(
+            document["vectors"],
+            name=name,
+            metadata={
+                "source": str(document.get("source", path)),
+                "license": str(document.get("license", "unknown")),
+                "file": str(path),
+            },
+        )
+    except (TypeError, ValueError) as exc:
+        raise EmbeddingFileError(path, str(exc)) from None
+    dim = document.get("dim")
+    if dim is not None and dim != embedding.dim:
+        raise EmbeddingFileError(
+            path, f"field 'dim' is {dim!r} but the vectors have length {embedding.dim}"
+        )
+    return embedding
+
+
 def _embedding_from_document(document: Any, path: Path) -> ElementEmbedding:
     if not isinstance(document, dict):
         raise EmbeddingFileError(
             path, f"top level must be a JSON object, got {type(document).__name__}"
         )
+    if "format" not in document and isinstance(document.get("vectors"), dict):
+        return _embedding_from_plain_mapping(document, path)
     required = ("format", "format_version", "name", "dim", "symbols", "vectors", "metadata")
     missing = [key for key in required if key not in document]
     if missing:
