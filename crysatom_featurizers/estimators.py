@@ -34,6 +34,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
+from crysatom_featurizers.chemistry import element_symbol
+from crysatom_featurizers.embeddings import resolve
+
 __all__ = ["CGCNNClassifier", "CGCNNRegressor"]
 
 _LR_SCHEDULES = ("constant", "cosine", "step")
@@ -140,47 +143,6 @@ def _check_graph(g: Any, label: Any, radius: float, max_neighbors: int | None) -
             raise _graph_settings_error(
                 label, f"a site has {int(degree.max())} neighbours", radius, max_neighbors
             )
-
-
-def _resolve_embedding(atom_features: Any) -> Any:
-    """An ``ElementEmbedding`` from a registry name, ``"name:dim"`` or an embedding object."""
-    if hasattr(atom_features, "lookup_table"):
-        return atom_features
-    if not isinstance(atom_features, str):
-        raise TypeError(
-            "atom_features must be a registry name such as 'crysatom' or 'cgcnn', a "
-            "'name:dim' string such as 'crysatom:100', or an ElementEmbedding; got "
-            f"{_type_name(atom_features)}"
-        )
-    from crysatom_featurizers import embeddings
-
-    name, _, dim_text = atom_features.partition(":")
-    name = name.strip()
-    dim = None
-    if dim_text:
-        try:
-            dim = int(dim_text)
-        except ValueError:
-            raise ValueError(
-                f"atom_features={atom_features!r}: the part after ':' must be an integer "
-                "dimension, as in 'crysatom:100'"
-            ) from None
-    names = [str(n) for n in embeddings.available()["name"]]
-    if name not in names:
-        raise ValueError(
-            f"unknown atom_features {atom_features!r}; available embeddings: {', '.join(names)} "
-            "(or pass an ElementEmbedding)"
-        )
-    return embeddings.load(name, dim=dim)
-
-
-def _element_symbol(z: int) -> str:
-    from pymatgen.core.periodic_table import Element
-
-    try:
-        return Element.from_Z(int(z)).symbol
-    except ValueError:
-        return f"Z={int(z)}"
 
 
 def _resolve_device(device: Any) -> Any:
@@ -385,9 +347,9 @@ class _CGCNNBase(BaseEstimator):
             row = int(torch.searchsorted(packed.species_start, first, right=True)) - 1
             missing = sorted({int(v) for v in z[bad].tolist()})
             raise ValueError(
-                f"the structure at row {labels[row]!r} contains {_element_symbol(int(z[first]))}, "
+                f"the structure at row {labels[row]!r} contains {element_symbol(int(z[first]), strict=False)}, "
                 f"which the {embedding_name!r} embedding does not cover (elements missing "
-                f"from it in X: {', '.join(_element_symbol(v) for v in missing)}); choose "
+                f"from it in X: {', '.join(element_symbol(v, strict=False) for v in missing)}); choose "
                 "atom_features that cover them or drop these structures"
             )
         return packed, labels
@@ -458,7 +420,7 @@ class _CGCNNBase(BaseEstimator):
         if (X_val is None) != (y_val is None):
             raise ValueError("X_val and y_val must be given together")
         self._check_params(given_validation=X_val is not None)
-        embedding = _resolve_embedding(self.atom_features)
+        embedding = resolve(self.atom_features, param="atom_features")
         _, covered = embedding.lookup_table()
         emb_name = str(getattr(embedding, "name", "custom"))
 

@@ -28,6 +28,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from crysatom_featurizers.chemistry import atomic_number, element_symbol, is_element
+from crysatom_featurizers.embeddings import resolve
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.axes import Axes
 
@@ -67,12 +70,6 @@ def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
     plt = _pyplot()
     _, ax = plt.subplots(figsize=figsize, layout="constrained")
     return ax
-
-
-def _atomic_number(symbol: str) -> int:
-    from pymatgen.core import Element
-
-    return int(Element(symbol).Z)
 
 
 def _period(z: int) -> int:
@@ -135,14 +132,6 @@ def periodic_table_position(z: int) -> tuple[int, int]:
     return _period(z), group
 
 
-def _resolve_embedding(embedding: ElementEmbedding | str, dim: int | None = None):
-    if isinstance(embedding, str):
-        from crysatom_featurizers.embeddings import load
-
-        return load(embedding, dim=dim)
-    return embedding
-
-
 def _embedding_label(embedding) -> str:
     return f"{embedding.name} ({embedding.dim}-dim)"
 
@@ -151,10 +140,9 @@ def _elements_by_z(embedding) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Symbols, atomic numbers and vectors of the embedding's real elements, sorted by Z."""
     symbols, zs, rows = [], [], []
     for i, symbol in enumerate(embedding.symbols):
-        try:
-            z = _atomic_number(symbol)
-        except ValueError:  # a pseudo-element such as "D" or "X"
+        if not is_element(symbol):  # a pseudo-element such as "D" or "X"
             continue
+        z = atomic_number(symbol)
         if 1 <= z <= 118:
             symbols.append(symbol)
             zs.append(z)
@@ -242,7 +230,7 @@ def plot_embedding_map(
     """
     if color_by not in ("group", "block"):
         raise ValueError(f"color_by must be 'group' or 'block', got {color_by!r}")
-    embedding = _resolve_embedding(embedding, dim)
+    embedding = resolve(embedding, dim)
     symbols, zs, vectors = _elements_by_z(embedding)
     if len(symbols) < 3:
         raise ValueError(
@@ -359,7 +347,9 @@ def plot_periodic_table_heatmap(
     series = pd.Series(values, dtype=float) if isinstance(values, Mapping) else values.astype(float)
     cells: dict[int, float] = {}
     for symbol, value in series.items():
-        z = _atomic_number(str(symbol))  # raises ValueError for an unknown symbol
+        if not is_element(str(symbol)):
+            raise ValueError(f"{symbol!r} is not an element symbol")
+        z = atomic_number(str(symbol))
         cells[z] = float(value)
     finite = np.array([v for v in cells.values() if np.isfinite(v)])
     lo = vmin if vmin is not None else (float(finite.min()) if finite.size else 0.0)
@@ -370,7 +360,6 @@ def plot_periodic_table_heatmap(
     colormap = plt.get_cmap(cmap)
 
     ax = _new_axes(ax, (12.0, 6.5))
-    from pymatgen.core import Element
 
     for z in range(1, 119):
         row, col = periodic_table_position(z)
@@ -383,7 +372,7 @@ def plot_periodic_table_heatmap(
         # Dark text on light cells, light text on dark cells.
         rgb = np.asarray(face if isinstance(face, tuple) else (0.9, 0.9, 0.9))[:3]
         text_color = "black" if rgb @ np.array([0.299, 0.587, 0.114]) > 0.5 else "white"
-        symbol = Element.from_Z(z).symbol
+        symbol = element_symbol(z)
         label_y = y + (0.36 if show_values else 0.475)
         ax.text(
             col - 1 + 0.475,
@@ -447,7 +436,7 @@ def plot_similarity_heatmap(
     -------
     matplotlib.axes.Axes
     """
-    embedding = _resolve_embedding(embedding, dim)
+    embedding = resolve(embedding, dim)
     symbols, _, vectors = _elements_by_z(embedding)
     if elements is not None:
         wanted = set(elements)

@@ -19,7 +19,6 @@ from training.probe import (  # noqa: E402
     COMMON_ELEMENTS,
     CRYSTALTRANSFORMER_TABLE_VI,
     TARGETS,
-    parse_spec,
     probe_embedding,
     probe_table,
     summary_table,
@@ -54,13 +53,6 @@ def test_target_values_and_units():
     assert math.isnan(table.loc["Pa", "boiling_point"])
     with pytest.raises(ValueError, match="unknown probe targets"):
         target_table(["Fe"], ["density"])
-
-
-def test_parse_spec():
-    assert parse_spec("cgcnn") == ("cgcnn", None)
-    assert parse_spec("crysatom:200") == ("crysatom", 200)
-    with pytest.raises(ValueError, match="not an integer"):
-        parse_spec("crysatom:big")
 
 
 def test_cgcnn_probe_is_finite_per_target(cgcnn_probe):

@@ -95,6 +95,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from crysatom_featurizers.embeddings import spec_label
 from training.corpus import REPO_ROOT, SHARED_SOURCES, shared_source_path
 from training.provenance import git_state
 
@@ -317,27 +318,11 @@ def _resolve_path(path: str | os.PathLike) -> Path:
     return p if p.is_absolute() else REPO_ROOT / p
 
 
-def embedding_label(spec: str) -> str:
-    """Column label of a spec: ``"crysatom:200"`` -> ``"crysatom_200"``; a file -> its stem."""
-    if spec.endswith((".json", ".json.gz", ".csv")) or "/" in spec:
-        return Path(spec).name.split(".")[0]
-    name, _, dim = spec.partition(":")
-    return f"{name}_{dim}" if dim else name
-
-
 def load_embedding(spec: str):
-    """An ``ElementEmbedding`` from ``"name"``, ``"name:dim"`` or a JSON/CSV file path."""
-    from crysatom_featurizers.embeddings import ElementEmbedding, load
+    """The embedding of a config spec; a relative file path is taken from the repository."""
+    from crysatom_featurizers.embeddings import resolve
 
-    if spec.endswith((".json", ".json.gz", ".csv")) or "/" in spec:
-        path = _resolve_path(spec)
-        if not path.exists():
-            raise FileNotFoundError(f"vector file {path} does not exist")
-        if spec.endswith(".csv"):
-            return ElementEmbedding.from_csv(path)
-        return ElementEmbedding.from_json(path)
-    name, _, dim = spec.partition(":")
-    return load(name, dim=int(dim) if dim else None)
+    return resolve(spec, base_dir=REPO_ROOT)
 
 
 def regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -1002,9 +987,9 @@ class Benchmark:
         cfg = self.cfg
         seeds = list(cfg.seeds)
         if experiment == "comparison":
-            return [(embedding_label(s), s) for s in cfg.embeddings], [(1.0, None, seeds)]
+            return [(spec_label(s), s) for s in cfg.embeddings], [(1.0, None, seeds)]
         if experiment == "dimension":
-            return [(embedding_label(s), s) for s in cfg.dimension_embeddings], [(1.0, None, seeds)]
+            return [(spec_label(s), s) for s in cfg.dimension_embeddings], [(1.0, None, seeds)]
         if experiment == "ssl":
             return [(f"crysatom_ssl_{k}", v) for k, v in cfg.ssl_vectors.items()], [
                 (1.0, None, seeds)
@@ -1012,7 +997,7 @@ class Benchmark:
         if experiment == "scarce":
             specs = cfg.scarce.get("embeddings", cfg.embeddings)
             fractions = [float(f) for f in cfg.scarce.get("fractions", [0.05, 0.2, 0.6])]
-            return [(embedding_label(s), s) for s in specs], [(f, None, seeds) for f in fractions]
+            return [(spec_label(s), s) for s in specs], [(f, None, seeds) for f in fractions]
         if experiment == "curve":
             cc = cfg.curve
             specs = cc.get("embeddings", cfg.embeddings)
@@ -1023,7 +1008,7 @@ class Benchmark:
                 (math.nan, int(n), small if int(n) <= small_max else seeds)
                 for n in cc.get("sizes", [100, 300, 1000])
             ]
-            return [(embedding_label(s), s) for s in specs], budgets
+            return [(spec_label(s), s) for s in specs], budgets
         raise ValueError(experiment)
 
     def _claim(self, run_id: str) -> bool:
@@ -1199,7 +1184,7 @@ class Benchmark:
         unknown = sorted(set(extras) - set(STRUCTURE_EXTRAS))
         if unknown:
             raise ValueError(f"unknown structure_extras {unknown}; known {list(STRUCTURE_EXTRAS)}")
-        available = [(embedding_label(s), s) for s in specs]
+        available = [(spec_label(s), s) for s in specs]
         available = [
             (lab, s) for lab, s in available if self._wanted(lab) and self.embedding(lab, s)
         ]
@@ -1345,7 +1330,7 @@ class Benchmark:
         elif long_path.exists():
             long_path.unlink()
         for spec in specs:
-            label = embedding_label(spec)
+            label = spec_label(spec)
             emb = self.embedding(label, spec)
             if emb is None or label in done:
                 continue
@@ -1394,7 +1379,7 @@ class Benchmark:
         methods = list(fc.get("methods", ["pca", "tsne"]))
         colorings = list(fc.get("color_by", ["group", "block"]))
         for spec in fc.get("embeddings", self.cfg.embeddings):
-            label = embedding_label(spec)
+            label = spec_label(spec)
             emb = self.embedding(label, spec)
             if emb is None:
                 continue

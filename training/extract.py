@@ -15,15 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from crysatom_featurizers.chemistry import element_symbol
 from training.graph_cache import GraphCache
 
 EXTRACTION_METHOD = "corpus-wide eval-mode average"
-
-
-def _symbol(z: int) -> str:
-    from pymatgen.core.periodic_table import Element
-
-    return Element.from_Z(int(z)).symbol
 
 
 @torch.no_grad()
@@ -96,20 +91,24 @@ def extract_element_vectors(
     present = (weights > 0).cpu()
     mean = (sums / weights.clamp(min=1e-12).unsqueeze(1)).cpu()
     mean = torch.nn.functional.normalize(mean, dim=1).float().numpy()
-    vectors = {_symbol(z): mean[z] for z in range(1, max_z + 1) if bool(present[z])}
+    vectors = {element_symbol(z): mean[z] for z in range(1, max_z + 1) if bool(present[z])}
     covered = getattr(getattr(model, "input", None), "covered", None)
     absent = []
     if covered is not None:
         absent = [
-            _symbol(z)
+            element_symbol(z)
             for z in range(1, min(max_z + 1, covered.numel()))
             if bool(covered[z]) and not bool(present[z])
         ]
     return {
         "vectors": vectors,
-        "counts": {_symbol(z): int(counts[z]) for z in range(1, max_z + 1) if bool(present[z])},
+        "counts": {
+            element_symbol(z): int(counts[z]) for z in range(1, max_z + 1) if bool(present[z])
+        },
         "weights": {
-            _symbol(z): round(float(weights[z]), 6) for z in range(1, max_z + 1) if bool(present[z])
+            element_symbol(z): round(float(weights[z]), 6)
+            for z in range(1, max_z + 1)
+            if bool(present[z])
         },
         "absent": absent,
         "num_crystals": n_crystals,

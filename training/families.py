@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.probe import parse_spec
+from crysatom_featurizers.embeddings import parse_spec
 
 FAMILIES: dict[str, tuple[str, ...]] = {
     "alkali metals": ("Li", "Na", "K", "Rb", "Cs"),

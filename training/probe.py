@@ -71,6 +71,7 @@ from sklearn.model_selection import RepeatedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from crysatom_featurizers.embeddings import parse_spec, resolve
 from training.corpus import REPO_ROOT
 
 #: The default probe element set: Z 1-83 without He, Ne, Ar, plus Ac, Th, Pa, U, Np, Pu (86).
@@ -132,34 +133,6 @@ def target_table(elements: Sequence[str], targets: Sequence[str] | None = None) 
         raise ValueError(f"unknown probe targets {unknown}; expected some of {list(TARGETS)}")
     data = {t: [element_target(s, t) for s in elements] for t in targets}
     return pd.DataFrame(data, index=pd.Index(list(elements), name="element"))
-
-
-def parse_spec(spec: str) -> tuple[str, int | None]:
-    """Split an embedding spec ``"name"`` or ``"name:dim"`` into name and dimension."""
-    name, _, dim = spec.partition(":")
-    if not name:
-        raise ValueError(f"empty embedding name in spec {spec!r}")
-    if not dim:
-        return name, None
-    try:
-        return name, int(dim)
-    except ValueError:
-        raise ValueError(f"embedding spec {spec!r}: dimension {dim!r} is not an integer") from None
-
-
-def resolve_embedding(embedding: Any):
-    """An ``ElementEmbedding`` from an instance or a ``"name"``/``"name:dim"`` spec."""
-    if isinstance(embedding, str):
-        from crysatom_featurizers.embeddings import load
-
-        name, dim = parse_spec(embedding)
-        return load(name, dim=dim)
-    if hasattr(embedding, "vector") and hasattr(embedding, "symbols"):
-        return embedding
-    raise TypeError(
-        "embedding must be an ElementEmbedding or a 'name' / 'name:dim' string, "
-        f"got {type(embedding).__name__}"
-    )
 
 
 def _label(embedding: Any, resolved: Any) -> str:
@@ -224,7 +197,7 @@ def probe_embedding(
         model, ``best_model`` and ``r2_best`` (the best of ``scored_models``). ``attrs`` holds ``mean_r2`` (mean of ``r2_best``
         over targets), ``embedding``, ``dim`` and ``elements``.
     """
-    resolved = resolve_embedding(embedding)
+    resolved = resolve(embedding, param="embedding")
     if elements is None:
         candidates = list(COMMON_ELEMENTS)
     elif isinstance(elements, str):

@@ -9,6 +9,7 @@
   ``from_dict`` / ``from_csv`` / ``from_json`` and ``to_json`` / ``to_csv``.
 * :func:`available`, :func:`load`, :func:`register`: the registry (see
   :mod:`crysatom_featurizers.embeddings.registry` for the built-in names).
+* :func:`resolve`: one spec (object, ``"name"``, ``"name:dim"``, file path) -> embedding.
 * :func:`cgcnn_feature_table`: CGCNN's 92-dim one-hot features indexed by Z.
 
 This subpackage does not import torch.
@@ -30,6 +31,7 @@ from .core import (
     vectors_checksum,
 )
 from .registry import available, load, register, unregister
+from .resolve import parse_spec, resolve, spec_label
 
 __all__ = [
     "DATA_DIR",
@@ -44,8 +46,11 @@ __all__ = [
     "cgcnn_feature_names",
     "cgcnn_feature_table",
     "load",
+    "parse_spec",
     "random_embedding",
     "register",
+    "resolve",
+    "spec_label",
     "unregister",
     "vector_file_path",
     "vectors_checksum",

@@ -33,12 +33,18 @@ import os
 import tempfile
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from crysatom_featurizers.chemistry import (
+    ELEMENT_SYMBOLS,
+    atomic_number,
+    is_element,
+    parse_species,
+)
 
 __all__ = [
     "FILE_FORMAT",
@@ -54,20 +60,6 @@ __all__ = [
 FILE_FORMAT = "crysatom-featurizers/element-embedding"
 FILE_FORMAT_VERSION = 1
 
-# Canonical symbols of the 118 elements, index i holds Z = i + 1.
-# fmt: off
-ELEMENT_SYMBOLS: tuple[str, ...] = (
-    "H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne", "Na", "Mg", "Al", "Si", "P", "S", "Cl",
-    "Ar", "K", "Ca", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Ge", "As",
-    "Se", "Br", "Kr", "Rb", "Sr", "Y", "Zr", "Nb", "Mo", "Tc", "Ru", "Rh", "Pd", "Ag", "Cd", "In",
-    "Sn", "Sb", "Te", "I", "Xe", "Cs", "Ba", "La", "Ce", "Pr", "Nd", "Pm", "Sm", "Eu", "Gd", "Tb",
-    "Dy", "Ho", "Er", "Tm", "Yb", "Lu", "Hf", "Ta", "W", "Re", "Os", "Ir", "Pt", "Au", "Hg", "Tl",
-    "Pb", "Bi", "Po", "At", "Rn", "Fr", "Ra", "Ac", "Th", "Pa", "U", "Np", "Pu", "Am", "Cm", "Bk",
-    "Cf", "Es", "Fm", "Md", "No", "Lr", "Rf", "Db", "Sg", "Bh", "Hs", "Mt", "Ds", "Rg", "Cn", "Nh",
-    "Fl", "Mc", "Lv", "Ts", "Og",
-)
-# fmt: on
-_SYMBOL_TO_Z: dict[str, int] = {symbol: z for z, symbol in enumerate(ELEMENT_SYMBOLS, start=1)}
 
 # Metadata keys every embedding carries (None when unknown).
 _STANDARD_METADATA = ("source", "citation", "corpus", "corpus_size", "license")
@@ -126,17 +118,6 @@ class EmbeddingFileError(ValueError):
 
     def __reduce__(self):
         return (type(self), (self.path, self.problem))
-
-
-def atomic_number(symbol: str) -> int:
-    """Atomic number of a canonical element symbol (``"Fe"`` -> 26).
-
-    Raises
-    ------
-    KeyError
-        If ``symbol`` is not one of the 118 canonical element symbols.
-    """
-    return _SYMBOL_TO_Z[symbol]
 
 
 def vectors_checksum(symbols: Sequence[str], vectors: np.ndarray) -> str:
@@ -222,7 +203,7 @@ class ElementEmbedding:
             raise ValueError(f"embedding name must be a non-empty string, got {name!r}")
         symbols = list(symbols)
         for symbol in symbols:
-            if not isinstance(symbol, str) or symbol not in _SYMBOL_TO_Z:
+            if not isinstance(symbol, str) or not is_element(symbol):
                 raise ValueError(
                     f"embedding {name!r}: {symbol!r} is not an element symbol "
                     "(expected one of the 118 canonical symbols such as 'Fe')"
@@ -252,7 +233,7 @@ class ElementEmbedding:
                 f"embedding {name!r}: non-finite values (NaN/inf, or too large for float32) "
                 f"in the vectors of {bad}"
             )
-        order = np.argsort([_SYMBOL_TO_Z[s] for s in symbols], kind="stable")
+        order = np.argsort([atomic_number(s) for s in symbols], kind="stable")
         array = np.ascontiguousarray(array[order])
         array.setflags(write=False)
         self.name = name
@@ -287,7 +268,7 @@ class ElementEmbedding:
     @property
     def atomic_numbers(self) -> np.ndarray:
         """Atomic numbers of :attr:`symbols` (int64, ascending)."""
-        return np.array([_SYMBOL_TO_Z[s] for s in self.symbols], dtype=np.int64)
+        return np.array([atomic_number(s) for s in self.symbols], dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.symbols)
@@ -313,7 +294,7 @@ class ElementEmbedding:
     # ------------------------------------------------------------------ lookup
     def _element_symbol(self, item: Any) -> str:
         """Map a str / int / Element / Species to a canonical element symbol."""
-        if isinstance(item, str) and item in _SYMBOL_TO_Z:
+        if isinstance(item, str) and is_element(item):
             return item
         if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
             if 1 <= int(item) <= len(ELEMENT_SYMBOLS):
@@ -330,7 +311,7 @@ class ElementEmbedding:
         elif isinstance(item, Species):
             return item.element.symbol
         elif isinstance(item, str):
-            kind, text = _parse_species(item)
+            kind, text = parse_species(item)
         else:
             raise UnknownElementError(
                 _describe(item),
@@ -640,33 +621,17 @@ class ElementEmbedding:
 # ---------------------------------------------------------------------- helpers
 def _key_to_symbol(key: Any) -> str | None:
     if isinstance(key, str):
-        return key if key in _SYMBOL_TO_Z else None
+        return key if is_element(key) else None
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
         return ELEMENT_SYMBOLS[int(key) - 1] if 1 <= int(key) <= len(ELEMENT_SYMBOLS) else None
     symbol = getattr(key, "symbol", None)
-    if type(key).__name__ == "Element" and symbol in _SYMBOL_TO_Z:
+    if type(key).__name__ == "Element" and is_element(symbol):
         return symbol
     return None
 
 
-@lru_cache(maxsize=4096)
-def _parse_species(text: str) -> tuple[str, str]:
-    """Classify a string as ("element", symbol), ("dummy", species) or ("invalid", text)."""
-    from pymatgen.core.periodic_table import DummySpecies, Element, get_el_sp
-
-    try:
-        species = get_el_sp(text.strip())
-    except (ValueError, KeyError, IndexError, AttributeError, TypeError):
-        return "invalid", text
-    if isinstance(species, DummySpecies):
-        return "dummy", str(species)
-    if isinstance(species, Element):
-        return "element", species.symbol
-    return "element", species.element.symbol
-
-
 def _is_header(row: list[str]) -> bool:
-    if not row or row[0].strip() not in _SYMBOL_TO_Z:
+    if not row or not is_element(row[0].strip()):
         return True
     for cell in row[1:]:
         try:
@@ -699,7 +664,7 @@ def _construct(
     path: Path, name: str, symbols: list[str], values: Any, metadata: Mapping[str, Any]
 ) -> ElementEmbedding:
     """Run the constructor's validation, reporting failures against ``path``."""
-    unknown = [s for s in symbols if not isinstance(s, str) or s not in _SYMBOL_TO_Z]
+    unknown = [s for s in symbols if not isinstance(s, str) or not is_element(s)]
     if unknown:
         raise EmbeddingFileError(
             path,

@@ -16,11 +16,11 @@ import numpy as np
 from pymatgen.core import Composition, DummySpecies, Element, Species
 from pymatgen.core.structure import SiteCollection
 
+from crysatom_featurizers.chemistry import ELEMENT_SYMBOLS, SYMBOL_TO_Z
+
 #: Atomic number used for a ``DummySpecies``: row 0 of every lookup table is NaN and uncovered.
 DUMMY_Z = 0
 
-_Z_TO_SYMBOL: list[str] = ["", *(Element.from_Z(z).symbol for z in range(1, 119))]
-_SYMBOL_TO_Z: dict[str, int] = {symbol: z for z, symbol in enumerate(_Z_TO_SYMBOL) if z}
 
 # Plain formulas (symbols with optional decimal amounts, e.g. "Fe2O3", "Li0.5CoO2") and
 # bracketed ones ("MoW3(SeS3)2"); validated whole with fullmatch, then tokenised with findall.
@@ -38,11 +38,6 @@ _FORMULA_CACHE: dict[str, tuple[tuple[int, ...], tuple[float, ...], tuple[str, .
 _FORMULA_CACHE_MAX = 200_000
 
 
-def element_symbol(z: int) -> str:
-    """Symbol of the element with atomic number ``z`` (1-118)."""
-    return _Z_TO_SYMBOL[z]
-
-
 class CompositionInputError(TypeError):
     """An input that is neither a Composition, a formula string nor a Structure."""
 
@@ -52,7 +47,7 @@ def _fast_parse(formula: str) -> dict[int, float] | None:
     amounts: dict[int, float] = {}
     if _PLAIN_RE.fullmatch(formula) is not None:
         for symbol, amount in _PLAIN_TOKEN_RE.findall(formula):
-            z = _SYMBOL_TO_Z.get(symbol)
+            z = SYMBOL_TO_Z.get(symbol)
             if z is None:
                 return None
             amounts[z] = amounts.get(z, 0.0) + (float(amount) if amount else 1.0)
@@ -60,7 +55,7 @@ def _fast_parse(formula: str) -> dict[int, float] | None:
         stack = [amounts]
         for symbol, amount, opening, multiplier in _BRACKETED_TOKEN_RE.findall(formula):
             if symbol:
-                z = _SYMBOL_TO_Z.get(symbol)
+                z = SYMBOL_TO_Z.get(symbol)
                 if z is None:
                     return None
                 group = stack[-1]
@@ -134,7 +129,7 @@ def parse_formula(formula: str) -> tuple[tuple[int, ...], tuple[float, ...], tup
             raise ValueError(f"formula {formula!r} has no elements")
     else:
         zs = tuple(amounts)
-        result = (zs, tuple(amounts.values()), tuple(_Z_TO_SYMBOL[z] for z in zs))
+        result = (zs, tuple(amounts.values()), tuple(ELEMENT_SYMBOLS[z - 1] for z in zs))
     if len(_FORMULA_CACHE) >= _FORMULA_CACHE_MAX:
         _FORMULA_CACHE.clear()
     _FORMULA_CACHE[formula] = result

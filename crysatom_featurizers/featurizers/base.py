@@ -76,30 +76,13 @@ class ResolvedEmbedding:
 
 
 def resolve_embedding(embedding: Any, dim: int | None) -> ElementEmbedding:
-    """Turn an ``embedding`` parameter (name or ElementEmbedding) into an ElementEmbedding.
+    """The featurizers' ``embedding`` + ``dim`` parameters as an ElementEmbedding.
 
-    Raises
-    ------
-    ValueError
-        For an unknown name, or when ``dim`` contradicts a given ElementEmbedding.
-    TypeError
-        For anything else.
+    See :func:`crysatom_featurizers.embeddings.resolve` for the accepted specs and errors.
     """
-    from crysatom_featurizers.embeddings import ElementEmbedding, load
+    from crysatom_featurizers.embeddings import resolve
 
-    if isinstance(embedding, ElementEmbedding):
-        if dim is not None and int(dim) != embedding.dim:
-            raise ValueError(
-                f"dim={dim} contradicts the given embedding {embedding.name!r} of dim "
-                f"{embedding.dim}; pass dim=None"
-            )
-        return embedding
-    if isinstance(embedding, str):
-        return load(embedding, dim)
-    raise TypeError(
-        "embedding must be a registry name (str) or an ElementEmbedding, "
-        f"got {type(embedding).__name__}"
-    )
+    return resolve(embedding, dim)
 
 
 def format_error(error: BaseException) -> str:

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse
 
+from crysatom_featurizers.chemistry import element_symbol
 from crysatom_featurizers.featurizers._chemistry import (
     DUMMY_Z,
-    element_symbol,
     site_species,
     structure_species_arrays,
 )

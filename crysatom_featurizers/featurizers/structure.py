@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from crysatom_featurizers.chemistry import element_symbol
 from crysatom_featurizers.featurizers._chemistry import (
-    element_symbol,
     site_species,
     structure_species_arrays,
 )

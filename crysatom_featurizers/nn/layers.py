@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
+from crysatom_featurizers.chemistry import element_symbol
+
 __all__ = ["CGCNNConv", "ElementEmbeddingLayer", "GaussianExpansion", "uniform_neighbors"]
 
 
@@ -57,15 +59,6 @@ class GaussianExpansion(nn.Module):
         return f"start={float(c[0]):g}, stop={float(c[-1]):g}, n={c.numel()}, width={self.width:g}"
 
 
-def _element_symbol(z: int) -> str:
-    from pymatgen.core.periodic_table import Element
-
-    try:
-        return Element.from_Z(int(z)).symbol
-    except ValueError:
-        return f"Z={int(z)}"
-
-
 class ElementEmbeddingLayer(nn.Module):
     """Node input vectors looked up from an element embedding, occupancy-weighted.
 
@@ -103,10 +96,10 @@ class ElementEmbeddingLayer(nn.Module):
         max_z: int = 118,
     ) -> None:
         super().__init__()
-        if isinstance(embedding, str):
-            from crysatom_featurizers.embeddings import load
+        if not hasattr(embedding, "lookup_table"):
+            from crysatom_featurizers.embeddings import resolve
 
-            embedding = load(embedding, dim=dim)
+            embedding = resolve(embedding, dim)
         table, covered = embedding.lookup_table(max_z=max_z)
         table = torch.from_numpy(np.array(table, dtype=np.float32, copy=True))
         covered = torch.from_numpy(np.array(covered, dtype=bool, copy=True))
@@ -130,7 +123,7 @@ class ElementEmbeddingLayer(nn.Module):
         out_of_range = (z < 0) | (z >= self.covered.numel())
         z_in = z.clamp(0, self.covered.numel() - 1)
         bad = out_of_range | ~self.covered[z_in]
-        return [_element_symbol(v) for v in torch.unique(z[bad]).tolist()]
+        return [element_symbol(v, strict=False) for v in torch.unique(z[bad]).tolist()]
 
     def _check(self, species_z: Tensor, site_index: Tensor, data: Any) -> None:
         z_in = species_z.clamp(0, self.covered.numel() - 1)
@@ -138,7 +131,7 @@ class ElementEmbeddingLayer(nn.Module):
         if not bool(bad.any()):
             return
         first = int(torch.nonzero(bad)[0, 0])
-        symbol = _element_symbol(int(species_z[first]))
+        symbol = element_symbol(int(species_z[first]), strict=False)
         where = ""
         batch = getattr(data, "batch", None)
         if batch is not None:
