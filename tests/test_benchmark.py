@@ -170,3 +170,99 @@ def test_embeddings_filter_and_stale_rows_after_new_vectors(tmp_path):
     assert sorted(third.index) == ["cgcnn", "myvec"]
     assert third.loc["cgcnn", "finished_at"] == second.loc["cgcnn", "finished_at"]
     assert third.loc["myvec", "embedding_checksum"] != second.loc["myvec", "embedding_checksum"]
+
+
+CURVE_SMOKE = Path(benchmark.REPO_ROOT) / "training" / "configs" / "bench_curve_smoke.yaml"
+
+
+@pytest.fixture(scope="module")
+def curve_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("curve")
+    assert benchmark.main(["--config", str(CURVE_SMOKE), "--out-dir", str(out)]) == 0
+    return out / "bench_curve_smoke"
+
+
+def test_curve_rows_nested_and_converged(curve_run):
+    frame = pd.read_csv(curve_run / "results.csv")
+    cgcnn = frame[frame["experiment"] == "curve"]
+    # sizes 16 (two seeds) and 32 (one seed) for each of the three embeddings
+    cells = cgcnn.groupby(["embedding", "n_train"])["seed"].apply(sorted).to_dict()
+    for label in ("cgcnn", "random_16", "crysatom_50"):
+        assert cells[(label, 16)] == [0, 1]
+        assert cells[(label, 32)] == [0]
+    assert (cgcnn["n_val"] == 8).all() and cgcnn["n_test"].nunique() == 1
+    # early stopping: the best epoch is kept, no fit runs past the cap
+    assert (cgcnn["best_epoch"] <= cgcnn["epochs_run"]).all()
+    assert (cgcnn["epochs_run"] <= 6).all()
+    hgb = frame[frame["experiment"] == "curve_matminer"]
+    assert sorted(set(zip(hgb["embedding"], hgb["n_train"]))) == [
+        ("cgcnn", 16),
+        ("cgcnn", 32),
+        ("crysatom_50", 16),
+        ("crysatom_50", 32),
+    ]
+    assert not any((curve_run / "claims").iterdir())  # every claim released
+
+
+def test_curve_budgets_are_nested_prefixes(tmp_path):
+    cfg = BenchConfig.from_yaml(CURVE_SMOKE)
+    bench = benchmark.Benchmark(cfg, tmp_path)
+    data = bench.property_data(cfg.properties[0])
+    small, large = data.budget(None, size=16), data.budget(None, size=32)
+    assert large[:16] == small
+    with pytest.raises(ValueError, match="exceeds"):
+        data.budget(None, size=10_000)
+
+
+def test_curve_report_and_figure(curve_run):
+    text = (curve_run / "results.md").read_text()
+    assert "## Learning curves" in text and "| n = 16 | n = 32 |" in text
+    assert "`crysatom_50` against the references" in text
+    assert "fits that reached the 6-epoch cap" in text
+    verdicts = pd.read_csv(curve_run / "verdicts.csv")
+    row = verdicts[(verdicts["n_train"] == 16) & (verdicts["reference"] == "cgcnn")].iloc[0]
+    assert row["n_pairs"] == 2 and row["verdict"] in {"win", "tie", "loss"}
+    assert (curve_run / "figures" / "curve_volume_per_atom.png").stat().st_size > 1000
+
+
+def test_curve_resume_skips_done_fits(curve_run):
+    before = pd.read_csv(curve_run / "results.csv")
+    args = ["--config", str(CURVE_SMOKE), "--out-dir", str(curve_run.parent), "--resume"]
+    assert benchmark.main([*args, "--experiments", "curve"]) == 0
+    after = pd.read_csv(curve_run / "results.csv")
+    assert len(after) == len(before)
+
+
+def test_paired_verdict_rules():
+    from training.benchmark.curve import paired_verdict
+
+    rows = []
+    for seed, (a, b) in enumerate([(1.0, 1.2), (1.1, 1.3), (0.9, 1.12)]):
+        for label, mae in (("crysatom_200", a), ("cgcnn", b)):
+            rows.append(
+                {
+                    "experiment": "curve",
+                    "property": "p",
+                    "n_train": 100,
+                    "seed": seed,
+                    "embedding": label,
+                    "test_mae": mae,
+                }
+            )
+    frame = pd.DataFrame(rows)
+    win = paired_verdict(frame, "p", 100, "crysatom_200", "cgcnn")
+    assert win["verdict"] == "win" and win["n_pairs"] == 3 and win["rel_diff_pct"] < 0
+    frame.loc[(frame["seed"] == 2) & (frame["embedding"] == "crysatom_200"), "test_mae"] = 1.5
+    assert paired_verdict(frame, "p", 100, "crysatom_200", "cgcnn")["verdict"] == "tie"
+    one = frame[frame["seed"] == 0]
+    assert paired_verdict(one, "p", 100, "crysatom_200", "cgcnn")["verdict"] == "n/a"
+
+
+def test_curve_config_errors():
+    base = BenchConfig.from_yaml(CURVE_SMOKE)
+    data = {k: getattr(base, k) for k in ("name", "properties", "curve")}
+    data["properties"] = [vars(p) for p in base.properties]
+    with pytest.raises(ValueError, match="unknown curve keys"):
+        BenchConfig.from_dict({**data, "curve": {"size": [10]}})
+    with pytest.raises(ValueError, match="integers >= 2"):
+        BenchConfig.from_dict({**data, "curve": {"sizes": [1, 10]}})

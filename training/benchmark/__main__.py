@@ -1,0 +1,5 @@
+"""``python -m training.benchmark``."""
+
+from training.benchmark.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,179 @@
+"""CGCNN experiments: every embedding under one protocol, fits claimed per process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from crysatom_featurizers.embeddings import spec_label
+from training.benchmark.config import (
+    LOG,
+)
+from training.benchmark.data import PropertyData
+from training.benchmark.results import (
+    fit_id,
+    regression_scores,
+    run_key,
+)
+
+if TYPE_CHECKING:
+    from training.benchmark.harness import Benchmark
+
+
+def cgcnn_jobs(
+    bench: Benchmark, experiment: str
+) -> tuple[list[tuple[str, str]], list[tuple[float, int | None, list[int]]]]:
+    """(label, spec) pairs and training budgets of a CGCNN experiment.
+
+    A budget is ``(fraction, size, seeds)``: ``size`` is None for a fraction of
+    ``max_train``, else the number of training crystals (the learning curve, whose small
+    sizes may have more seeds).
+    """
+    cfg = bench.cfg
+    seeds = list(cfg.seeds)
+    if experiment == "comparison":
+        return [(spec_label(s), s) for s in cfg.embeddings], [(1.0, None, seeds)]
+    if experiment == "dimension":
+        return [(spec_label(s), s) for s in cfg.dimension_embeddings], [(1.0, None, seeds)]
+    if experiment == "ssl":
+        return [(f"crysatom_ssl_{k}", v) for k, v in cfg.ssl_vectors.items()], [(1.0, None, seeds)]
+    if experiment == "scarce":
+        specs = cfg.scarce.get("embeddings", cfg.embeddings)
+        fractions = [float(f) for f in cfg.scarce.get("fractions", [0.05, 0.2, 0.6])]
+        return [(spec_label(s), s) for s in specs], [(f, None, seeds) for f in fractions]
+    if experiment == "curve":
+        cc = cfg.curve
+        specs = cc.get("embeddings", cfg.embeddings)
+        seeds = [int(x) for x in cc.get("seeds", seeds)]
+        small = [int(x) for x in cc.get("small_seeds", seeds)]
+        small_max = int(cc.get("small_max", 300))
+        budgets = [
+            (math.nan, int(n), small if int(n) <= small_max else seeds)
+            for n in cc.get("sizes", [100, 300, 1000])
+        ]
+        return [(spec_label(s), s) for s in specs], budgets
+    raise ValueError(experiment)
+
+
+def run_cgcnn_experiment(bench: Benchmark, experiment: str) -> None:
+    """Fit CGCNN for every budget x seed x property x embedding of ``experiment``."""
+    jobs, budgets = cgcnn_jobs(bench, experiment)
+    if not jobs:
+        bench.note(f"experiment {experiment}", "skipped: the config lists no embeddings")
+        return
+    available = [
+        (label, spec)
+        for label, spec in jobs
+        if bench.wanted(label) and bench.embedding(label, spec)
+    ]
+    if not available:
+        bench.note(f"experiment {experiment}", "skipped: none of its embeddings is available")
+        return
+    bench.clear_note(f"experiment {experiment}")
+    # Budgets and seeds outside properties: a run stopped early by --max-minutes still has
+    # every property and embedding of the smallest budgets and first seeds.
+    for fraction, size, seeds in budgets:
+        for seed in seeds:
+            for spec in bench.properties_for(experiment):
+                data = bench.property_data(spec)
+                n_train = len(data.budget(bench.cfg.max_train, fraction, size))
+                frac = fraction if size is None else n_train / len(data.train)
+                for label, _ in available:
+                    if bench.is_done(experiment, spec.name, label, seed, frac, n_train):
+                        continue
+                    bench.check_time()
+                    run_id = fit_id(experiment, spec.name, label, seed, frac, size)
+                    if not bench.claim(run_id):
+                        continue
+                    try:
+                        bench.load_done()  # another process may have finished it
+                        if bench.is_done(experiment, spec.name, label, seed, frac, n_train):
+                            continue
+                        fit_cgcnn(bench, experiment, data, label, seed, frac, size)
+                    except Exception as exc:  # one failing fit must not stop the run
+                        LOG.exception("fit failed")
+                        bench.note(run_id, f"failed: {type(exc).__name__}: {exc}")
+                    finally:
+                        bench.release(run_id)
+
+
+def fit_cgcnn(
+    bench: Benchmark,
+    experiment: str,
+    data: PropertyData,
+    label: str,
+    seed: int,
+    fraction: float,
+    size: int | None = None,
+) -> None:
+    spec = data.spec
+    emb = bench.embeddings[label]
+    train = data.budget(bench.cfg.max_train, fraction, size)
+    val = data.val if bench.cfg.max_val is None else data.val[: bench.cfg.max_val]
+    test = data.test
+    params = dict(bench.cfg.cgcnn)
+    key = run_key(
+        {
+            "model": "cgcnn",
+            "property": spec.name,
+            "dataset": spec.dataset,
+            "embedding": emb.checksum,
+            "seed": seed,
+            "train": hashlib.sha256(json.dumps(train, default=str).encode()).hexdigest(),
+            "val": len(val),
+            "test": len(test),
+            "params": params,
+            "split": str(data.split_path.name),
+        }
+    )
+    if bench.reuse(key, experiment, label, fraction):
+        return
+    run_id = fit_id(experiment, spec.name, label, seed, fraction, size)
+    g_train = bench.graphs(spec.dataset, train)
+    y_train = bench.targets(spec, train)
+    g_val = bench.graphs(spec.dataset, val)
+    y_val = bench.targets(spec, val)
+    g_test = bench.graphs(spec.dataset, test)
+    y_test = bench.targets(spec, test)
+    LOG.info("fit %s (n_train %d, n_val %d, n_test %d)", run_id, len(train), len(val), len(test))
+    from crysatom_featurizers.estimators import CGCNNRegressor
+
+    # every embedding and seed is selected on the same, fixed validation crystals
+    model = CGCNNRegressor(atom_features=emb, random_state=seed, **params)
+    if not val:  # no validation crystals: the last epoch is kept
+        model.set_params(validation_fraction=0)
+    t0 = time.perf_counter()
+    model.fit(g_train, y_train, X_val=g_val if val else None, y_val=y_val if val else None)
+    fit_seconds = time.perf_counter() - t0
+    y_pred = model.predict(g_test)
+    folder = bench.run_dir / "histories"
+    folder.mkdir(exist_ok=True)
+    model.history_.to_csv(folder / f"{run_id}.csv", index=False, float_format="%.6g")
+    bench.save_predictions(run_id, seed, test, y_test, y_pred)
+    bench.record(
+        {
+            "experiment": experiment,
+            "property": spec.name,
+            "unit": spec.unit,
+            "embedding": label,
+            "dim": int(emb.dim),
+            "seed": int(seed),
+            "train_fraction": float(fraction),
+            "n_train": len(train),
+            "n_val": len(val),
+            "n_test": len(test),
+            **regression_scores(y_test, y_pred),
+            "best_epoch": int(model.best_epoch_),
+            "epochs_run": int(model.n_iter_),
+            "fit_seconds": fit_seconds,
+            "model": "cgcnn",
+            "embedding_checksum": emb.checksum,
+            "run_key": key,
+            "reused_from": np.nan,
+        }
+    )

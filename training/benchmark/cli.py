@@ -1,0 +1,105 @@
+"""Command line: ``python -m training.benchmark``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from training.benchmark.config import (
+    EXPERIMENTS,
+    BenchConfig,
+    resolve_path,
+)
+from training.benchmark.harness import Benchmark
+from training.benchmark.report import write_report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training.benchmark",
+        description="Compare element embeddings downstream (CGCNN, matminer workflow, probe).",
+    )
+    parser.add_argument("--config", required=True, help="YAML file (training/configs/bench_*)")
+    parser.add_argument(
+        "--experiments",
+        default=None,
+        help=f"comma-separated subset of {','.join(EXPERIMENTS)} (default: the config's list)",
+    )
+    parser.add_argument("--resume", action="store_true", help="skip rows already in results.csv")
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop launching new fits after this many minutes (resume later)",
+    )
+    parser.add_argument("--out-dir", default="training/results", help="parent of <name>/")
+    parser.add_argument("--name", default=None, help="run name (default: the config's name)")
+    parser.add_argument("--data-dir", default=None, help="folder of the shared json.gz files")
+    parser.add_argument(
+        "--properties",
+        default=None,
+        help="comma-separated subset of the config's properties (needs --resume); lets two "
+        "processes share one run directory",
+    )
+    parser.add_argument(
+        "--embeddings",
+        default=None,
+        help="comma-separated subset of embedding labels for the CGCNN and matminer "
+        "experiments (needs --resume), e.g. to run the baselines while new vectors train",
+    )
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite results.md from results.csv"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout
+    )
+    cfg = BenchConfig.from_yaml(args.config)
+    if args.name:
+        cfg.name = args.name
+    run_dir = resolve_path(args.out_dir) / cfg.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "benchmark.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    experiments = (
+        [e.strip() for e in args.experiments.split(",") if e.strip()]
+        if args.experiments
+        else list(cfg.experiments)
+    )
+    bad = sorted(set(experiments) - set(EXPERIMENTS))
+    if bad:
+        parser.error(f"unknown experiments {bad}; expected some of {','.join(EXPERIMENTS)}")
+    properties = (
+        [p.strip() for p in args.properties.split(",") if p.strip()] if args.properties else None
+    )
+    bench = Benchmark(
+        cfg,
+        run_dir,
+        resume=args.resume,
+        max_minutes=args.max_minutes,
+        data_dir=args.data_dir,
+        properties=properties,
+        embeddings=(
+            [e.strip() for e in args.embeddings.split(",") if e.strip()]
+            if args.embeddings
+            else None
+        ),
+    )
+    try:
+        if args.report_only:
+            write_report(run_dir, cfg, bench.notes)
+        else:
+            bench.run(experiments, argv=sys.argv if argv is None else list(argv))
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    print(f"results in {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

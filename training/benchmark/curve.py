@@ -1,0 +1,229 @@
+"""The learning curve: test MAE against training size, paired-seed verdicts, figures.
+
+Rows come from the ``curve`` experiment (CGCNN, early stopping on the fixed validation set)
+and ``curve_matminer`` (composition featurizer + HistGradientBoosting on the same rows).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+#: The embedding judged, and what it is judged against.
+TARGET = "crysatom_200"
+REFERENCES: tuple[str, ...] = ("cgcnn", "crysatom_authors_200", "skipatom")
+#: Two-sided paired t-test level for a win or a loss; anything else is a tie.
+ALPHA = 0.05
+
+
+def curve_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the learning-curve experiments."""
+    if frame.empty:
+        return frame
+    return frame[frame["experiment"].astype(str).str.startswith("curve")].copy()
+
+
+def curve_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and count over seeds per (experiment, property, embedding, n_train)."""
+    rows = curve_rows(frame)
+    if rows.empty:
+        return pd.DataFrame()
+    keys = ["experiment", "model", "property", "unit", "embedding", "n_train"]
+    return (
+        rows.groupby(keys, sort=False)
+        .agg(
+            mae_mean=("test_mae", "mean"),
+            mae_std=("test_mae", "std"),
+            n_seeds=("seed", "nunique"),
+            epochs_median=("epochs_run", "median"),
+            best_epoch_median=("best_epoch", "median"),
+            fit_seconds=("fit_seconds", "sum"),
+        )
+        .reset_index()
+    )
+
+
+def paired_verdict(
+    frame: pd.DataFrame, prop: str, n_train: int, embedding: str, reference: str
+) -> dict[str, float | str | int]:
+    """``embedding`` against ``reference`` at one cell, over the seeds both have.
+
+    The test MAEs are paired by model seed (same training rows, same initialisation seed).
+    ``win``/``loss`` when a two-sided paired t-test gives p < :data:`ALPHA`, else ``tie``;
+    with fewer than two paired seeds the verdict is ``n/a``.
+    """
+    cgcnn_rows = frame[(frame["experiment"] == "curve") & (frame["property"] == prop)]
+    cgcnn_rows = cgcnn_rows[cgcnn_rows["n_train"].astype(int) == int(n_train)]
+    a = cgcnn_rows[cgcnn_rows["embedding"] == embedding].set_index("seed")["test_mae"]
+    b = cgcnn_rows[cgcnn_rows["embedding"] == reference].set_index("seed")["test_mae"]
+    seeds = sorted(set(a.index) & set(b.index))
+    out: dict[str, float | str | int] = {
+        "property": prop,
+        "n_train": int(n_train),
+        "embedding": embedding,
+        "reference": reference,
+        "n_pairs": len(seeds),
+    }
+    if len(seeds) < 2:
+        return {**out, "rel_diff_pct": math.nan, "p_value": math.nan, "verdict": "n/a"}
+    x, y = a.loc[seeds].to_numpy(float), b.loc[seeds].to_numpy(float)
+    diff = x - y
+    rel = 100.0 * float(diff.mean()) / float(y.mean())
+    if np.allclose(diff, diff[0]):  # identical differences: the t statistic is undefined
+        p = 0.0 if diff[0] != 0 else 1.0
+    else:
+        p = float(stats.ttest_rel(x, y).pvalue)
+    verdict = "tie" if p >= ALPHA else ("win" if diff.mean() < 0 else "loss")
+    return {**out, "rel_diff_pct": rel, "p_value": p, "verdict": verdict}
+
+
+def verdict_table(
+    frame: pd.DataFrame, target: str = TARGET, references: Sequence[str] = REFERENCES
+) -> pd.DataFrame:
+    """:func:`paired_verdict` of ``target`` against each reference at every cell."""
+    rows = curve_rows(frame)
+    rows = rows[rows["experiment"] == "curve"]
+    out = []
+    for (prop, n), _ in rows.groupby(["property", "n_train"], sort=False):
+        for ref in references:
+            if ref == target:
+                continue
+            out.append(paired_verdict(rows, prop, int(n), target, ref))
+    return pd.DataFrame(out)
+
+
+def _cell(row) -> str:
+    std = "" if not np.isfinite(row.mae_std) else f" ± {row.mae_std:.3g}"
+    return f"{row.mae_mean:.3g}{std}"
+
+
+def curve_markdown(
+    frame: pd.DataFrame,
+    epoch_cap: int | None = None,
+    target: str = TARGET,
+    references: Sequence[str] = REFERENCES,
+) -> list[str]:
+    """Markdown: one table per property, the verdicts of ``target``, convergence statistics."""
+    summary = curve_summary(frame)
+    if summary.empty:
+        return []
+    lines = [
+        "## Learning curves (test MAE, mean ± std over model seeds)",
+        "",
+        "`hgb` rows: the matminer workflow (composition featurizer, 5 statistics, "
+        "HistGradientBoosting) on the same training rows, one deterministic model.",
+        "",
+    ]
+    for prop, group in summary.groupby("property", sort=False):
+        sizes = sorted(group["n_train"].astype(int).unique())
+        unit = group["unit"].iloc[0]
+        lines += [f"### {prop} ({unit})", ""]
+        lines.append("| model | embedding | " + " | ".join(f"n = {n}" for n in sizes) + " |")
+        lines.append("|---|---|" + "---:|" * len(sizes))
+        for (model, emb), sub in group.groupby(["model", "embedding"], sort=False):
+            cells = []
+            for n in sizes:
+                match = sub[sub["n_train"].astype(int) == n]
+                cells.append(_cell(next(match.itertuples())) if len(match) else "–")
+            short = "cgcnn" if model == "cgcnn" else "hgb"
+            lines.append(f"| {short} | {emb} | " + " | ".join(cells) + " |")
+        seeds = group[group["model"] == "cgcnn"]["n_seeds"]
+        if len(seeds):
+            lines += ["", f"CGCNN seeds per cell: {int(seeds.min())}–{int(seeds.max())}."]
+        lines.append("")
+    verdicts = verdict_table(frame, target, references)
+    if not verdicts.empty:
+        lines += [
+            f"### `{target}` against the references (paired seeds)",
+            "",
+            f"Relative difference of the mean test MAE (negative: `{target}` lower), "
+            f"two-sided paired t-test over model seeds; win/loss at p < {ALPHA}, else tie.",
+            "",
+        ]
+        refs = list(dict.fromkeys(verdicts["reference"]))
+        lines.append("| property | n | " + " | ".join(f"vs {r}" for r in refs) + " |")
+        lines.append("|---|---:|" + "---|" * len(refs))
+        for (prop, n), sub in verdicts.groupby(["property", "n_train"], sort=False):
+            cells = []
+            for ref in refs:
+                match = sub[sub["reference"] == ref]
+                if not len(match) or match["verdict"].iloc[0] == "n/a":
+                    cells.append("–")
+                    continue
+                r = match.iloc[0]
+                cells.append(f"{r.verdict} ({r.rel_diff_pct:+.1f}%, p={r.p_value:.2g})")
+            lines.append(f"| {prop} | {n} | " + " | ".join(cells) + " |")
+        counts = verdicts[verdicts["verdict"] != "n/a"].groupby(["reference", "verdict"]).size()
+        tally = "; ".join(
+            f"vs {ref}: "
+            + ", ".join(f"{counts.get((ref, v), 0)} {v}" for v in ("win", "tie", "loss"))
+            for ref in refs
+        )
+        lines += ["", f"Tally over the cells: {tally}.", ""]
+    fits = curve_rows(frame)
+    fits = fits[fits["experiment"] == "curve"]
+    if len(fits):
+        capped = int((fits["epochs_run"].astype(int) >= int(epoch_cap)).sum()) if epoch_cap else 0
+        lines += [
+            "### Convergence",
+            "",
+            f"{len(fits)} CGCNN fits; epochs run: median {fits['epochs_run'].median():.0f} "
+            f"(range {int(fits['epochs_run'].min())}–{int(fits['epochs_run'].max())}); best "
+            f"epoch: median {fits['best_epoch'].median():.0f}; fits that reached the "
+            f"{epoch_cap}-epoch cap: {capped}. Fit time: "
+            + ", ".join(
+                f"n = {int(n)}: {sub['fit_seconds'].sum() / 3600:.2f} CPU-h ({len(sub)} fits)"
+                for n, sub in fits.groupby("n_train")
+            )
+            + ".",
+            "",
+        ]
+    return lines
+
+
+def plot_curves(
+    frame: pd.DataFrame, folder: Path, dpi: int = 110, target: str = TARGET
+) -> list[Path]:
+    """One PNG per property: test MAE against training size, log-log, error bars = std."""
+    import matplotlib.pyplot as plt
+
+    summary = curve_summary(frame)
+    paths: list[Path] = []
+    if summary.empty:
+        return paths
+    folder.mkdir(parents=True, exist_ok=True)
+    for prop, group in summary.groupby("property", sort=False):
+        fig, ax = plt.subplots(figsize=(6.4, 4.8), layout="constrained")
+        for (model, emb), sub in group.groupby(["model", "embedding"], sort=False):
+            sub = sub.sort_values("n_train")
+            hgb = model != "cgcnn"
+            ax.errorbar(
+                sub["n_train"],
+                sub["mae_mean"],
+                yerr=sub["mae_std"].fillna(0.0),
+                marker="s" if hgb else "o",
+                linestyle="--" if hgb else "-",
+                linewidth=2.2 if emb == target and not hgb else 1.2,
+                capsize=3,
+                label=f"{emb} (matminer + HGB)" if hgb else emb,
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training crystals")
+        ax.set_ylabel(f"test MAE ({group['unit'].iloc[0]})")
+        ax.set_title(f"{prop}: learning curve (CGCNN at convergence)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+        path = folder / f"curve_{prop}.png"
+        tmp = path.with_name(f".{path.name}.tmp")
+        fig.savefig(tmp, dpi=dpi, format="png")
+        os.replace(tmp, path)
+        plt.close(fig)
+        paths.append(path)
+    return paths

@@ -1,0 +1,182 @@
+"""``results.csv`` under a file lock, run identifiers, scores and provenance."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from training.provenance import git_state
+
+#: Columns of ``results.csv``; the first sixteen are the documented schema, the rest bookkeeping.
+COLUMNS: tuple[str, ...] = (
+    "experiment",
+    "property",
+    "unit",
+    "embedding",
+    "dim",
+    "seed",
+    "train_fraction",
+    "n_train",
+    "n_val",
+    "n_test",
+    "test_mae",
+    "test_rmse",
+    "test_r2",
+    "best_epoch",
+    "epochs_run",
+    "fit_seconds",
+    "model",
+    "embedding_checksum",
+    "run_key",
+    "reused_from",
+    "finished_at",
+)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write through a temporary file, so a concurrent reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE (target units) and R² of predictions."""
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    err = y_pred - y_true
+    ss_tot = float(np.sum((y_true - y_true.mean()) ** 2))
+    return {
+        "test_mae": float(np.mean(np.abs(err))),
+        "test_rmse": float(np.sqrt(np.mean(err**2))),
+        "test_r2": 1.0 - float(np.sum(err**2)) / ss_tot if ss_tot > 0 else math.nan,
+    }
+
+
+def run_key(payload: dict[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def sized(experiment: str) -> bool:
+    """Whether an experiment names its training budgets by size (the learning curve)."""
+    return experiment.startswith("curve")
+
+
+def row_fit_id(row: Any) -> str:
+    """:func:`run_id` of a results row (a dict or a mapping-like record)."""
+    return fit_id(
+        str(row["experiment"]),
+        str(row["property"]),
+        str(row["embedding"]),
+        int(row["seed"]),
+        float(row["train_fraction"]),
+        int(row["n_train"]) if sized(str(row["experiment"])) else None,
+    )
+
+
+def fit_id(
+    experiment: str, prop: str, label: str, seed: int, fraction: float, size: int | None = None
+) -> str:
+    """File stem of a fit: the training budget as a fraction, or as a size (learning curve)."""
+    budget = f"f{fraction:g}" if size is None else f"n{int(size)}"
+    return f"{experiment}__{prop}__{label}__s{seed}__{budget}"
+
+
+def git_info() -> dict[str, Any]:
+    """Commit of the repository and whether the working tree differs from it."""
+    commit, status = git_state()
+    return {"commit": commit, "dirty": bool(status), "n_changed_paths": len(status or [])}
+
+
+def hardware_info() -> dict[str, Any]:
+    """Host, CPU, GPU and load average at call time."""
+    import sklearn
+    import torch
+
+    info: dict[str, Any] = {
+        "time": _dt.datetime.now().isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "sklearn": sklearn.__version__,
+        "cuda": torch.cuda.is_available(),
+    }
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+    if info["cuda"]:
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+class ResultsFile:
+    """``results.csv`` with row-by-row appends under a file lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock_path = path.parent / f".{path.name}.lock"
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def read(self) -> pd.DataFrame:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return pd.DataFrame(columns=list(COLUMNS))
+        frame = pd.read_csv(self.path)
+        for col in COLUMNS:
+            if col not in frame.columns:
+                frame[col] = np.nan
+        return frame
+
+    def append(self, row: dict[str, Any]) -> None:
+        frame = pd.DataFrame([{c: row.get(c, np.nan) for c in COLUMNS}])
+        with self.locked():
+            header = not self.path.exists() or self.path.stat().st_size == 0
+            frame.to_csv(self.path, mode="a", header=header, index=False)
+
+    def drop_rows(self, mask_fn: Callable[[pd.DataFrame], pd.Series]) -> int:
+        """Remove the rows where ``mask_fn(frame)`` is true; returns how many."""
+        with self.locked():
+            frame = self.read()
+            drop = mask_fn(frame).to_numpy(bool)
+            if drop.any():
+                frame.loc[~drop].to_csv(self.path, index=False)
+        return int(drop.sum())
+
+    def drop_experiments(self, experiments: Sequence[str]) -> int:
+        """Remove the rows of ``experiments`` (a fresh, non-resumed run of them)."""
+        with self.locked():
+            frame = self.read()
+            keep = ~frame["experiment"].isin(list(experiments))
+            removed = int((~keep).sum())
+            if removed:
+                frame.loc[keep].to_csv(self.path, index=False)
+        return removed
