@@ -25,6 +25,8 @@ _LAZY = {
     "CGCNNRegressor": "crysatom_featurizers.estimators",
     "CGCNNClassifier": "crysatom_featurizers.estimators",
 }
+# Names that need the [gnn] extra (torch, torch-geometric).
+_GNN = {"CrystalGraphTransformer", "CGCNNRegressor", "CGCNNClassifier"}
 _ALIASES = {"load_embedding": "load", "available_embeddings": "available"}
 
 __all__ = ["__version__", *_LAZY]
@@ -32,6 +34,10 @@ __all__ = ["__version__", *_LAZY]
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
+        if name in _GNN:
+            from crysatom_featurizers.deps import require_gnn
+
+            require_gnn(name)
         module = importlib.import_module(_LAZY[name])
         return getattr(module, _ALIASES.get(name, name))
     raise AttributeError(f"module 'crysatom_featurizers' has no attribute {name!r}")

@@ -1,0 +1,45 @@
+"""The base install (no torch) and the message when the [gnn] extra is missing."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+import crysatom_featurizers
+from crysatom_featurizers import deps
+
+
+def test_descriptors_do_not_import_torch():
+    code = (
+        "import sys\n"
+        "from crysatom_featurizers.featurizers import CrysAtomCompositionFeaturizer\n"
+        "import crysatom_featurizers.embeddings, crysatom_featurizers.chemistry\n"
+        "x = CrysAtomCompositionFeaturizer().featurize('Fe2O3')\n"
+        "assert len(x) == 200 * 5, len(x)\n"
+        "assert 'torch' not in sys.modules, 'the featurizers imported torch'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_missing_gnn_extra_names_the_fix(monkeypatch):
+    real = importlib.import_module
+
+    def fake(name, *args, **kwargs):
+        if name == "torch_geometric":
+            raise ModuleNotFoundError("No module named 'torch_geometric'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(deps.importlib, "import_module", fake)
+    with pytest.raises(deps.MissingGNNDependencyError, match=r"CGCNNRegressor needs .*\[gnn\]"):
+        crysatom_featurizers.CGCNNRegressor  # noqa: B018
+    with pytest.raises(ImportError, match="torch_geometric is not installed"):
+        deps.require_gnn("CrystalGraphTransformer")
+
+
+def test_gnn_extra_present_passes():
+    pytest.importorskip("torch")
+    deps.require_gnn("CGCNNRegressor")
+    assert crysatom_featurizers.CGCNNRegressor.__name__ == "CGCNNRegressor"
