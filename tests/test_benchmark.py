@@ -266,3 +266,15 @@ def test_curve_config_errors():
         BenchConfig.from_dict({**data, "curve": {"size": [10]}})
     with pytest.raises(ValueError, match="integers >= 2"):
         BenchConfig.from_dict({**data, "curve": {"sizes": [1, 10]}})
+
+
+def test_curve_candidates_chosen_on_validation(curve_run):
+    table = pd.read_csv(curve_run / "candidates.csv")
+    assert list(table["candidate"]) == sorted(
+        table["candidate"], key=dict(zip(table["candidate"], table["mean_val_ratio"])).get
+    )
+    assert table["chosen"].tolist() == [True, False]
+    assert (table["n_cells"] == 2).all()  # n = 16, seeds 0 and 1
+    assert "Choice of the shipped `crysatom` vectors (validation only)" in (
+        curve_run / "results.md"
+    ).read_text()

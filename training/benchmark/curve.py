@@ -98,6 +98,72 @@ def verdict_table(
     return pd.DataFrame(out)
 
 
+def attach_validation(frame: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
+    """Add ``val_mae``: the validation MAE at the kept (best) epoch, from ``histories/``.
+
+    NaN for rows without a history (the matminer workflow has no validation step).
+    """
+    from training.benchmark.results import row_fit_id
+
+    rows = curve_rows(frame)
+    values = []
+    for row in rows.to_dict("records"):
+        path = Path(run_dir) / "histories" / f"{row_fit_id(row)}.csv"
+        best = row.get("best_epoch")
+        if not path.exists() or not np.isfinite(best):
+            values.append(math.nan)
+            continue
+        history = pd.read_csv(path)
+        match = history.loc[history["epoch"] == int(best), "val_mae"]
+        values.append(float(match.iloc[0]) if len(match) else math.nan)
+    rows["val_mae"] = values
+    return rows
+
+
+def candidate_selection(
+    frame: pd.DataFrame,
+    run_dir: Path,
+    candidates: Sequence[str],
+    sizes: Sequence[int] = (100, 300),
+    reference: str = "cgcnn",
+) -> pd.DataFrame:
+    """Rank candidate vectors on validation data only (never on the test set).
+
+    The score of a candidate is its validation MAE divided by the ``reference`` embedding's
+    in the same cell and seed (property x training size x seed; a unit-free ratio, so the
+    properties weigh alike), averaged over the cells at ``sizes`` that every candidate has.
+    The lowest mean ratio wins.
+    """
+    rows = attach_validation(frame, run_dir)
+    rows = rows[(rows["experiment"] == "curve") & rows["n_train"].astype(int).isin(sizes)]
+    keys = ["property", "n_train", "seed"]
+    ref = rows[rows["embedding"] == reference].set_index(keys)["val_mae"]
+    ratios = {}
+    for label in candidates:
+        sub = rows[rows["embedding"] == label].set_index(keys)["val_mae"]
+        both = sub.index.intersection(ref.index)
+        ratios[label] = (sub.loc[both] / ref.loc[both]).dropna()
+    common = None
+    for series in ratios.values():
+        common = series.index if common is None else common.intersection(series.index)
+    out = []
+    for label, series in ratios.items():
+        shared = series.loc[common] if common is not None else series
+        out.append(
+            {
+                "candidate": label,
+                "n_cells": len(shared),
+                "mean_val_ratio": float(shared.mean()) if len(shared) else math.nan,
+                "mean_val_ratio_all_cells": float(series.mean()) if len(series) else math.nan,
+            }
+        )
+    table = pd.DataFrame(out).sort_values("mean_val_ratio", na_position="last")
+    table["chosen"] = False
+    if len(table) and np.isfinite(table["mean_val_ratio"].iloc[0]):
+        table.loc[table.index[0], "chosen"] = True
+    return table.reset_index(drop=True)
+
+
 def _cell(row) -> str:
     std = "" if not np.isfinite(row.mae_std) else f" ± {row.mae_std:.3g}"
     return f"{row.mae_mean:.3g}{std}"

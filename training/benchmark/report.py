@@ -14,7 +14,13 @@ from training.benchmark.config import (
     PAPER_MAE,
     BenchConfig,
 )
-from training.benchmark.curve import REFERENCES, TARGET, curve_markdown, verdict_table
+from training.benchmark.curve import (
+    REFERENCES,
+    TARGET,
+    candidate_selection,
+    curve_markdown,
+    verdict_table,
+)
 from training.benchmark.results import (
     ResultsFile,
 )
@@ -197,6 +203,26 @@ def write_report(run_dir: Path, cfg: BenchConfig, notes: dict[str, str]) -> Path
     target = str(cfg.curve.get("target", TARGET))
     references = list(cfg.curve.get("references", REFERENCES))
     lines += curve_markdown(frame, cfg.cgcnn.get("epochs"), target, references)
+    candidates = list(cfg.curve.get("candidates", []))
+    if candidates:
+        table = candidate_selection(
+            frame, run_dir, candidates, cfg.curve.get("select_sizes", (100, 300))
+        )
+        table.to_csv(run_dir / "candidates.csv", index=False, float_format="%.6g")
+        lines += [
+            "### Choice of the shipped `crysatom` vectors (validation only)",
+            "",
+            "Validation MAE at the kept epoch divided by `cgcnn`'s in the same cell and seed, "
+            "averaged over the cells every candidate has; the lowest wins.",
+            "",
+            "| candidate | cells | mean validation ratio | chosen |",
+            "|---|---:|---:|---|",
+            *[
+                f"| {r.candidate} | {r.n_cells} | {r.mean_val_ratio:.4f} | {'yes' if r.chosen else ''} |"
+                for r in table.itertuples()
+            ],
+            "",
+        ]
     other = (
         summary[~summary["experiment"].astype(str).str.startswith("curve")]
         if len(summary)
