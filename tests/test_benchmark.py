@@ -275,6 +275,7 @@ def test_curve_candidates_chosen_on_validation(curve_run):
     )
     assert table["chosen"].tolist() == [True, False]
     assert (table["n_cells"] == 2).all()  # n = 16, seeds 0 and 1
-    assert "Choice of the shipped `crysatom` vectors (validation only)" in (
-        curve_run / "results.md"
-    ).read_text()
+    assert (
+        "Choice of the shipped `crysatom` vectors (validation only)"
+        in (curve_run / "results.md").read_text()
+    )

@@ -44,6 +44,7 @@ def test_quickstart(run_example, examples_frame):
     assert float(match.group(1)) > 0 and float(match.group(2)) > 0
 
 
+@pytest.mark.gnn
 def test_cgcnn_pipeline(run_example, tmp_path):
     out = run_example("cgcnn_pipeline.py", "--plot-dir", str(tmp_path))
     assert "best parameters: {'cgcnn__atom_fea_len'" in out
@@ -64,6 +65,7 @@ def test_compare_embeddings(run_example):
             assert f"skipping {name!r}" in out
 
 
+@pytest.mark.gnn
 def test_compare_embeddings_cgcnn_model(run_example, examples_frame):
     out = run_example("compare_embeddings.py", "--model", "cgcnn")
     assert f"cgcnn model, {len(examples_frame)} crystals" in out

@@ -193,6 +193,7 @@ def test_learning_curve_from_history_and_estimator(tmp_path):
         plotting.plot_learning_curve(42)
 
 
+@pytest.mark.gnn
 def test_learning_curve_of_a_fitted_regressor(tmp_path):
     from pymatgen.core import Lattice, Structure
 
