@@ -605,6 +605,32 @@ def test_header_only_csv_is_an_error(tmp_path, capsys):
     assert_one_line_error(err, "no data rows")
 
 
+@pytest.fixture
+def constant_model(tmp_path) -> Path:
+    """A joblib file holding a fitted model that predicts 3.0 for anything."""
+    from sklearn.dummy import DummyRegressor
+
+    path = tmp_path / "constant.joblib"
+    joblib.dump(DummyRegressor().fit([[0.0], [1.0]], [2.0, 4.0]), path)
+    return path
+
+
+def test_predict_needs_data_or_example(tmp_path, capsys, constant_model, examples, cif_folder):
+    out = tmp_path / "p.csv"
+    code, _, err = run(["predict", constant_model, "-o", out], capsys)
+    assert code == 1
+    assert_one_line_error(err, "no DATA to predict", "--example")
+    assert not out.exists()
+    code, _, err = run(["predict", constant_model, cif_folder, "--example", "-o", out], capsys)
+    assert code == 1
+    assert_one_line_error(err, "give either DATA or --example, not both")
+    code, _, err = run(["predict", constant_model, "--example", "-o", out, "-q"], capsys)
+    assert code == 0, err
+    table = pd.read_csv(out)
+    assert list(table["id"]) == list(examples.index)
+    assert (table["prediction"] == 3.0).all()
+
+
 # ------------------------------------------------------------------------------ atomic outputs
 
 EFBIG_TEXT = f"[Errno {errno.EFBIG}] {os.strerror(errno.EFBIG)}"

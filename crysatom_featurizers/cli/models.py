@@ -8,6 +8,7 @@ from typing import Any
 
 from crysatom_featurizers.cli._common import (
     ERROR_COLUMN,
+    INPUT_FORMATS,
     MODEL_SUFFIXES,
     OUTPUT_SUFFIXES,
     CLIError,
@@ -201,7 +202,14 @@ def _predict_rows(model, structures: list[Any], args: argparse.Namespace):
 def _cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
+    # Unlike featurize, a forgotten DATA is an error: predictions for the example crystals are
+    # asked for explicitly with --example.
     _input_source(args.data, args.example, "DATA")
+    if args.data is None and not args.example:
+        raise CLIError(
+            f"no DATA to predict: give {INPUT_FORMATS}, or --example for the shipped example "
+            "crystals"
+        )
     output = _check_output_path(args.output, OUTPUT_SUFFIXES)
     model = _load_model(args.model)
     table = read_input(args.data, args, use_id_prop=True, limit=args.limit)

@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Predict with a model saved by 'crysatom train' (or any joblib-saved estimator that "
         "takes pymatgen structures). DATA is read as by 'crysatom featurize'; when it has "
         "targets (id_prop.csv, or --target) they are written next to the predictions and the "
-        "MAE is printed.",
+        "MAE is printed. Give DATA, or --example to predict the shipped example crystals.",
         "examples:\n"
         "  crysatom predict model.joblib new_cifs/ -o predictions.csv\n"
         "  crysatom predict model.joblib --example -o example_predictions.csv\n"
