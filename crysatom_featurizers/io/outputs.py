@@ -8,7 +8,6 @@ place once everything was written; :func:`write_table`, :func:`save_model` and
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib.util
 import os
 import stat
@@ -64,10 +63,17 @@ def _write_error(shown: str, exc: OSError) -> FileWriteError:
     return FileWriteError(exc.errno, reason, shown)
 
 
-@functools.lru_cache(maxsize=1)
 def _umask() -> int:
-    # Reading the umask means setting it; 0o022 is a safe value for the instant in between.
-    mask = os.umask(0o022)
+    """The process umask, read without changing it where the system allows (Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    # Reading it means setting it: the most private value for the instant in between.
+    mask = os.umask(0o077)
     os.umask(mask)
     return mask
 
