@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -525,3 +527,220 @@ def test_console_script_runs_the_readme_command(tmp_path):
     )
     assert bad.returncode == 1
     assert bad.stderr.startswith("crysatom: error:") and "Traceback" not in bad.stderr
+
+
+# ------------------------------------------------------------------------------ input edge cases
+
+
+def test_featurize_plain_pandas_json_matches_matminer_json(tmp_path, capsys, examples):
+    from matminer.utils.io import store_dataframe_as_json
+
+    structures = list(examples["structure"].iloc[:3])
+    plain = tmp_path / "plain.json"
+    pd.DataFrame(
+        {"structure": [s.as_dict() for s in structures]}, index=["x1", "x2", "x3"]
+    ).to_json(plain)
+    matminer_json = tmp_path / "matminer.json"
+    store_dataframe_as_json(pd.DataFrame({"structure": structures}), str(matminer_json), pbar=False)
+    outputs = []
+    for source in (plain, matminer_json):
+        out = tmp_path / f"{source.stem}.csv"
+        code, _, err = run(
+            ["featurize", source, "-o", out, "--level", "structure", "-e", "megnet16", "-q"], capsys
+        )
+        assert code == 0, err
+        assert err == ""  # no progress lines from the JSON decoding
+        outputs.append(pd.read_csv(out))
+    assert list(outputs[0]["id"]) == ["x1", "x2", "x3"]
+    labels = ElementEmbeddingStructureFeaturizer("megnet16").feature_labels()
+    np.testing.assert_allclose(outputs[0][labels], outputs[1][labels], rtol=1e-12)
+
+
+def _series_json(path: Path) -> None:
+    pd.Series([1.0, 2.0]).to_json(path)
+
+
+def _frame_json_without_structures(path: Path) -> None:
+    pd.DataFrame({"band_gap": [1.0, 2.0]}).to_json(path)
+
+
+def _matminer_json_without_structures(path: Path) -> None:
+    from matminer.utils.io import store_dataframe_as_json
+
+    store_dataframe_as_json(pd.DataFrame({"band_gap": [1.0, 2.0]}), str(path), pbar=False)
+
+
+@pytest.mark.parametrize(
+    "write, fragments",
+    [
+        (_series_json, ["is not a table", "store_dataframe_as_json", "DataFrame.to_json", "CSV"]),
+        (_frame_json_without_structures, ["needs a 'structure'", "'formula'", "band_gap"]),
+        (_matminer_json_without_structures, ["needs a 'structure'", "band_gap"]),
+    ],
+)
+def test_featurize_unusable_json_is_one_line(tmp_path, capsys, write, fragments):
+    path = tmp_path / "in.json"
+    write(path)
+    out = tmp_path / "o.csv"
+    code, _, err = run(["featurize", path, "-o", out, "-e", "skipatom"], capsys)
+    assert code == 1
+    # One line: no progress lines of the JSON reader around it.
+    assert_one_line_error(err, str(path), *fragments)
+    assert not out.exists()
+
+
+def test_header_only_csv_is_an_error(tmp_path, capsys):
+    path = tmp_path / "empty.csv"
+    path.write_text("id,formula\n")
+    out = tmp_path / "o.csv"
+    code, _, err = run(["featurize", path, "-o", out, "-e", "skipatom"], capsys)
+    assert code == 1
+    assert_one_line_error(err, f"{path} has a header but no data rows")
+    assert not out.exists()
+    path.write_text("id,cif,y\n")
+    code, _, err = run(
+        ["train", path, "--target", "y", "-o", tmp_path / "m.joblib", "-e", "cgcnn"], capsys
+    )
+    assert code == 1
+    assert_one_line_error(err, "no data rows")
+
+
+@pytest.fixture
+def constant_model(tmp_path) -> Path:
+    """A joblib file holding a fitted model that predicts 3.0 for anything."""
+    from sklearn.dummy import DummyRegressor
+
+    path = tmp_path / "constant.joblib"
+    joblib.dump(DummyRegressor().fit([[0.0], [1.0]], [2.0, 4.0]), path)
+    return path
+
+
+def test_predict_needs_data_or_example(tmp_path, capsys, constant_model, examples, cif_folder):
+    out = tmp_path / "p.csv"
+    code, _, err = run(["predict", constant_model, "-o", out], capsys)
+    assert code == 1
+    assert_one_line_error(err, "no DATA to predict", "--example")
+    assert not out.exists()
+    code, _, err = run(["predict", constant_model, cif_folder, "--example", "-o", out], capsys)
+    assert code == 1
+    assert_one_line_error(err, "give either DATA or --example, not both")
+    code, _, err = run(["predict", constant_model, "--example", "-o", out, "-q"], capsys)
+    assert code == 0, err
+    table = pd.read_csv(out)
+    assert list(table["id"]) == list(examples.index)
+    assert (table["prediction"] == 3.0).all()
+
+
+# ------------------------------------------------------------------------------ atomic outputs
+
+EFBIG_TEXT = f"[Errno {errno.EFBIG}] {os.strerror(errno.EFBIG)}"
+
+
+def fail_after_partial_output(value, handle, *args, **kwargs) -> None:
+    """Stand-in for ``joblib.dump(value, handle)``, ``DataFrame.to_csv(self, handle)`` and
+    ``Figure.savefig(self, handle)``: some bytes reach the file, then the size limit is hit."""
+    handle.write(b"partial output")
+    handle.flush()
+    raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+
+
+TRAIN_OPTIONS = ["-e", "cgcnn", "--epochs", "1", "--atom-fea-len", "8", "--h-fea-len", "8"]
+TRAIN_OPTIONS += ["--n-conv", "1", "--threads", "1", "--val-fraction", "0.25", "-q"]
+
+
+def run_with_file_size_limit(argv: list, limit: int, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m crysatom_featurizers ARGV`` in a process that may write ``limit`` bytes per file."""
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    repo = str(Path(__file__).resolve().parents[1])
+    pythonpath = os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "crysatom_featurizers", *[str(a) for a in argv]],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        preexec_fn=small_files,
+        env={**os.environ, "PYTHONPATH": pythonpath},
+    )
+
+
+def test_featurize_failed_write_keeps_previous_output(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "features.csv"
+    code, _, err = run(["featurize", "--example", "-o", out, "-e", "megnet16", "-q"], capsys)
+    assert code == 0, err
+    before = out.read_bytes()
+    monkeypatch.setattr(pd.DataFrame, "to_csv", fail_after_partial_output)
+    code, _, err = run(["featurize", "--example", "-o", out, "-e", "skipatom"], capsys)
+    assert code == 1
+    assert_one_line_error(err, f"cannot write {out}: {EFBIG_TEXT}")
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["features.csv"]  # no temporary file left
+
+
+def test_featurize_at_the_file_size_limit_keeps_previous_output(tmp_path, capsys):
+    out = tmp_path / "features.csv"
+    code, _, err = run(["featurize", "--example", "-o", out, "-e", "megnet16", "-q"], capsys)
+    assert code == 0, err
+    before = out.read_bytes()
+    # The skipatom features (200-dim, five statistics) are far larger than the limit.
+    result = run_with_file_size_limit(
+        ["featurize", "--example", "-o", out, "-e", "skipatom"], len(before) + 1024, tmp_path
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == f"crysatom: error: cannot write {out}: {EFBIG_TEXT}"
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["features.csv"]
+
+
+def test_train_failed_write_keeps_previous_model(tmp_path, capsys, monkeypatch, cif_folder):
+    model_path = tmp_path / "model.joblib"
+    code, _, err = run(["train", cif_folder, "-o", model_path, *TRAIN_OPTIONS], capsys)
+    assert code == 0, err
+    before = model_path.read_bytes()
+    monkeypatch.setattr(joblib, "dump", fail_after_partial_output)
+    code, _, err = run(["train", cif_folder, "-o", model_path, *TRAIN_OPTIONS], capsys)
+    assert code == 1
+    assert_one_line_error(err, f"cannot write {model_path}: {EFBIG_TEXT}")
+    monkeypatch.undo()
+    assert model_path.read_bytes() == before
+    assert joblib.load(model_path).n_iter_ == 1  # still loads: no truncated pickle
+    # A real file-size limit in a separate process: the model file is larger than 4 KiB.
+    result = run_with_file_size_limit(
+        ["train", cif_folder, "-o", model_path, *TRAIN_OPTIONS], 4096, tmp_path
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == f"crysatom: error: cannot write {model_path}: {EFBIG_TEXT}"
+    assert model_path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cifs", "model.joblib"]
+
+
+def test_failed_figure_and_vector_writes_keep_previous_files(tmp_path, capsys, monkeypatch):
+    from matplotlib.figure import Figure
+
+    png = tmp_path / "map.png"
+    vectors = tmp_path / "megnet.json"
+    for argv in (
+        ["plot-embedding", "megnet16", "-o", png],
+        ["embeddings", "export", "megnet16", "-o", vectors],
+    ):
+        code, _, err = run(argv, capsys)
+        assert code == 0, err
+    before = {path: path.read_bytes() for path in (png, vectors)}
+    monkeypatch.setattr(Figure, "savefig", fail_after_partial_output)
+    code, _, err = run(["plot-embedding", "megnet16", "--kind", "similarity", "-o", png], capsys)
+    assert code == 1
+    assert_one_line_error(err, f"cannot write {png}: {EFBIG_TEXT}")
+
+    def too_large(fd: int) -> None:  # the vectors are in the temporary file by now
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+
+    monkeypatch.setattr(os, "fsync", too_large)
+    code, _, err = run(["embeddings", "export", "skipatom", "-o", vectors], capsys)
+    assert code == 1
+    assert_one_line_error(err, f"cannot write {vectors}: {EFBIG_TEXT}")
+    monkeypatch.undo()
+    assert {path: path.read_bytes() for path in (png, vectors)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.png", "megnet.json"]

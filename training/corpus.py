@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 from pymatgen.core import Composition, Structure
 
-from crysatom_featurizers.embeddings.core import _atomic_write  # temp file + os.replace
+from crysatom_featurizers.io import atomic_write_bytes  # temporary file, then os.replace
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR_ENV = "CRYSATOM_DATA_DIR"
@@ -568,5 +568,5 @@ def load_corpus_index(
             "corpus": index.attrs["corpus"],
         }
         text = json.dumps(payload, default=int).encode("utf-8")
-        _atomic_write(cache_path, gzip.compress(text, mtime=0))
+        atomic_write_bytes(cache_path, gzip.compress(text, mtime=0))
     return index

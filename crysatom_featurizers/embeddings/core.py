@@ -30,7 +30,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -45,6 +44,7 @@ from crysatom_featurizers.chemistry import (
     is_element,
     parse_species,
 )
+from crysatom_featurizers.io import atomic_write_bytes
 
 __all__ = [
     "FILE_FORMAT",
@@ -584,22 +584,25 @@ class ElementEmbedding:
     def to_json(self, path: str | os.PathLike, *, indent: int | None = None) -> Path:
         """Write the embedding as JSON; gzip-compressed when the name ends in ``.gz``.
 
-        The file is written to a temporary name and then renamed, so readers
-        never see a half-written file. Returns the path written.
+        The file is written atomically (:func:`crysatom_featurizers.io.atomic_write`):
+        readers never see a half-written file, and a failed write raises
+        :class:`~crysatom_featurizers.io.FileWriteError` naming the path and leaves an
+        earlier file intact. Returns the path written.
         """
         path = Path(path)
         text = json.dumps(self.to_document(), indent=indent, allow_nan=False)
         data = text.encode("utf-8")
         if path.suffix == ".gz":
             data = gzip.compress(data, mtime=0)
-        _atomic_write(path, data)
+        atomic_write_bytes(path, data)
         return path
 
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Write the embedding as CSV (header ``element,{name}_0,...``).
 
         Metadata is not stored in CSV; use :meth:`to_json` to keep it.
-        Gzip-compressed when the name ends in ``.gz``. Returns the path written.
+        Gzip-compressed when the name ends in ``.gz``. Written atomically, as
+        :meth:`to_json`. Returns the path written.
         """
         path = Path(path)
         buffer = io.StringIO()
@@ -610,7 +613,7 @@ class ElementEmbedding:
         data = buffer.getvalue().encode("utf-8")
         if path.suffix == ".gz":
             data = gzip.compress(data, mtime=0)
-        _atomic_write(path, data)
+        atomic_write_bytes(path, data)
         return path
 
     def renamed(self, name: str) -> ElementEmbedding:
@@ -786,16 +789,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; vector files are meant to be shared
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise

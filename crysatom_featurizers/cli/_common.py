@@ -1,0 +1,155 @@
+"""What the ``crysatom`` commands share: constants, the one-line error, output and input helpers.
+
+File reading and writing live in :mod:`crysatom_featurizers.io`, which raises ordinary
+exceptions; :func:`user_errors` turns those into :class:`CLIError` one-line messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from crysatom_featurizers import io
+from crysatom_featurizers.io import InputTable, short_error
+
+PROG = "crysatom"
+DEFAULT_EMBEDDING = "crysatom"
+LEVELS = ("site", "composition", "structure")
+OUTPUT_SUFFIXES = io.TABLE_SUFFIXES
+MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+# Rows featurized per call, so that the progress bar moves on large inputs.
+CHUNK_ROWS = 2000
+ERROR_COLUMN = "error"
+# Statistic names accepted by the pooling featurizers (matminer PropertyStats names + aliases).
+STAT_NAMES = (
+    "mean", "std_dev", "min", "max", "minimum", "maximum", "range", "avg_dev", "mode",
+    "skewness", "kurtosis",
+)  # fmt: skip
+INPUT_FORMATS = "a CIF folder, .cif, .csv or .json(.gz)"
+
+
+class CLIError(Exception):
+    """An error reported to the user on one line, without a traceback."""
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Report the exceptions of file reading and writing as :class:`CLIError` one-liners."""
+    try:
+        yield
+    except (ValueError, OSError, ImportError) as exc:
+        raise CLIError(short_error(exc)) from exc
+
+
+# ------------------------------------------------------------------------------------------
+# Small helpers
+# ------------------------------------------------------------------------------------------
+
+
+def _echo(args: argparse.Namespace, message: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(message)
+
+
+def _progress(args: argparse.Namespace, iterable: Any = None, **kwargs: Any) -> Any:
+    """A tqdm progress bar on stderr, off with ``--quiet``."""
+    from tqdm.auto import tqdm
+
+    # disable=None: tqdm draws only on a terminal, so logs and pipes stay clean.
+    disable = True if getattr(args, "quiet", False) else None
+    return tqdm(iterable, disable=disable, file=sys.stderr, leave=False, **kwargs)
+
+
+def _embedding_spec(name: str, dim: int | None) -> str:
+    """The ``atom_features`` string of the estimators: ``name`` or ``name:dim``."""
+    return name if dim is None else f"{name}:{dim}"
+
+
+def _load_embedding(name: str, dim: int | None):
+    from crysatom_featurizers.embeddings import EmbeddingNotAvailableError, resolve
+
+    try:
+        return resolve(name, dim)
+    except EmbeddingNotAvailableError as exc:
+        raise CLIError(
+            f"{short_error(exc)}. Pick another embedding with --embedding "
+            "(see 'crysatom embeddings list')"
+        ) from exc
+
+
+# ------------------------------------------------------------------------------------------
+# Inputs and outputs
+# ------------------------------------------------------------------------------------------
+
+
+def _check_output_path(path: str | Path, suffixes: Sequence[str]) -> Path:
+    """The output as a Path, after checking its name; its folder is created."""
+    with user_errors():
+        return io.check_output_path(path, suffixes)
+
+
+def _write_table(frame: Any, path: Path) -> None:
+    """Write ``frame`` as CSV or parquet, atomically (see :func:`io.write_table`)."""
+    with user_errors():
+        io.write_table(frame, path)
+
+
+def _input_source(given: str | None, example: bool, name: str) -> str | None:
+    """Check the INPUT/DATA argument against ``--example``; None means the examples."""
+    if example and given:
+        raise CLIError(f"give either {name} or --example, not both")
+    if given is not None and not Path(given).expanduser().exists():
+        raise CLIError(f"input {given} does not exist")
+    return given
+
+
+def read_input(
+    source: str | None,
+    args: argparse.Namespace,
+    *,
+    use_id_prop: bool = False,
+    limit: int | None = None,
+) -> InputTable:
+    """Read ``source`` (None: the example crystals) with the options of ``args``."""
+    with user_errors():
+        return io.read_input(
+            source,
+            target=getattr(args, "target", None),
+            use_id_prop=use_id_prop,
+            limit=limit,
+            progress=not getattr(args, "quiet", False),
+        )
+
+
+def _raise_first_error(table: InputTable, errors: dict[int, str], hint: str) -> None:
+    if errors:
+        position = min(errors)
+        more = f" ({len(errors) - 1} more row(s) failed)" if len(errors) > 1 else ""
+        raise CLIError(f"{table.describe(position)}: {errors[position]}{more}; {hint}")
+
+
+def _use_agg() -> None:
+    """Use the file-only Agg backend unless pyplot is already in use."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise CLIError("plotting needs matplotlib: pip install 'crysatom-featurizers[plot]'")
+    if "matplotlib.pyplot" not in sys.modules:
+        import matplotlib
+
+        matplotlib.use("Agg")
+
+
+def _save_figure(figure: Any, path: Path, dpi: int = 150) -> None:
+    """Save ``figure`` atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with user_errors():
+            io.save_figure(figure, path, dpi=dpi)
+    finally:
+        plt.close(figure)

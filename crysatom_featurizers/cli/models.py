@@ -1,0 +1,275 @@
+"""``crysatom train`` and ``crysatom predict``: CGCNN property models from the command line."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from crysatom_featurizers.cli._common import (
+    ERROR_COLUMN,
+    INPUT_FORMATS,
+    MODEL_SUFFIXES,
+    OUTPUT_SUFFIXES,
+    CLIError,
+    _check_output_path,
+    _echo,
+    _embedding_spec,
+    _input_source,
+    _load_embedding,
+    _progress,
+    _raise_first_error,
+    _save_figure,
+    _use_agg,
+    _write_table,
+    read_input,
+    user_errors,
+)
+from crysatom_featurizers.io import InputTable, save_model, short_error
+
+
+def _check_coverage(table: InputTable, embedding, positions: list[int]) -> dict[int, str]:
+    """Rows whose structures contain elements the embedding has no vector for."""
+    errors = {}
+    covered = set(embedding.symbols)
+    for position in positions:
+        structure = table.frame["structure"].iat[position]
+        missing = sorted({el.symbol for el in structure.composition.elements} - covered)
+        if missing:
+            errors[position] = (
+                f"element(s) {', '.join(missing)} not covered by embedding {embedding.name!r} "
+                f"({len(covered)} elements)"
+            )
+    return errors
+
+
+def _training_table(args: argparse.Namespace) -> tuple[InputTable, list[int]]:
+    table = read_input(args.data, args, use_id_prop=True, limit=args.limit)
+    if not table.has_structures:
+        raise CLIError(f"{args.data} holds no crystal structures; training needs structures")
+    if "target" not in table.frame.columns:
+        if table.kind == "cif-folder":
+            raise CLIError(f"{args.data} has no id_prop.csv (lines 'id,target', no header)")
+        raise CLIError(f"pass --target COLUMN to say which column of {args.data} to learn")
+    return table, list(range(len(table.frame)))
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from crysatom_featurizers.estimators import CGCNNRegressor
+
+    output = _check_output_path(args.output, MODEL_SUFFIXES)
+    embedding = _load_embedding(args.embedding, args.dim)
+    table, positions = _training_table(args)
+    errors = dict(table.errors)
+    errors.update(_check_coverage(table, embedding, [p for p in positions if p not in errors]))
+    hint = "fix the data or pass --ignore-errors to drop those rows"
+    if not args.ignore_errors:
+        _raise_first_error(table, errors, hint)
+    targets = table.frame["target"].to_numpy(dtype=float)
+    keep = [p for p in positions if p not in errors and np.isfinite(targets[p])]
+    n_no_target = sum(1 for p in positions if p not in errors and not np.isfinite(targets[p]))
+    if n_no_target:
+        _echo(args, f"skipping {n_no_target} row(s) without a finite target value")
+    if errors:
+        _echo(args, f"skipping {len(errors)} row(s) that could not be used (--ignore-errors)")
+    if len(keep) < 4:
+        raise CLIError(f"need at least 4 usable structures to train, found {len(keep)}")
+
+    rng = np.random.default_rng(args.seed)
+    test_idx: list[int] = []
+    if args.test_fraction:
+        if not 0 < args.test_fraction < 1:
+            raise CLIError(f"--test-fraction must be between 0 and 1, got {args.test_fraction}")
+        n_test = max(1, int(round(args.test_fraction * len(keep))))
+        shuffled = list(rng.permutation(keep))
+        test_idx, keep = sorted(shuffled[:n_test]), sorted(shuffled[n_test:])
+    structures = table.frame["structure"]
+    model = CGCNNRegressor(
+        atom_features=_embedding_spec(args.embedding, args.dim),
+        atom_fea_len=args.atom_fea_len,
+        n_conv=args.n_conv,
+        h_fea_len=args.h_fea_len,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        validation_fraction=args.val_fraction,
+        patience=args.patience,
+        device=args.device,
+        random_state=args.seed,
+        n_threads=args.threads,
+        verbose=0 if args.quiet else 1,
+    )
+    model.fit(structures.iloc[keep].reset_index(drop=True), targets[keep])
+    with user_errors():  # written atomically: a failed write leaves an older model intact
+        save_model(model, output)
+
+    history = model.history_
+    best = history.loc[history["epoch"] == model.best_epoch_].iloc[0]
+    units = f" {args.units}" if args.units else ""
+    if np.isfinite(best["val_mae"]):
+        # The estimator holds out round(fraction * n) structures, at least one.
+        n_val = max(1, int(round(args.val_fraction * len(keep))))
+        _echo(
+            args,
+            f"validation MAE: {best['val_mae']:.4g}{units} (best epoch {model.best_epoch_} of "
+            f"{model.n_iter_}; {len(keep) - n_val} training, {n_val} validation structures)",
+        )
+    else:
+        _echo(args, f"training MAE: {best['train_mae']:.4g}{units} (no validation split)")
+    if test_idx:
+        predictions = model.predict(structures.iloc[test_idx].reset_index(drop=True))
+        test_mae = float(np.mean(np.abs(predictions - targets[test_idx])))
+        _echo(args, f"test MAE: {test_mae:.4g}{units} ({len(test_idx)} held-out structures)")
+    if args.plot_dir:
+        plot_dir = Path(args.plot_dir)
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        _use_agg()
+        from crysatom_featurizers import plotting
+
+        ax = plotting.plot_learning_curve(model, units=args.units)
+        _save_figure(ax.figure, plot_dir / "learning_curve.png")
+        written = [plot_dir / "learning_curve.png"]
+        if test_idx:
+            ax = plotting.plot_parity(
+                targets[test_idx],
+                predictions,
+                units=args.units,
+                label=args.target or "target",
+                title="held-out test set",
+            )
+            _save_figure(ax.figure, plot_dir / "parity_test.png")
+            written.append(plot_dir / "parity_test.png")
+        _echo(args, "plots: " + ", ".join(str(p) for p in written))
+    _echo(args, f"saved model to {output}")
+    return 0
+
+
+def _load_model(path: str):
+    import joblib
+
+    model_path = Path(path)
+    if not model_path.is_file():
+        raise CLIError(f"model file {path} does not exist")
+    try:
+        model = joblib.load(model_path)
+    except Exception as exc:
+        detail = short_error(exc)
+        detail = detail if len(detail) <= 120 else detail[:117] + "..."
+        raise CLIError(
+            f"cannot load model {path}: not a model saved with joblib by 'crysatom train' "
+            f"({type(exc).__name__}: {detail})"
+        ) from None
+    if not hasattr(model, "predict"):
+        raise CLIError(f"{path} holds a {type(model).__name__}, not a fitted model")
+    return model
+
+
+def _predict_rows(model, structures: list[Any], args: argparse.Namespace):
+    """Predictions for ``structures``; rows that fail get NaN and a message."""
+    import numpy as np
+    import pandas as pd
+
+    def run(items: list[Any]) -> np.ndarray:
+        return np.asarray(model.predict(pd.Series(items, dtype=object)), dtype=float)
+
+    chunk = 512
+    outputs: list[np.ndarray] = []
+    errors: dict[int, str] = {}
+    with _progress(args, total=len(structures), desc="predicting", unit="structure") as bar:
+        for start in range(0, len(structures), chunk):
+            items = structures[start : start + chunk]
+            try:
+                outputs.append(run(items))
+            except (ValueError, TypeError, RuntimeError) as exc:
+                if not args.ignore_errors:
+                    raise
+                # Isolate the failing structures one by one.
+                rows = []
+                for offset, item in enumerate(items):
+                    try:
+                        rows.append(run([item])[0])
+                    except (ValueError, TypeError, RuntimeError) as row_exc:
+                        errors[start + offset] = short_error(row_exc)
+                        rows.append(np.nan)
+                del exc
+                outputs.append(np.asarray(rows, dtype=float))
+            bar.update(len(items))
+    return np.concatenate(outputs) if outputs else np.empty(0), errors
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    # Unlike featurize, a forgotten DATA is an error: predictions for the example crystals are
+    # asked for explicitly with --example.
+    _input_source(args.data, args.example, "DATA")
+    if args.data is None and not args.example:
+        raise CLIError(
+            f"no DATA to predict: give {INPUT_FORMATS}, or --example for the shipped example "
+            "crystals"
+        )
+    output = _check_output_path(args.output, OUTPUT_SUFFIXES)
+    model = _load_model(args.model)
+    table = read_input(args.data, args, use_id_prop=True, limit=args.limit)
+    if not table.has_structures:
+        raise CLIError(f"{args.data} holds no crystal structures; the model needs structures")
+    errors = dict(table.errors)
+    name = getattr(model, "embedding_name_", None)
+    if name is not None:
+        try:
+            embedding = _load_embedding(name, getattr(model, "embedding_dim_", None))
+        except (ValueError, OSError):
+            embedding = None
+        if embedding is not None:
+            valid = [p for p in range(len(table.frame)) if p not in errors]
+            errors.update(_check_coverage(table, embedding, valid))
+    hint = "fix the data or pass --ignore-errors to keep going"
+    if not args.ignore_errors:
+        _raise_first_error(table, errors, hint)
+    valid = [p for p in range(len(table.frame)) if p not in errors]
+    predictions = np.full(len(table.frame), np.nan)
+    if valid:
+        try:
+            values, row_errors = _predict_rows(
+                model, [table.frame["structure"].iat[p] for p in valid], args
+            )
+        except (ValueError, TypeError, RuntimeError) as exc:
+            raise CLIError(f"prediction failed: {short_error(exc)}; {hint}") from None
+        if values.ndim > 1:
+            raise CLIError("the model predicts several targets; the CLI handles one")
+        predictions[valid] = values
+        for offset, message in row_errors.items():
+            errors[valid[offset]] = message
+    result = table.frame[["id", "formula"]].copy()
+    result["prediction"] = predictions
+    has_target = "target" in table.frame.columns
+    if has_target:
+        result["target"] = table.frame["target"].to_numpy(dtype=float)
+        result["abs_error"] = (result["prediction"] - result["target"]).abs()
+    if args.ignore_errors:
+        result[ERROR_COLUMN] = [errors.get(i) for i in range(len(result))]
+    _write_table(result, output)
+    units = f" {args.units}" if args.units else ""
+    message = f"predicted {int(np.isfinite(predictions).sum())} of {len(result)} structures"
+    if has_target:
+        ok = np.isfinite(result["abs_error"].to_numpy())
+        if ok.any():
+            message += (
+                f"; MAE against the given targets: {result['abs_error'][ok].mean():.4g}{units}"
+            )
+    _echo(args, f"{message} -> {output}")
+    if args.parity:
+        if not has_target:
+            raise CLIError("--parity needs targets (id_prop.csv in the folder, or --target)")
+        ok = np.isfinite(result["abs_error"].to_numpy())
+        _use_agg()
+        from crysatom_featurizers import plotting
+
+        ax = plotting.plot_parity(
+            result["target"][ok], result["prediction"][ok], units=args.units, label=args.target
+        )
+        _save_figure(ax.figure, Path(args.parity))
+        _echo(args, f"parity plot -> {args.parity}")
+    return 0
