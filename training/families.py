@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from crysatom_featurizers.embeddings import parse_spec
+from crysatom_featurizers.io import atomic_write_text
 
 FAMILIES: dict[str, tuple[str, ...]] = {
     "alkali metals": ("Li", "Na", "K", "Rb", "Cs"),
@@ -84,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         frames.append(table.assign(embedding=spec.replace(":", "_")).reset_index())
     long = pd.concat(frames, ignore_index=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    long.to_csv(args.out / "families.csv", index=False)
+    atomic_write_text(args.out / "families.csv", long.to_csv(index=False))
     cell = long.assign(
         cell=[f"{i:.2f} / {o:.2f} / {p:.2f}" for i, o, p in zip(long.intra, long.overall, long.nn)]
     ).pivot(index="family", columns="embedding", values="cell")
@@ -100,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "|---|" + "---|" * len(cell.columns),
     ]
     lines += [f"| {fam} | " + " | ".join(row) + " |" for fam, row in cell.iterrows()]
-    (args.out / "families.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(args.out / "families.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from crysatom_featurizers.embeddings import ElementEmbedding
+from crysatom_featurizers.io import atomic_write_text
 from training.config import PretrainConfig
 from training.extract import extract_element_vectors
 from training.model import CrysAtomPretrainer
@@ -122,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = layer_probe(args.run, args.extract_corpus)
     out = Path(args.out) if args.out else Path(args.run) / "layer_probe.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
+    atomic_write_text(out, table.to_csv(index=False))
     print(table.round(3).to_string(index=False))
     return 0
 

@@ -72,6 +72,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from crysatom_featurizers.embeddings import parse_spec, resolve
+from crysatom_featurizers.io import atomic_write_text
 from training.corpus import REPO_ROOT
 
 #: The default probe element set: Z 1-83 without He, Ne, Ar, plus Ac, Th, Pa, U, Np, Pu (86).
@@ -401,9 +402,9 @@ def write_results(
         previous = previous.loc[~previous["embedding"].isin(long["embedding"])]
         long = pd.concat([previous, long], ignore_index=True)
     wide = summary_table(long)
-    long.to_csv(long_path, index=False, float_format="%.4f")
-    wide.to_csv(out / "probe_summary.csv", float_format="%.4f")
-    (out / "probe.md").write_text(_markdown(long, wide, settings), encoding="utf-8")
+    atomic_write_text(long_path, long.to_csv(index=False, float_format="%.4f"))
+    atomic_write_text(out / "probe_summary.csv", wide.to_csv(float_format="%.4f"))
+    atomic_write_text(out / "probe.md", _markdown(long, wide, settings))
     return [long_path, out / "probe_summary.csv", out / "probe.md"]
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 import yaml
 
 from crysatom_featurizers.embeddings import ElementEmbedding
+from crysatom_featurizers.io import atomic_write_text
 from training.config import PretrainConfig
 from training.pretrain import prepare_cache, resolve_corpus, run_pretraining
 from training.probe import probe_embedding
@@ -97,7 +98,7 @@ def probe_trajectory(
         row.update(dict(zip(probe["target"], probe["r2_best"])))
         rows.append(row)
         table = pd.DataFrame(rows)
-        table.to_csv(out / "probe_trajectory.csv", index=False)
+        atomic_write_text(out / "probe_trajectory.csv", table.to_csv(index=False))
     return table
 
 

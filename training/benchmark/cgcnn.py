@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from crysatom_featurizers.embeddings import spec_label
+from crysatom_featurizers.io import atomic_write_text
 from training.benchmark.config import (
     LOG,
 )
@@ -153,7 +154,9 @@ def fit_cgcnn(
     y_pred = model.predict(g_test)
     folder = bench.run_dir / "histories"
     folder.mkdir(exist_ok=True)
-    model.history_.to_csv(folder / f"{run_id}.csv", index=False, float_format="%.6g")
+    atomic_write_text(
+        folder / f"{run_id}.csv", model.history_.to_csv(index=False, float_format="%.6g")
+    )
     bench.save_predictions(run_id, seed, test, y_test, y_pred)
     bench.record(
         {

@@ -7,7 +7,6 @@ and ``curve_matminer`` (composition featurizer + HistGradientBoosting on the sam
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -259,6 +258,8 @@ def plot_curves(
     """One PNG per property: test MAE against training size, log-log, error bars = std."""
     import matplotlib.pyplot as plt
 
+    from crysatom_featurizers.io import atomic_write
+
     summary = curve_summary(frame)
     paths: list[Path] = []
     if summary.empty:
@@ -287,9 +288,8 @@ def plot_curves(
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
         path = folder / f"curve_{prop}.png"
-        tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, path)
+        with atomic_write(path, "wb") as handle:
+            fig.savefig(handle, dpi=dpi, format="png")
         plt.close(fig)
         paths.append(path)
     return paths

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from crysatom_featurizers.embeddings import spec_label
+from crysatom_featurizers.io import save_figure
 from training.benchmark.curve import TARGET, plot_curves
 from training.benchmark.report import summarize
 from training.benchmark.results import (
@@ -60,10 +61,10 @@ def run_figures(bench: Benchmark) -> None:
                     ax=axes[i, j],
                     legend=j == len(methods) - 1,
                 )
-        fig.savefig(folder / f"map_{label}.png", dpi=int(fc.get("dpi", 110)))
+        save_figure(fig, folder / f"map_{label}.png", dpi=int(fc.get("dpi", 110)))
         plt.close(fig)
         ax = plotting.plot_similarity_heatmap(emb)
-        ax.figure.savefig(folder / f"similarity_{label}.png", dpi=int(fc.get("dpi", 110)))
+        save_figure(ax.figure, folder / f"similarity_{label}.png", dpi=int(fc.get("dpi", 110)))
         plt.close(ax.figure)
     plot_results(bench, plt, plotting, folder, fc)
 
@@ -98,7 +99,7 @@ def plot_results(bench: Benchmark, plt, plotting, folder: Path, fc: dict[str, An
             for ax in axes[len(pred_files) :]:
                 ax.set_visible(False)
             fig.suptitle(f"{experiment}: {prop}, test set, seed {first_seed}")
-            fig.savefig(folder / f"parity_{experiment}_{prop}.png", dpi=dpi)
+            save_figure(fig, folder / f"parity_{experiment}_{prop}.png", dpi=dpi)
             plt.close(fig)
         hist_files = [
             (
@@ -122,7 +123,7 @@ def plot_results(bench: Benchmark, plt, plotting, folder: Path, fc: dict[str, An
             for ax in axes[len(hist_files) :]:
                 ax.set_visible(False)
             fig.suptitle(f"{experiment}: {prop}, seed {first_seed}")
-            fig.savefig(folder / f"learning_{experiment}_{prop}.png", dpi=dpi)
+            save_figure(fig, folder / f"learning_{experiment}_{prop}.png", dpi=dpi)
             plt.close(fig)
     summary = summarize(frame)
     for experiment, group in summary.groupby("experiment", sort=False):
@@ -140,7 +141,7 @@ def plot_results(bench: Benchmark, plt, plotting, folder: Path, fc: dict[str, An
         for ax in axes[len(props) :]:
             ax.set_visible(False)
         fig.suptitle(f"{experiment}: test MAE, mean ± std over seeds")
-        fig.savefig(folder / f"mae_{experiment}.png", dpi=dpi)
+        save_figure(fig, folder / f"mae_{experiment}.png", dpi=dpi)
         plt.close(fig)
     scarce = summary[summary["experiment"] == "scarce"]
     if not scarce.empty:
@@ -160,7 +161,7 @@ def plot_results(bench: Benchmark, plt, plotting, folder: Path, fc: dict[str, An
             ax.legend(fontsize=7)
         for ax in axes[len(props) :]:
             ax.set_visible(False)
-        fig.savefig(folder / "scarce.png", dpi=dpi)
+        save_figure(fig, folder / "scarce.png", dpi=dpi)
         plt.close(fig)
     plot_curves(frame, folder, dpi, str(bench.cfg.curve.get("target", TARGET)))
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crysatom_featurizers.io import atomic_write_text
 from training.benchmark.cgcnn import run_cgcnn_experiment
 from training.benchmark.config import (
     CGCNN_EXPERIMENTS,
@@ -32,7 +33,6 @@ from training.benchmark.probing import run_probe
 from training.benchmark.report import write_report
 from training.benchmark.results import (
     ResultsFile,
-    atomic_write_text,
     fit_id,
     git_info,
     hardware_info,
@@ -106,7 +106,7 @@ class Benchmark:
             if self.notes_path.exists():  # another process may share the run directory
                 self.notes.update(json.loads(self.notes_path.read_text()))
             self.notes[key] = message
-            self.notes_path.write_text(json.dumps(self.notes, indent=1, sort_keys=True))
+            atomic_write_text(self.notes_path, json.dumps(self.notes, indent=1, sort_keys=True))
 
     def clear_note(self, key: str) -> None:
         """Forget a note whose cause is gone (an embedding now available, a fit now done)."""
@@ -116,7 +116,7 @@ class Benchmark:
             if self.notes_path.exists():
                 self.notes.update(json.loads(self.notes_path.read_text()))
             self.notes.pop(key, None)
-            self.notes_path.write_text(json.dumps(self.notes, indent=1, sort_keys=True))
+            atomic_write_text(self.notes_path, json.dumps(self.notes, indent=1, sort_keys=True))
 
     def check_time(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -145,7 +145,7 @@ class Benchmark:
         with self.results.locked():
             runs = json.loads(info_path.read_text()) if info_path.exists() else []
             runs.append(entry)
-            info_path.write_text(json.dumps(runs, indent=1))
+            atomic_write_text(info_path, json.dumps(runs, indent=1))
 
     def _finish_run_info(self) -> None:
         info_path = self.run_dir / "run_info.json"
@@ -159,7 +159,7 @@ class Benchmark:
                     entry["loadavg_end"] = (
                         list(os.getloadavg()) if hasattr(os, "getloadavg") else None
                     )
-            info_path.write_text(json.dumps(runs, indent=1))
+            atomic_write_text(info_path, json.dumps(runs, indent=1))
 
     def load_done(self) -> None:
         frame = self.results.read()

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crysatom_featurizers.io import atomic_write_text
 from training.benchmark.config import (
     BASELINE,
     CGCNN_EXPERIMENTS,
@@ -174,12 +175,14 @@ def write_report(run_dir: Path, cfg: BenchConfig, notes: dict[str, str]) -> Path
     frame = ResultsFile(run_dir / "results.csv").read()
     summary = summarize(frame)
     if not summary.empty:
-        summary.to_csv(run_dir / "summary.csv", index=False, float_format="%.6g")
+        atomic_write_text(run_dir / "summary.csv", summary.to_csv(index=False, float_format="%.6g"))
     verdicts = verdict_table(
         frame, cfg.curve.get("target", TARGET), cfg.curve.get("references", REFERENCES)
     )
     if not verdicts.empty:
-        verdicts.to_csv(run_dir / "verdicts.csv", index=False, float_format="%.6g")
+        atomic_write_text(
+            run_dir / "verdicts.csv", verdicts.to_csv(index=False, float_format="%.6g")
+        )
     lines = [
         f"# Benchmark `{cfg.name}`",
         "",
@@ -208,7 +211,9 @@ def write_report(run_dir: Path, cfg: BenchConfig, notes: dict[str, str]) -> Path
         table = candidate_selection(
             frame, run_dir, candidates, cfg.curve.get("select_sizes", (100, 300))
         )
-        table.to_csv(run_dir / "candidates.csv", index=False, float_format="%.6g")
+        atomic_write_text(
+            run_dir / "candidates.csv", table.to_csv(index=False, float_format="%.6g")
+        )
         lines += [
             "### Choice of the shipped `crysatom` vectors (validation only)",
             "",
@@ -278,5 +283,5 @@ def write_report(run_dir: Path, cfg: BenchConfig, notes: dict[str, str]) -> Path
         "",
     ]
     path = run_dir / "results.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
+    atomic_write_text(path, "\n".join(lines))
     return path

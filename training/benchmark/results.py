@@ -46,13 +46,6 @@ COLUMNS: tuple[str, ...] = (
 )
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write through a temporary file, so a concurrent reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """MAE, RMSE (target units) and R² of predictions."""
     y_true = np.asarray(y_true, dtype=np.float64)
