@@ -114,20 +114,17 @@ def reraise_for_row(error: BaseException, row: Any) -> BaseException:
     elif isinstance(row, tuple):
         row = tuple(item.item() if isinstance(item, np.generic) else item for item in row)
     message = f"row {row!r}: {error}{_SKIP_HINT}"
-    try:
-        from crysatom_featurizers.embeddings import UnknownElementError
+    from crysatom_featurizers.embeddings import UnknownElementError
 
-        if isinstance(error, UnknownElementError):
-            return UnknownElementError(
-                error.element,
-                error.embedding_name,
-                error.covered,
-                f"row {row!r}: "
-                + (error.reason or f"element {error.element!r} is not covered")
-                + " (ignore_errors=True gives such rows NaN features)",
-            )
-    except ImportError:  # pragma: no cover - the embeddings subpackage is always present
-        pass
+    if isinstance(error, UnknownElementError):
+        return UnknownElementError(
+            error.element,
+            error.embedding_name,
+            error.covered,
+            f"row {row!r}: "
+            + (error.reason or f"element {error.element!r} is not covered")
+            + " (ignore_errors=True gives such rows NaN features)",
+        )
     try:
         return type(error)(message)
     except Exception:  # exception types with unusual constructors
