@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,8 @@ class ElementEmbeddingCompositionFeaturizer(ElementEmbeddingFeaturizer):
     * Partial occupancies and vacancies: the composition of a disordered structure holds the
       occupancy-weighted amounts, and the fractions are taken over the atoms present (a
       vacancy adds nothing), as in matminer's ``ElementProperty``.
+    * An infinite, NaN or negative amount raises a ``ValueError`` naming the element and
+      the amount.
     * A ``DummySpecies``, or an element the embedding lacks, raises
       :class:`~crysatom_featurizers.embeddings.UnknownElementError` (a ``ValueError``) naming
       the element, the embedding and the elements it covers. With ``ignore_errors=True`` in
@@ -116,13 +119,17 @@ class ElementEmbeddingCompositionFeaturizer(ElementEmbeddingFeaturizer):
         TypeError
             For an input of another type.
         ValueError
-            For an unparsable formula or an empty composition.
+            For an unparsable formula, an empty composition, or an infinite, NaN or negative
+            amount.
         """
         composition = as_composition(comp).element_composition
         if len(composition) == 0:
             raise ValueError(f"empty composition: {comp!r:.80}")
         embedding = self._resolved().embedding
         elements, amounts = zip(*composition.items())
+        for element, amount in zip(elements, amounts):
+            if not (math.isfinite(amount) and amount >= 0):
+                raise _amount_error(str(element), amount, comp)
         values = np.stack([embedding.vector(element) for element in elements])
         stats = reference_stats(values, np.asarray(amounts), canonical_stats(self.stats))
         return stats.ravel().tolist()
@@ -159,12 +166,15 @@ class ElementEmbeddingCompositionFeaturizer(ElementEmbeddingFeaturizer):
         entry_z = np.asarray(z_values, dtype=np.int64)
         entry_weight = np.asarray(amounts, dtype=np.float64)
         entry_row = np.repeat(np.arange(n_rows), counts)
+        invalid = ~np.isfinite(entry_weight) | (entry_weight < 0)
         uncovered = ~resolved.covered[entry_z]
-        if uncovered.any():
-            bad_rows = np.unique(entry_row[uncovered])
-            for position in bad_rows.tolist():
-                errors[position] = self._row_error(resolved, entries[position])
-            keep = ~np.isin(entry_row, bad_rows)
+        if invalid.any() or uncovered.any():
+            for position in np.unique(entry_row[invalid]).tolist():
+                errors[position] = self._amount_row_error(entries[position])
+            for position in np.unique(entry_row[uncovered]).tolist():
+                if position not in errors:
+                    errors[position] = self._row_error(resolved, entries[position])
+            keep = ~np.isin(entry_row, np.fromiter(errors, dtype=np.int64))
             entry_row, entry_z, entry_weight = entry_row[keep], entry_z[keep], entry_weight[keep]
         features = grouped_stats(resolved.table, entry_row, entry_z, entry_weight, n_rows, stats)
         return features, errors
@@ -179,6 +189,23 @@ class ElementEmbeddingCompositionFeaturizer(ElementEmbeddingFeaturizer):
             if not resolved.covered[z]:
                 return resolved.missing_error(symbol)
         return ValueError(f"row {entry!r:.80} could not be featurized")  # pragma: no cover
+
+    @staticmethod
+    def _amount_row_error(entry: Any) -> BaseException:
+        """The error for a row with an infinite, NaN or negative amount."""
+        _, amounts, symbols = as_composition_arrays(entry)
+        for symbol, amount in zip(symbols, amounts):
+            if not (math.isfinite(amount) and amount >= 0):
+                return _amount_error(symbol, amount, entry)
+        return ValueError(f"row {entry!r:.80} could not be featurized")  # pragma: no cover
+
+
+def _amount_error(symbol: str, amount: float, entry: Any) -> ValueError:
+    """A ValueError naming the element whose amount is not a finite non-negative number."""
+    return ValueError(
+        f"element {symbol} has amount {amount} in {entry!r:.80}; amounts must be finite and "
+        "non-negative"
+    )
 
 
 class CrysAtomCompositionFeaturizer(ElementEmbeddingCompositionFeaturizer):

@@ -18,6 +18,7 @@ from crysatom_featurizers.featurizers._chemistry import (
 from crysatom_featurizers.featurizers.base import (
     ElementEmbeddingFeaturizer,
     ResolvedEmbedding,
+    check_structure,
     format_error,
     join_columns,
     reraise_for_row,
@@ -69,6 +70,8 @@ class ElementEmbeddingSiteFeaturizer(ElementEmbeddingFeaturizer):
     * A ``DummySpecies``, or an element the embedding lacks, raises
       :class:`~crysatom_featurizers.embeddings.UnknownElementError` naming the element, the
       embedding and its elements.
+    * Inputs must be periodic pymatgen Structures: anything else, a ``Molecule`` included,
+      raises a TypeError.
 
     :meth:`featurize_dataframe` with a single structure column returns one row per site,
     indexed by (original row label, site index); with ``[structure_column, site_column]`` it
@@ -99,7 +102,10 @@ class ElementEmbeddingSiteFeaturizer(ElementEmbeddingFeaturizer):
             For a DummySpecies or an element the embedding lacks.
         IndexError
             When ``idx`` is out of range.
+        TypeError
+            When ``structure`` is not a periodic pymatgen Structure (a Molecule included).
         """
+        check_structure(structure)
         embedding = self._resolved().embedding
         vector = np.zeros(embedding.dim)
         for species, occupancy in structure[int(idx)].species.items():
@@ -137,6 +143,7 @@ class ElementEmbeddingSiteFeaturizer(ElementEmbeddingFeaturizer):
         weights: list[float] = []
         for position, (structure, idx) in enumerate(entries):
             try:
+                check_structure(structure)
                 zs, occupancies, symbols = site_species(structure[int(idx)])
             except Exception as error:
                 errors[position] = error
@@ -191,6 +198,7 @@ class ElementEmbeddingSiteFeaturizer(ElementEmbeddingFeaturizer):
         offset = 0
         for position, structure in enumerate(structures):
             try:
+                check_structure(structure)
                 n_sites, site_index, z, occupancy, dummy = structure_species_arrays(structure)
             except Exception as error:
                 errors[offset] = error

@@ -13,7 +13,7 @@ from crysatom_featurizers.featurizers._chemistry import (
     structure_species_arrays,
 )
 from crysatom_featurizers.featurizers._stats import canonical_stats, grouped_stats, reference_stats
-from crysatom_featurizers.featurizers.base import ElementEmbeddingFeaturizer
+from crysatom_featurizers.featurizers.base import ElementEmbeddingFeaturizer, check_structure
 from crysatom_featurizers.featurizers.composition import DEFAULT_STATS
 
 if TYPE_CHECKING:
@@ -60,7 +60,8 @@ class ElementEmbeddingStructureFeaturizer(ElementEmbeddingFeaturizer):
     A site holding a ``DummySpecies`` or an element the embedding lacks raises
     :class:`~crysatom_featurizers.embeddings.UnknownElementError` naming the site, the element,
     the embedding and its elements; batch methods with ``ignore_errors=True`` turn only that
-    structure's row into NaN.
+    structure's row into NaN. Inputs must be periodic pymatgen Structures: anything else, a
+    ``Molecule`` included, raises a TypeError.
     """
 
     default_column = "structure"
@@ -89,12 +90,9 @@ class ElementEmbeddingStructureFeaturizer(ElementEmbeddingFeaturizer):
         UnknownElementError
             For a site with a DummySpecies or an element the embedding lacks.
         TypeError
-            When ``structure`` is not a pymatgen Structure.
+            When ``structure`` is not a periodic pymatgen Structure (a Molecule included).
         """
-        from pymatgen.core.structure import SiteCollection
-
-        if not isinstance(structure, SiteCollection):
-            raise TypeError(f"expected a pymatgen Structure, got {type(structure).__name__}")
+        check_structure(structure)
         if len(structure) == 0:
             raise ValueError("structure has no sites")
         embedding = self._resolved().embedding
@@ -126,6 +124,7 @@ class ElementEmbeddingStructureFeaturizer(ElementEmbeddingFeaturizer):
         kind_vectors: list[np.ndarray] = []
         for position, structure in enumerate(entries):
             try:
+                check_structure(structure)
                 n_sites, site_index, z, occupancy, dummy = structure_species_arrays(structure)
                 if n_sites == 0:
                     raise ValueError("structure has no sites")
