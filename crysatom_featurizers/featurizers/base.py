@@ -251,6 +251,21 @@ class ElementEmbeddingFeaturizer(BaseFeaturizer):
     def implementors(self) -> list[str]:
         return ["crysatom-featurizers developers"]
 
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Output feature names (scikit-learn's convention), equal to :meth:`feature_labels`.
+
+        Parameters
+        ----------
+        input_features : array-like of str, optional
+            Names of the input column(s); accepted for scikit-learn compatibility and unused,
+            since the output names depend only on the embedding and the parameters.
+
+        Returns
+        -------
+        numpy.ndarray of str (object dtype)
+        """
+        return np.asarray(self.feature_labels(), dtype=object)
+
     # ----------------------------------------------------------------- batch protocol
     def _featurize_batch(
         self, entries: Sequence[Any]

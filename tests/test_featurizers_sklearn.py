@@ -1,0 +1,155 @@
+"""scikit-learn protocol of the featurizers: ``get_params``/``clone``, pickling,
+``get_feature_names_out`` with a ColumnTransformer and a Pipeline."""
+
+from __future__ import annotations
+
+import pickle
+
+import joblib
+import numpy as np
+import pandas as pd
+from pymatgen.core import Composition, Element
+from sklearn.base import clone
+
+from crysatom_featurizers.embeddings import ElementEmbedding
+from crysatom_featurizers.featurizers import (
+    ElementEmbeddingCompositionFeaturizer,
+    ElementEmbeddingSiteFeaturizer,
+    ElementEmbeddingStructureFeaturizer,
+)
+
+
+# ----------------------------------------------------------------------------- feature names
+def test_get_feature_names_out_matches_feature_labels():
+    for featurizer in (
+        ElementEmbeddingCompositionFeaturizer("skipatom", stats=("mean", "max")),
+        ElementEmbeddingSiteFeaturizer("random", dim=4),
+        ElementEmbeddingStructureFeaturizer("megnet16"),
+    ):
+        names = featurizer.get_feature_names_out()
+        assert isinstance(names, np.ndarray) and names.dtype == object
+        assert all(isinstance(name, str) for name in names)
+        assert names.tolist() == featurizer.feature_labels()
+        assert featurizer.get_feature_names_out(["composition"]).tolist() == names.tolist()
+
+
+def test_column_transformer_and_pipeline_feature_names(nacl):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    composition = ElementEmbeddingCompositionFeaturizer("megnet16", stats=("mean",))
+    structure = ElementEmbeddingStructureFeaturizer("random", dim=3, stats=("max",))
+    frame = pd.DataFrame(
+        {
+            "formula": ["NaCl", "Fe2O3", "SiO2"],
+            "structure": [nacl, nacl.get_primitive_structure(), nacl],
+            "energy": [1.0, 2.0, 3.0],
+        }
+    )
+    columns = ColumnTransformer(
+        [
+            ("comp", composition, "formula"),
+            ("struct", structure, ["structure"]),
+            ("keep", "passthrough", ["energy"]),
+        ]
+    )
+    values = columns.fit_transform(frame)
+    names = columns.get_feature_names_out()
+    assert values.shape == (3, 16 + 3 + 1) and len(names) == values.shape[1]
+    assert names[0] == "comp__mean megnet16_0" and names[16] == "struct__max random_0"
+    assert names[-1] == "keep__energy"
+    np.testing.assert_allclose(values[:, :16], composition.featurize_many(frame["formula"]))
+
+    pipeline = Pipeline([("features", clone(composition)), ("scale", StandardScaler())])
+    scaled = pipeline.fit_transform(frame["formula"])
+    assert scaled.shape == (3, 16)
+    assert pipeline.get_feature_names_out().tolist() == composition.feature_labels()
+
+    # scikit-learn's set_output names the columns from get_feature_names_out
+    table = clone(composition).set_output(transform="pandas").fit_transform(frame["formula"])
+    assert isinstance(table, pd.DataFrame)
+    assert table.columns.tolist() == composition.feature_labels()
+    assert table.index.equals(frame.index)
+
+
+# ----------------------------------------------------------------------------- sklearn protocol
+def test_get_params_clone_and_set_params():
+    from sklearn.base import clone
+
+    featurizer = ElementEmbeddingCompositionFeaturizer("skipatom", stats=("mean", "max"))
+    assert featurizer.get_params() == {
+        "embedding": "skipatom",
+        "dim": None,
+        "stats": ("mean", "max"),
+    }
+    copy = clone(featurizer)
+    assert copy is not featurizer and copy.get_params() == featurizer.get_params()
+    np.testing.assert_array_equal(copy.featurize("NaCl"), featurizer.featurize("NaCl"))
+    copy.set_params(embedding="random", dim=8, stats=("mean",))
+    assert copy.feature_labels() == [f"mean random_{i}" for i in range(8)]
+    assert len(copy.featurize("NaCl")) == 8  # the cached embedding was replaced
+    assert len(featurizer.featurize("NaCl")) == 400
+    site = clone(ElementEmbeddingSiteFeaturizer("skipatom"))
+    assert site.get_params() == {"embedding": "skipatom", "dim": None}
+
+
+def test_n_jobs_defaults_to_one_and_never_pools(monkeypatch):
+    import matminer.featurizers.base as matminer_base
+
+    featurizer = ElementEmbeddingCompositionFeaturizer("skipatom")
+    assert featurizer.n_jobs == 1
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a process pool was started")
+
+    monkeypatch.setattr(matminer_base, "Pool", no_pool)
+    featurizer.set_n_jobs(2)
+    assert featurizer.n_jobs == 2
+    out = featurizer.featurize_dataframe(pd.DataFrame({"c": ["NaCl", "SiO2"]}), "c")
+    assert out.shape == (2, 1001)
+
+
+def test_joblib_round_trip(tmp_path, nacl):
+    toy = ElementEmbedding.from_dict({"Na": [1.0, 2.0], "Cl": [3.0, -1.0]}, name="toy")
+    featurizers = [
+        ElementEmbeddingCompositionFeaturizer("skipatom"),
+        ElementEmbeddingStructureFeaturizer(toy, stats=("mean", "std_dev")),
+        ElementEmbeddingSiteFeaturizer("skipatom"),
+    ]
+    inputs = [("NaCl",), (nacl,), (nacl, 1)]
+    for featurizer, args in zip(featurizers, inputs):
+        before = featurizer.featurize(*args)  # resolves (and caches) the embedding
+        path = tmp_path / f"{type(featurizer).__name__}.joblib"
+        joblib.dump(featurizer, path)
+        restored = joblib.load(path)
+        assert restored.get_params().keys() == featurizer.get_params().keys()
+        assert "_resolved_cache" not in restored.__dict__
+        np.testing.assert_array_equal(restored.featurize(*args), before)
+    # a featurizer given by name pickles small: the vectors are not stored
+    assert len(pickle.dumps(featurizers[0])) < 2000
+
+
+def test_sklearn_pipeline_with_ridge_cross_validates():
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import Pipeline
+
+    cations = ["Li", "Na", "K", "Mg", "Ca", "Sr", "Al", "Fe", "Ni", "Cu", "Zn", "Ti"]
+    anions = ["O", "S", "Cl", "F", "N", "Se"]
+    formulas = [f"{c}{a}{n}" for c in cations for a in anions for n in (1, 2)][:96]
+    # a smooth target: mean Pauling electronegativity
+    target = np.array(
+        [np.mean([Element(e.symbol).X for e in Composition(f).elements]) for f in formulas]
+    )
+    pipeline = Pipeline(
+        [
+            ("features", ElementEmbeddingCompositionFeaturizer("skipatom", stats=("mean",))),
+            ("ridge", Ridge(alpha=1.0)),
+        ]
+    )
+    scores = cross_val_score(pipeline, formulas, target, cv=3, scoring="r2")
+    assert scores.shape == (3,) and np.isfinite(scores).all()
+    assert scores.mean() > 0.0
+    fitted = pipeline.fit(formulas, target)
+    assert np.isfinite(fitted.predict(["NaCl", "MgO"])).all()
