@@ -123,8 +123,9 @@ def test_named_subclasses_fix_their_embedding():
         (RandomStructureFeaturizer, "random"),
     ]
     for cls, name in pairs:
-        assert cls().embedding == name
-        assert cls().get_params()["embedding"] == name
+        assert cls.preset == name and cls().embedding == name
+        assert "embedding" not in cls().get_params()
+        assert cls().embedding_.name == name
     assert SkipAtomCompositionFeaturizer().feature_labels()[0] == "mean skipatom_0"
 
 
@@ -192,7 +193,8 @@ def test_citations_and_implementors():
     assert any("Antunes" in c for c in citations)  # SkipAtom's own citation, from metadata
     assert featurizer.implementors()
     # the paper citation survives an embedding that cannot be loaded
-    assert CrysAtomSiteFeaturizer(embedding="no-such-embedding").citations() == [CRYSATOM_CITATION]
+    unloadable = ElementEmbeddingSiteFeaturizer(embedding="no-such-embedding")
+    assert unloadable.citations() == [CRYSATOM_CITATION]
 
 
 # ----------------------------------------------------------------------------- invariances
@@ -481,7 +483,7 @@ def test_vectorized_site_path_equals_featurize(small_structures, disordered):
 def test_site_featurize_dataframe_without_site_column_gives_row_site_multiindex(
     small_structures,
 ):
-    site = CrysAtomSiteFeaturizer(embedding="skipatom")
+    site = SkipAtomSiteFeaturizer()
     frame = pd.DataFrame(
         {"structure": small_structures, "energy": [1.0, 2.0, 3.0, 4.0]},
         index=pd.Index(["nacl", "fe2o3", "fe", "srtio3"], name="material"),
@@ -616,7 +618,9 @@ def test_data_source_api(skipatom):
         source.get_elemental_property(DummySpecies("X"), "skipatom_0")
     lenient = EmbeddingElementData("skipatom", missing="nan")
     assert np.isnan(lenient.get_elemental_property(Element("He"), "skipatom_0"))
-    assert isinstance(CrysAtomElementData(embedding="skipatom"), EmbeddingElementData)
+    assert isinstance(CrysAtomElementData(), EmbeddingElementData)
+    with pytest.raises(TypeError, match=r"use EmbeddingElementData\('skipatom'\)"):
+        CrysAtomElementData(embedding="skipatom")
     restored = pickle.loads(pickle.dumps(source))
     assert restored.get_elemental_property("Fe", "skipatom_5") == source.get_elemental_property(
         "Fe", "skipatom_5"

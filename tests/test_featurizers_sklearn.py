@@ -1,5 +1,6 @@
-"""scikit-learn protocol of the featurizers: ``get_params``/``clone``, pickling,
-``get_feature_names_out`` with a ColumnTransformer and a Pipeline."""
+"""scikit-learn and matminer protocols of the featurizers: the preset classes and
+``from_preset``, ``get_params``/``clone``, pickling, ``get_feature_names_out`` with a
+ColumnTransformer and a Pipeline."""
 
 from __future__ import annotations
 
@@ -8,15 +9,157 @@ import pickle
 import joblib
 import numpy as np
 import pandas as pd
+import pytest
 from pymatgen.core import Composition, Element
 from sklearn.base import clone
 
-from crysatom_featurizers.embeddings import ElementEmbedding
+from crysatom_featurizers.embeddings import ElementEmbedding, available
 from crysatom_featurizers.featurizers import (
+    CRYSATOM_CITATION,
+    Atom2VecCompositionFeaturizer,
+    Atom2VecSiteFeaturizer,
+    Atom2VecStructureFeaturizer,
+    CrysAtomCompositionFeaturizer,
+    CrysAtomElementData,
+    CrysAtomSiteFeaturizer,
+    CrysAtomStructureFeaturizer,
     ElementEmbeddingCompositionFeaturizer,
     ElementEmbeddingSiteFeaturizer,
     ElementEmbeddingStructureFeaturizer,
+    RandomCompositionFeaturizer,
+    RandomSiteFeaturizer,
+    RandomStructureFeaturizer,
+    SkipAtomCompositionFeaturizer,
+    SkipAtomSiteFeaturizer,
+    SkipAtomStructureFeaturizer,
 )
+
+GENERIC = {
+    "Composition": ElementEmbeddingCompositionFeaturizer,
+    "Site": ElementEmbeddingSiteFeaturizer,
+    "Structure": ElementEmbeddingStructureFeaturizer,
+}
+PRESETS = [
+    CrysAtomCompositionFeaturizer,
+    CrysAtomSiteFeaturizer,
+    CrysAtomStructureFeaturizer,
+    Atom2VecCompositionFeaturizer,
+    Atom2VecSiteFeaturizer,
+    Atom2VecStructureFeaturizer,
+    SkipAtomCompositionFeaturizer,
+    SkipAtomSiteFeaturizer,
+    SkipAtomStructureFeaturizer,
+    RandomCompositionFeaturizer,
+    RandomSiteFeaturizer,
+    RandomStructureFeaturizer,
+]
+
+
+def kind_of(cls: type) -> str:
+    return next(kind for kind in GENERIC if cls.__name__.endswith(f"{kind}Featurizer"))
+
+
+def other_embedding(cls: type) -> str:
+    return "skipatom" if cls.preset != "skipatom" else "crysatom"
+
+
+def frame_for(cls: type, nacl) -> tuple[pd.DataFrame, str]:
+    """A two-row input frame and its column for a featurizer class."""
+    if kind_of(cls) == "Composition":
+        return pd.DataFrame({"formula": ["NaCl", "Fe2O3"]}), "formula"
+    return pd.DataFrame({"structure": [nacl, nacl.get_primitive_structure()]}), "structure"
+
+
+# ----------------------------------------------------------------------------- presets
+@pytest.mark.parametrize("cls", PRESETS, ids=lambda cls: cls.__name__)
+def test_preset_rejects_another_embedding_naming_what_to_use(cls):
+    generic = GENERIC[kind_of(cls)].__name__
+    other = other_embedding(cls)
+    for args, kwargs in (((other,), {}), ((), {"embedding": other})):
+        with pytest.raises(TypeError) as info:
+            cls(*args, **kwargs)
+        message = str(info.value)
+        assert cls.__name__ in message and repr(cls.preset) in message
+        assert f"{generic}({other!r})" in message
+        assert f"{generic}.from_preset({other!r})" in message
+    # an embedding object, and even the preset's own name, are not arguments of a preset
+    toy = ElementEmbedding.from_dict({"Na": [1.0], "Cl": [2.0]}, name="toy")
+    with pytest.raises(TypeError, match=rf"use {generic}\(embedding=\.\.\.\)"):
+        cls(embedding=toy)
+    with pytest.raises(TypeError, match="takes no embedding argument"):
+        cls(cls.preset)
+    with pytest.raises(TypeError, match="keyword arguments only"):
+        cls(8)
+    with pytest.raises(ValueError, match="Invalid parameter 'embedding'"):
+        cls().set_params(embedding=other)
+
+
+@pytest.mark.parametrize("cls", PRESETS, ids=lambda cls: cls.__name__)
+def test_preset_clone_pickle_and_matminer_protocol(cls, nacl, tmp_path):
+    kwargs = {"dim": 8} if cls.preset == "random" else {}
+    if kind_of(cls) != "Site":
+        kwargs["stats"] = ("mean", "max")
+    featurizer = cls(**kwargs)
+    params = featurizer.get_params()
+    assert "embedding" not in params and params["dim"] == kwargs.get("dim")
+    assert featurizer.embedding == cls.preset
+    copy = clone(featurizer)
+    assert type(copy) is cls and copy.get_params() == params
+
+    frame, column = frame_for(cls, nacl)
+    out = featurizer.featurize_dataframe(frame, column)
+    labels = featurizer.feature_labels()
+    assert labels[0].endswith(f"{cls.preset}_0")
+    assert list(out.columns) == [column, *labels]
+    assert np.isfinite(out[labels].to_numpy(float)).all()
+    np.testing.assert_array_equal(featurizer.get_feature_names_out(), labels)
+    assert featurizer.citations()[0] == CRYSATOM_CITATION and featurizer.implementors()
+
+    # the same features as the generic class on the preset's embedding
+    generic = GENERIC[kind_of(cls)](cls.preset, **kwargs)
+    expected = generic.featurize_dataframe(frame, column)
+    np.testing.assert_array_equal(out[labels].to_numpy(), expected[labels].to_numpy())
+
+    path = tmp_path / "featurizer.joblib"
+    joblib.dump(copy, path)
+    restored = joblib.load(path)
+    assert type(restored) is cls and restored.get_params() == params
+    assert pickle.loads(pickle.dumps(featurizer)).feature_labels() == labels
+    np.testing.assert_array_equal(
+        restored.featurize_dataframe(frame, column)[labels].to_numpy(), out[labels].to_numpy()
+    )
+
+
+def test_preset_takes_dim_and_stats(nacl):
+    featurizer = CrysAtomCompositionFeaturizer(dim=50, stats=("mean",))
+    assert featurizer.feature_labels()[-1] == "mean crysatom_49"
+    assert len(CrysAtomSiteFeaturizer(dim=100).featurize(nacl, 0)) == 100
+    assert repr(featurizer) == "CrysAtomCompositionFeaturizer(dim=50, stats=('mean',))"
+    assert repr(CrysAtomElementData(dim=50)) == "CrysAtomElementData(dim=50, missing='raise')"
+
+
+@pytest.mark.parametrize("generic", list(GENERIC.values()), ids=lambda cls: cls.__name__)
+def test_from_preset_builds_the_generic_class_on_a_registry_embedding(generic):
+    featurizer = generic.from_preset("crysatom", dim=100)
+    assert type(featurizer) is generic
+    assert featurizer.get_params()["embedding"] == "crysatom"
+    assert featurizer.feature_labels()[-1].endswith("crysatom_99")
+    assert generic.from_preset(" SkipAtom ").embedding == "skipatom"  # case-insensitive
+    names = available()["name"].tolist()
+    with pytest.raises(ValueError, match="unknown preset 'nope'") as info:
+        generic.from_preset("nope")
+    assert all(name in str(info.value) for name in names)
+    with pytest.raises(TypeError, match="registry name"):
+        generic.from_preset(ElementEmbedding.from_dict({"Na": [1.0]}, name="toy"))
+
+
+def test_preset_from_preset_accepts_only_its_own_embedding():
+    featurizer = SkipAtomStructureFeaturizer.from_preset("skipatom", stats=("mean",))
+    assert type(featurizer) is SkipAtomStructureFeaturizer
+    assert featurizer.get_params() == {"dim": None, "stats": ("mean",)}
+    message = r"use ElementEmbeddingStructureFeaturizer\('random'\)"
+    with pytest.raises(ValueError, match=message):
+        SkipAtomStructureFeaturizer.from_preset("random")
 
 
 # ----------------------------------------------------------------------------- feature names

@@ -14,7 +14,7 @@ from crysatom_featurizers.featurizers._chemistry import (
     as_composition_arrays,
 )
 from crysatom_featurizers.featurizers._stats import canonical_stats, grouped_stats, reference_stats
-from crysatom_featurizers.featurizers.base import ElementEmbeddingFeaturizer
+from crysatom_featurizers.featurizers.base import ElementEmbeddingFeaturizer, PresetEmbeddingMixin
 
 if TYPE_CHECKING:
     from crysatom_featurizers.embeddings import ElementEmbedding
@@ -208,60 +208,67 @@ def _amount_error(symbol: str, amount: float, entry: Any) -> ValueError:
     )
 
 
-class CrysAtomCompositionFeaturizer(ElementEmbeddingCompositionFeaturizer):
-    """:class:`ElementEmbeddingCompositionFeaturizer` with CrysAtom vectors (50/100/200 dims).
+class _CompositionPreset(PresetEmbeddingMixin, ElementEmbeddingCompositionFeaturizer):
+    """Base of the composition presets: the generic featurizer without ``embedding``."""
+
+    def __init__(self, *, dim: int | None = None, stats: Sequence[str] = DEFAULT_STATS):
+        super().__init__(embedding=self.preset, dim=dim, stats=stats)
+
+
+class CrysAtomCompositionFeaturizer(_CompositionPreset):
+    """:class:`ElementEmbeddingCompositionFeaturizer` on the CrysAtom vectors.
+
+    Always the ``"crysatom"`` embedding: for another one use
+    ``ElementEmbeddingCompositionFeaturizer(name)`` or
+    ``ElementEmbeddingCompositionFeaturizer.from_preset(name)``.
 
     Parameters
     ----------
-    embedding : str or ElementEmbedding, default "crysatom"
+    dim : int, optional
+        50, 100 or 200 (``None``: 200).
+    stats : sequence of str, default ("mean", "std_dev", "min", "max", "range")
+        As in :class:`ElementEmbeddingCompositionFeaturizer`.
+    """
+
+    preset = "crysatom"
+
+
+class Atom2VecCompositionFeaturizer(_CompositionPreset):
+    """:class:`ElementEmbeddingCompositionFeaturizer` on the Atom2Vec vectors (always ``"atom2vec"``).
+
+    Parameters
+    ----------
     dim : int, optional
         50, 100 or 200 (``None``: 200).
     stats : sequence of str, default ("mean", "std_dev", "min", "max", "range")
     """
 
-    def __init__(
-        self,
-        embedding: str | ElementEmbedding = "crysatom",
-        dim: int | None = None,
-        stats: Sequence[str] = DEFAULT_STATS,
-    ):
-        super().__init__(embedding=embedding, dim=dim, stats=stats)
+    preset = "atom2vec"
 
 
-class Atom2VecCompositionFeaturizer(ElementEmbeddingCompositionFeaturizer):
-    """:class:`ElementEmbeddingCompositionFeaturizer` with Atom2Vec vectors (50/100/200 dims)."""
+class SkipAtomCompositionFeaturizer(_CompositionPreset):
+    """:class:`ElementEmbeddingCompositionFeaturizer` on the SkipAtom vectors (always ``"skipatom"``).
 
-    def __init__(
-        self,
-        embedding: str | ElementEmbedding = "atom2vec",
-        dim: int | None = None,
-        stats: Sequence[str] = DEFAULT_STATS,
-    ):
-        super().__init__(embedding=embedding, dim=dim, stats=stats)
-
-
-class SkipAtomCompositionFeaturizer(ElementEmbeddingCompositionFeaturizer):
-    """:class:`ElementEmbeddingCompositionFeaturizer` with SkipAtom vectors (200 dims)."""
-
-    def __init__(
-        self,
-        embedding: str | ElementEmbedding = "skipatom",
-        dim: int | None = None,
-        stats: Sequence[str] = DEFAULT_STATS,
-    ):
-        super().__init__(embedding=embedding, dim=dim, stats=stats)
-
-
-class RandomCompositionFeaturizer(ElementEmbeddingCompositionFeaturizer):
-    """:class:`ElementEmbeddingCompositionFeaturizer` with seeded random normal vectors.
-
-    The control of the CrysAtom paper (footnote 5): any ``dim``, default 200.
+    Parameters
+    ----------
+    dim : int, optional
+        200 (the only SkipAtom dimension; ``None`` means it).
+    stats : sequence of str, default ("mean", "std_dev", "min", "max", "range")
     """
 
-    def __init__(
-        self,
-        embedding: str | ElementEmbedding = "random",
-        dim: int | None = None,
-        stats: Sequence[str] = DEFAULT_STATS,
-    ):
-        super().__init__(embedding=embedding, dim=dim, stats=stats)
+    preset = "skipatom"
+
+
+class RandomCompositionFeaturizer(_CompositionPreset):
+    """:class:`ElementEmbeddingCompositionFeaturizer` on seeded random vectors (``"random"``).
+
+    The control of the CrysAtom paper (footnote 5): N(0, 1) vectors, seed 0.
+
+    Parameters
+    ----------
+    dim : int, optional
+        Any positive length (``None``: 200).
+    stats : sequence of str, default ("mean", "std_dev", "min", "max", "range")
+    """
+
+    preset = "random"

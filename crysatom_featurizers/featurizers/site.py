@@ -17,6 +17,7 @@ from crysatom_featurizers.featurizers._chemistry import (
 )
 from crysatom_featurizers.featurizers.base import (
     ElementEmbeddingFeaturizer,
+    PresetEmbeddingMixin,
     ResolvedEmbedding,
     check_structure,
     format_error,
@@ -357,29 +358,59 @@ def _site_vectors(
     return np.asarray(matrix @ table)
 
 
-class CrysAtomSiteFeaturizer(ElementEmbeddingSiteFeaturizer):
-    """:class:`ElementEmbeddingSiteFeaturizer` with CrysAtom vectors (50/100/200 dims)."""
+class _SitePreset(PresetEmbeddingMixin, ElementEmbeddingSiteFeaturizer):
+    """Base of the site presets: the generic featurizer without ``embedding``."""
 
-    def __init__(self, embedding: str | ElementEmbedding = "crysatom", dim: int | None = None):
-        super().__init__(embedding=embedding, dim=dim)
-
-
-class Atom2VecSiteFeaturizer(ElementEmbeddingSiteFeaturizer):
-    """:class:`ElementEmbeddingSiteFeaturizer` with Atom2Vec vectors (50/100/200 dims)."""
-
-    def __init__(self, embedding: str | ElementEmbedding = "atom2vec", dim: int | None = None):
-        super().__init__(embedding=embedding, dim=dim)
+    def __init__(self, *, dim: int | None = None):
+        super().__init__(embedding=self.preset, dim=dim)
 
 
-class SkipAtomSiteFeaturizer(ElementEmbeddingSiteFeaturizer):
-    """:class:`ElementEmbeddingSiteFeaturizer` with SkipAtom vectors (200 dims)."""
+class CrysAtomSiteFeaturizer(_SitePreset):
+    """:class:`ElementEmbeddingSiteFeaturizer` on the CrysAtom vectors.
 
-    def __init__(self, embedding: str | ElementEmbedding = "skipatom", dim: int | None = None):
-        super().__init__(embedding=embedding, dim=dim)
+    Always the ``"crysatom"`` embedding: for another one use
+    ``ElementEmbeddingSiteFeaturizer(name)`` or ``ElementEmbeddingSiteFeaturizer.from_preset(name)``.
+
+    Parameters
+    ----------
+    dim : int, optional
+        50, 100 or 200 (``None``: 200).
+    """
+
+    preset = "crysatom"
 
 
-class RandomSiteFeaturizer(ElementEmbeddingSiteFeaturizer):
-    """:class:`ElementEmbeddingSiteFeaturizer` with seeded random normal vectors."""
+class Atom2VecSiteFeaturizer(_SitePreset):
+    """:class:`ElementEmbeddingSiteFeaturizer` on the Atom2Vec vectors (always ``"atom2vec"``).
 
-    def __init__(self, embedding: str | ElementEmbedding = "random", dim: int | None = None):
-        super().__init__(embedding=embedding, dim=dim)
+    Parameters
+    ----------
+    dim : int, optional
+        50, 100 or 200 (``None``: 200).
+    """
+
+    preset = "atom2vec"
+
+
+class SkipAtomSiteFeaturizer(_SitePreset):
+    """:class:`ElementEmbeddingSiteFeaturizer` on the SkipAtom vectors (always ``"skipatom"``).
+
+    Parameters
+    ----------
+    dim : int, optional
+        200 (the only SkipAtom dimension; ``None`` means it).
+    """
+
+    preset = "skipatom"
+
+
+class RandomSiteFeaturizer(_SitePreset):
+    """:class:`ElementEmbeddingSiteFeaturizer` on seeded random vectors (always ``"random"``).
+
+    Parameters
+    ----------
+    dim : int, optional
+        Any positive length (``None``: 200).
+    """
+
+    preset = "random"
