@@ -1,9 +1,11 @@
-"""Inputs the featurizers reject with a one-line error: non-finite or negative amounts and
-Molecules."""
+"""Inputs the featurizers reject with a one-line error: non-finite or negative amounts,
+Molecules, and the README's ElementProperty example running without matminer's warning."""
 
 from __future__ import annotations
 
+import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,8 +18,10 @@ from crysatom_featurizers.featurizers import (
     ElementEmbeddingCompositionFeaturizer,
     ElementEmbeddingSiteFeaturizer,
     ElementEmbeddingStructureFeaturizer,
+    EmbeddingElementData,
 )
 
+README = Path(__file__).resolve().parents[1] / "README.md"
 MOLECULE_MESSAGE = "expected a pymatgen Structure, got pymatgen.core.structure.Molecule"
 
 
@@ -116,3 +120,24 @@ def test_composition_featurizer_still_takes_a_molecule_composition(carbon_monoxi
     np.testing.assert_allclose(
         featurizer.featurize(carbon_monoxide.composition), featurizer.featurize("CO")
     )
+
+
+# ----------------------------------------------------------------------------- README
+def test_readme_element_property_example_runs_without_warnings(capsys):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    (block,) = [b for b in blocks if "ElementProperty(" in b]
+    assert "impute_nan=False" in block
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exec(compile(block, "README ElementProperty example", "exec"), {"__name__": "readme"})
+    printed = capsys.readouterr().out
+    assert printed.startswith("[") and "nan" not in printed
+
+
+def test_element_property_default_impute_nan_warns_for_an_external_source():
+    # why the example passes impute_nan=False: matminer warns for any external source
+    from matminer.featurizers.composition import ElementProperty
+
+    source = EmbeddingElementData("skipatom")
+    with pytest.warns(UserWarning, match="impute_nan"):
+        ElementProperty(data_source=source, features=source.features[:2], stats=["mean"])

@@ -6,7 +6,12 @@ for SkipAtom)::
 
     from matminer.featurizers.composition import ElementProperty
     source = EmbeddingElementData("skipatom")
-    featurizer = ElementProperty(source, features=source.features, stats=["mean", "std_dev"])
+    featurizer = ElementProperty(
+        source, features=source.features, stats=["mean", "std_dev"], impute_nan=False
+    )
+
+``impute_nan=False`` because the source handles missing elements itself (``missing=``);
+matminer warns about any external source left with its default ``impute_nan=True``.
 """
 
 from __future__ import annotations
