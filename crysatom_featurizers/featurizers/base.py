@@ -304,11 +304,15 @@ class ElementEmbeddingFeaturizer(BaseFeaturizer):
         ------
         ValueError
             For a name the registry does not know; the message lists the known names.
+        TypeError
+            When ``name`` is not a string.
 
         Examples
         --------
-        >>> ElementEmbeddingCompositionFeaturizer.from_preset("crysatom", dim=100)
-        ... # doctest: +SKIP
+        >>> from crysatom_featurizers.featurizers import ElementEmbeddingCompositionFeaturizer
+        >>> featurizer = ElementEmbeddingCompositionFeaturizer.from_preset("crysatom", dim=100)
+        >>> featurizer.feature_labels()[:2]
+        ['mean crysatom_0', 'mean crysatom_1']
         """
         return cls(embedding=_registry_name(name, cls), **kwargs)
 

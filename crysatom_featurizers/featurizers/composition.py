@@ -234,7 +234,7 @@ class CrysAtomCompositionFeaturizer(_CompositionPreset):
 
 
 class Atom2VecCompositionFeaturizer(_CompositionPreset):
-    """:class:`ElementEmbeddingCompositionFeaturizer` on the Atom2Vec vectors (always ``"atom2vec"``).
+    """:class:`ElementEmbeddingCompositionFeaturizer` on the Atom2Vec vectors (``"atom2vec"``).
 
     Parameters
     ----------
@@ -247,7 +247,7 @@ class Atom2VecCompositionFeaturizer(_CompositionPreset):
 
 
 class SkipAtomCompositionFeaturizer(_CompositionPreset):
-    """:class:`ElementEmbeddingCompositionFeaturizer` on the SkipAtom vectors (always ``"skipatom"``).
+    """:class:`ElementEmbeddingCompositionFeaturizer` on the SkipAtom vectors (``"skipatom"``).
 
     Parameters
     ----------

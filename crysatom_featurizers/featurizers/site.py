@@ -369,7 +369,8 @@ class CrysAtomSiteFeaturizer(_SitePreset):
     """:class:`ElementEmbeddingSiteFeaturizer` on the CrysAtom vectors.
 
     Always the ``"crysatom"`` embedding: for another one use
-    ``ElementEmbeddingSiteFeaturizer(name)`` or ``ElementEmbeddingSiteFeaturizer.from_preset(name)``.
+    ``ElementEmbeddingSiteFeaturizer(name)`` or
+    ``ElementEmbeddingSiteFeaturizer.from_preset(name)``.
 
     Parameters
     ----------
