@@ -236,6 +236,9 @@ def featurize_dask(
 
     Raises
     ------
+    TypeError
+        If ``ddf`` is not a dask DataFrame (a pandas DataFrame included: wrap it with
+        ``dask.dataframe.from_pandas(df, npartitions=...)`` first).
     ValueError
         If ``return_errors`` is set without ``ignore_errors``, a ``col_id`` column is missing,
         or a feature label already is a column of ``ddf``.
@@ -254,6 +257,19 @@ def featurize_dask(
     >>> out.shape[0]
     3
     """
+    import dask
+    import dask.dataframe as dd
+
+    if not isinstance(ddf, dd.DataFrame):
+        from crysatom_featurizers.featurizers.base import type_name
+
+        hint = ""
+        if isinstance(ddf, pd.DataFrame):
+            hint = (
+                "; wrap it with dask.dataframe.from_pandas(df, npartitions=...), or call "
+                "featurizer.featurize_dataframe(df, col_id) to featurize it in memory"
+            )
+        raise TypeError(f"featurize_dask takes a dask DataFrame, got {type_name(ddf)}{hint}")
     if return_errors and not ignore_errors:
         raise ValueError("return_errors=True requires ignore_errors=True")
     columns = [col_id] if isinstance(col_id, str) else list(col_id)
@@ -261,8 +277,6 @@ def featurize_dask(
     if missing:
         raise ValueError(f"column(s) {missing} not in the dask DataFrame: {list(ddf.columns)}")
     np.dtype(dtype)  # fail early on an invalid dtype
-
-    import dask
 
     worker_featurizer = _single_process_copy(featurizer)
     meta = feature_meta(worker_featurizer, ddf._meta, return_errors=return_errors, dtype=dtype)

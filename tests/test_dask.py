@@ -164,3 +164,20 @@ def test_empty_partitions_and_argument_checks(compositions):
     clashing = featurizer.featurize_dataframe(compositions.iloc[:6], "composition")
     with pytest.raises(ValueError, match="already has feature column"):
         featurize_dask(objects_to_dask(clashing, 2), featurizer, "composition")
+
+
+def test_pandas_input_is_a_type_error_naming_from_pandas(compositions):
+    featurizer = ElementEmbeddingCompositionFeaturizer("megnet16")
+    with pytest.raises(TypeError, match="takes a dask DataFrame") as info:
+        featurize_dask(compositions.iloc[:4], featurizer, "composition")
+    message = str(info.value)
+    assert "pandas.core.frame.DataFrame" in message
+    assert "dask.dataframe.from_pandas(df, npartitions=...)" in message
+    assert "featurize_dataframe" in message and "\n" not in message
+    with pytest.raises(TypeError, match="got list"):
+        featurize_dask(["NaCl"], featurizer, "composition")
+    # the wrapped frame featurizes as suggested
+    ddf = objects_to_dask(compositions.iloc[:4], npartitions=2)
+    result = featurize_dask(ddf, featurizer, "composition").compute(scheduler="sync")
+    expected = featurizer.featurize_dataframe(compositions.iloc[:4], "composition")
+    pd.testing.assert_frame_equal(result, expected)

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import warnings
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -124,8 +123,9 @@ def test_named_subclasses_fix_their_embedding():
         (RandomStructureFeaturizer, "random"),
     ]
     for cls, name in pairs:
-        assert cls().embedding == name
-        assert cls().get_params()["embedding"] == name
+        assert cls.preset == name and cls().embedding == name
+        assert "embedding" not in cls().get_params()
+        assert cls().embedding_.name == name
     assert SkipAtomCompositionFeaturizer().feature_labels()[0] == "mean skipatom_0"
 
 
@@ -193,7 +193,8 @@ def test_citations_and_implementors():
     assert any("Antunes" in c for c in citations)  # SkipAtom's own citation, from metadata
     assert featurizer.implementors()
     # the paper citation survives an embedding that cannot be loaded
-    assert CrysAtomSiteFeaturizer(embedding="no-such-embedding").citations() == [CRYSATOM_CITATION]
+    unloadable = ElementEmbeddingSiteFeaturizer(embedding="no-such-embedding")
+    assert unloadable.citations() == [CRYSATOM_CITATION]
 
 
 # ----------------------------------------------------------------------------- invariances
@@ -482,7 +483,7 @@ def test_vectorized_site_path_equals_featurize(small_structures, disordered):
 def test_site_featurize_dataframe_without_site_column_gives_row_site_multiindex(
     small_structures,
 ):
-    site = CrysAtomSiteFeaturizer(embedding="skipatom")
+    site = SkipAtomSiteFeaturizer()
     frame = pd.DataFrame(
         {"structure": small_structures, "energy": [1.0, 2.0, 3.0, 4.0]},
         index=pd.Index(["nacl", "fe2o3", "fe", "srtio3"], name="material"),
@@ -617,93 +618,13 @@ def test_data_source_api(skipatom):
         source.get_elemental_property(DummySpecies("X"), "skipatom_0")
     lenient = EmbeddingElementData("skipatom", missing="nan")
     assert np.isnan(lenient.get_elemental_property(Element("He"), "skipatom_0"))
-    assert isinstance(CrysAtomElementData(embedding="skipatom"), EmbeddingElementData)
+    assert isinstance(CrysAtomElementData(), EmbeddingElementData)
+    with pytest.raises(TypeError, match=r"use EmbeddingElementData\('skipatom'\)"):
+        CrysAtomElementData(embedding="skipatom")
     restored = pickle.loads(pickle.dumps(source))
     assert restored.get_elemental_property("Fe", "skipatom_5") == source.get_elemental_property(
         "Fe", "skipatom_5"
     )
-
-
-# ----------------------------------------------------------------------------- sklearn protocol
-def test_get_params_clone_and_set_params():
-    from sklearn.base import clone
-
-    featurizer = ElementEmbeddingCompositionFeaturizer("skipatom", stats=("mean", "max"))
-    assert featurizer.get_params() == {
-        "embedding": "skipatom",
-        "dim": None,
-        "stats": ("mean", "max"),
-    }
-    copy = clone(featurizer)
-    assert copy is not featurizer and copy.get_params() == featurizer.get_params()
-    np.testing.assert_array_equal(copy.featurize("NaCl"), featurizer.featurize("NaCl"))
-    copy.set_params(embedding="random", dim=8, stats=("mean",))
-    assert copy.feature_labels() == [f"mean random_{i}" for i in range(8)]
-    assert len(copy.featurize("NaCl")) == 8  # the cached embedding was replaced
-    assert len(featurizer.featurize("NaCl")) == 400
-    site = clone(ElementEmbeddingSiteFeaturizer("skipatom"))
-    assert site.get_params() == {"embedding": "skipatom", "dim": None}
-
-
-def test_n_jobs_defaults_to_one_and_never_pools(monkeypatch):
-    import matminer.featurizers.base as matminer_base
-
-    featurizer = ElementEmbeddingCompositionFeaturizer("skipatom")
-    assert featurizer.n_jobs == 1
-
-    def no_pool(*args, **kwargs):
-        raise AssertionError("a process pool was started")
-
-    monkeypatch.setattr(matminer_base, "Pool", no_pool)
-    featurizer.set_n_jobs(2)
-    assert featurizer.n_jobs == 2
-    out = featurizer.featurize_dataframe(pd.DataFrame({"c": ["NaCl", "SiO2"]}), "c")
-    assert out.shape == (2, 1001)
-
-
-def test_joblib_round_trip(tmp_path, nacl):
-    toy = ElementEmbedding.from_dict({"Na": [1.0, 2.0], "Cl": [3.0, -1.0]}, name="toy")
-    featurizers = [
-        ElementEmbeddingCompositionFeaturizer("skipatom"),
-        ElementEmbeddingStructureFeaturizer(toy, stats=("mean", "std_dev")),
-        ElementEmbeddingSiteFeaturizer("skipatom"),
-    ]
-    inputs = [("NaCl",), (nacl,), (nacl, 1)]
-    for featurizer, args in zip(featurizers, inputs):
-        before = featurizer.featurize(*args)  # resolves (and caches) the embedding
-        path = tmp_path / f"{type(featurizer).__name__}.joblib"
-        joblib.dump(featurizer, path)
-        restored = joblib.load(path)
-        assert restored.get_params().keys() == featurizer.get_params().keys()
-        assert "_resolved_cache" not in restored.__dict__
-        np.testing.assert_array_equal(restored.featurize(*args), before)
-    # a featurizer given by name pickles small: the vectors are not stored
-    assert len(pickle.dumps(featurizers[0])) < 2000
-
-
-def test_sklearn_pipeline_with_ridge_cross_validates():
-    from sklearn.linear_model import Ridge
-    from sklearn.model_selection import cross_val_score
-    from sklearn.pipeline import Pipeline
-
-    cations = ["Li", "Na", "K", "Mg", "Ca", "Sr", "Al", "Fe", "Ni", "Cu", "Zn", "Ti"]
-    anions = ["O", "S", "Cl", "F", "N", "Se"]
-    formulas = [f"{c}{a}{n}" for c in cations for a in anions for n in (1, 2)][:96]
-    # a smooth target: mean Pauling electronegativity
-    target = np.array(
-        [np.mean([Element(e.symbol).X for e in Composition(f).elements]) for f in formulas]
-    )
-    pipeline = Pipeline(
-        [
-            ("features", ElementEmbeddingCompositionFeaturizer("skipatom", stats=("mean",))),
-            ("ridge", Ridge(alpha=1.0)),
-        ]
-    )
-    scores = cross_val_score(pipeline, formulas, target, cv=3, scoring="r2")
-    assert scores.shape == (3,) and np.isfinite(scores).all()
-    assert scores.mean() > 0.0
-    fitted = pipeline.fit(formulas, target)
-    assert np.isfinite(fitted.predict(["NaCl", "MgO"])).all()
 
 
 def test_featurizers_do_not_import_torch():

@@ -7,8 +7,10 @@
   structure.
 * :class:`EmbeddingElementData`: a data source for matminer's ``ElementProperty``.
 
-Each generic featurizer has named subclasses with a fixed default embedding: ``CrysAtom*``,
-``Atom2Vec*``, ``SkipAtom*`` and ``Random*``.
+Each generic featurizer has preset subclasses that always use one embedding: ``CrysAtom*``,
+``Atom2Vec*``, ``SkipAtom*`` and ``Random*`` (they take ``dim`` and the other options, never
+``embedding``). Any registry embedding is also available as
+``ElementEmbedding*Featurizer.from_preset(name, **kwargs)``, matminer's convention.
 """
 
 from crysatom_featurizers.featurizers._chemistry import clear_formula_cache

@@ -8,14 +8,16 @@ and runs batch work on a vectorized in-process path instead of matminer's proces
 
 from __future__ import annotations
 
+import os
 import traceback
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from matminer.featurizers.base import BaseFeaturizer
+from pymatgen.core import IStructure, Molecule
 
 if TYPE_CHECKING:
     from crysatom_featurizers.embeddings import ElementEmbedding
@@ -85,6 +87,117 @@ def resolve_embedding(embedding: Any, dim: int | None) -> ElementEmbedding:
     return resolve(embedding, dim)
 
 
+def type_name(obj: Any) -> str:
+    """``module.QualName`` of the type of ``obj`` (just the name for builtins)."""
+    kind = type(obj)
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def check_structure(structure: Any) -> None:
+    """Raise unless ``structure`` is a periodic pymatgen Structure (or IStructure).
+
+    Raises
+    ------
+    TypeError
+        For anything else, a :class:`~pymatgen.core.Molecule` included: its sites have no
+        lattice, so they are not the crystal sites these featurizers describe.
+    """
+    if isinstance(structure, IStructure):
+        return
+    message = f"expected a pymatgen Structure, got {type_name(structure)}"
+    if isinstance(structure, Molecule):
+        message += (
+            " (a Molecule has no lattice; for its composition use "
+            "ElementEmbeddingCompositionFeaturizer)"
+        )
+    raise TypeError(message)
+
+
+def _registry_name(name: Any, cls: type) -> str:
+    """``name`` if it is a registry embedding; otherwise a ValueError listing the names."""
+    from crysatom_featurizers.embeddings import available
+
+    if not isinstance(name, str):
+        raise TypeError(
+            f"{cls.__name__}.from_preset takes a registry name (str), got {type_name(name)}"
+        )
+    names = available()["name"].tolist()
+    if name.strip().lower() not in names:
+        raise ValueError(
+            f"unknown preset {name!r} for {cls.__name__}.from_preset; known presets (the "
+            f"registry embeddings): {', '.join(names)}"
+        )
+    return name.strip().lower()
+
+
+class PresetEmbeddingMixin:
+    """Fixes the embedding of a preset class to its :attr:`preset` registry name.
+
+    A preset takes every parameter of its generic class except ``embedding``; passing one
+    (positionally or as ``embedding=``) raises a TypeError that names the generic class to use
+    instead, so a preset never silently runs on another embedding. Put the mixin first in the
+    bases and let ``__init__`` take keyword arguments only.
+    """
+
+    #: Registry name of the embedding this class always uses.
+    preset: ClassVar[str]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # __new__ sees the arguments before __init__ (whose signature scikit-learn reads for
+        # get_params), so the check needs no ``embedding`` parameter. Pickling and clone call
+        # it without positional arguments and without ``embedding``.
+        if "embedding" in kwargs:
+            raise TypeError(cls._embedding_message(kwargs["embedding"]))
+        if args:
+            from crysatom_featurizers.embeddings import ElementEmbedding
+
+            if isinstance(args[0], (str, os.PathLike, ElementEmbedding)):
+                raise TypeError(cls._embedding_message(args[0]))
+            raise TypeError(
+                f"{cls.__name__} takes keyword arguments only, e.g. {cls.__name__}(dim=...)"
+            )
+        return super().__new__(cls)
+
+    @classmethod
+    def _generic_class(cls) -> type:
+        """The generic class this preset specialises (the first non-preset base)."""
+        return next(
+            base
+            for base in cls.__mro__
+            if base is not object and not issubclass(base, PresetEmbeddingMixin)
+        )
+
+    @classmethod
+    def _embedding_message(cls, given: Any) -> str:
+        head = f"{cls.__name__} always uses the {cls.preset!r} embedding"
+        if isinstance(given, str) and given.strip().lower() == cls.preset:
+            return f"{head} and takes no embedding argument: drop it"
+        return f"{head}, not {given!r:.80}; use {cls._instead(given)}"
+
+    @classmethod
+    def _instead(cls, given: Any) -> str:
+        """How to build the generic class on ``given``, for the error messages."""
+        generic = cls._generic_class()
+        if not isinstance(given, str):
+            return f"{generic.__name__}(embedding=...)"
+        instead = f"{generic.__name__}({given!r})"
+        if hasattr(generic, "from_preset"):
+            instead += f" or {generic.__name__}.from_preset({given!r})"
+        return instead
+
+    @classmethod
+    def from_preset(cls, name: str, **kwargs: Any) -> Any:
+        """``cls(**kwargs)`` when ``name`` is this class's :attr:`preset`; an error otherwise."""
+        if isinstance(name, str) and name.strip().lower() == cls.preset:
+            return cls(**kwargs)
+        raise ValueError(
+            f"{cls.__name__} always uses the {cls.preset!r} embedding, not {name!r}; use "
+            f"{cls._instead(name)}"
+        )
+
+
 def format_error(error: BaseException) -> str:
     """Text for matminer's error column: the formatted exception, as matminer stores it."""
     return "".join(traceback.format_exception(type(error), error, error.__traceback__))
@@ -97,20 +210,17 @@ def reraise_for_row(error: BaseException, row: Any) -> BaseException:
     elif isinstance(row, tuple):
         row = tuple(item.item() if isinstance(item, np.generic) else item for item in row)
     message = f"row {row!r}: {error}{_SKIP_HINT}"
-    try:
-        from crysatom_featurizers.embeddings import UnknownElementError
+    from crysatom_featurizers.embeddings import UnknownElementError
 
-        if isinstance(error, UnknownElementError):
-            return UnknownElementError(
-                error.element,
-                error.embedding_name,
-                error.covered,
-                f"row {row!r}: "
-                + (error.reason or f"element {error.element!r} is not covered")
-                + " (ignore_errors=True gives such rows NaN features)",
-            )
-    except ImportError:  # pragma: no cover - the embeddings subpackage is always present
-        pass
+    if isinstance(error, UnknownElementError):
+        return UnknownElementError(
+            error.element,
+            error.embedding_name,
+            error.covered,
+            f"row {row!r}: "
+            + (error.reason or f"element {error.element!r} is not covered")
+            + " (ignore_errors=True gives such rows NaN features)",
+        )
     try:
         return type(error)(message)
     except Exception:  # exception types with unusual constructors
@@ -155,6 +265,39 @@ class ElementEmbeddingFeaturizer(BaseFeaturizer):
     def __init__(self, embedding: str | ElementEmbedding = "crysatom", dim: int | None = None):
         self.embedding = embedding
         self.dim = dim
+
+    @classmethod
+    def from_preset(cls, name: str, **kwargs: Any) -> ElementEmbeddingFeaturizer:
+        """A featurizer on the registry embedding ``name`` (matminer's ``from_preset``).
+
+        Parameters
+        ----------
+        name : str
+            A registry name, case-insensitive (see
+            :func:`crysatom_featurizers.embeddings.available`), e.g. ``"crysatom"``.
+        **kwargs
+            The other parameters of the class, e.g. ``dim=100`` or ``stats=("mean",)``.
+
+        Returns
+        -------
+        ElementEmbeddingFeaturizer
+            ``cls(embedding=name, **kwargs)``.
+
+        Raises
+        ------
+        ValueError
+            For a name the registry does not know; the message lists the known names.
+        TypeError
+            When ``name`` is not a string.
+
+        Examples
+        --------
+        >>> from crysatom_featurizers.featurizers import ElementEmbeddingCompositionFeaturizer
+        >>> featurizer = ElementEmbeddingCompositionFeaturizer.from_preset("crysatom", dim=100)
+        >>> featurizer.feature_labels()[:2]
+        ['mean crysatom_0', 'mean crysatom_1']
+        """
+        return cls(embedding=_registry_name(name, cls), **kwargs)
 
     # ----------------------------------------------------------------- embedding
     @property
@@ -207,6 +350,21 @@ class ElementEmbeddingFeaturizer(BaseFeaturizer):
 
     def implementors(self) -> list[str]:
         return ["crysatom-featurizers developers"]
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Output feature names (scikit-learn's convention), equal to :meth:`feature_labels`.
+
+        Parameters
+        ----------
+        input_features : array-like of str, optional
+            Names of the input column(s); accepted for scikit-learn compatibility and unused,
+            since the output names depend only on the embedding and the parameters.
+
+        Returns
+        -------
+        numpy.ndarray of str (object dtype)
+        """
+        return np.asarray(self.feature_labels(), dtype=object)
 
     # ----------------------------------------------------------------- batch protocol
     def _featurize_batch(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ from crysatom_featurizers.featurizers._chemistry import (
     as_composition_arrays,
 )
 from crysatom_featurizers.featurizers._stats import canonical_stats, grouped_stats, reference_stats
-from crysatom_featurizers.featurizers.base import ElementEmbeddingFeaturizer
+from crysatom_featurizers.featurizers.base import ElementEmbeddingFeaturizer, PresetEmbeddingMixin
 
 if TYPE_CHECKING:
     from crysatom_featurizers.embeddings import ElementEmbedding
@@ -69,6 +70,8 @@ class ElementEmbeddingCompositionFeaturizer(ElementEmbeddingFeaturizer):
     * Partial occupancies and vacancies: the composition of a disordered structure holds the
       occupancy-weighted amounts, and the fractions are taken over the atoms present (a
       vacancy adds nothing), as in matminer's ``ElementProperty``.
+    * An infinite, NaN or negative amount raises a ``ValueError`` naming the element and
+      the amount.
     * A ``DummySpecies``, or an element the embedding lacks, raises
       :class:`~crysatom_featurizers.embeddings.UnknownElementError` (a ``ValueError``) naming
       the element, the embedding and the elements it covers. With ``ignore_errors=True`` in
@@ -116,13 +119,17 @@ class ElementEmbeddingCompositionFeaturizer(ElementEmbeddingFeaturizer):
         TypeError
             For an input of another type.
         ValueError
-            For an unparsable formula or an empty composition.
+            For an unparsable formula, an empty composition, or an infinite, NaN or negative
+            amount.
         """
         composition = as_composition(comp).element_composition
         if len(composition) == 0:
             raise ValueError(f"empty composition: {comp!r:.80}")
         embedding = self._resolved().embedding
         elements, amounts = zip(*composition.items())
+        for element, amount in zip(elements, amounts):
+            if not (math.isfinite(amount) and amount >= 0):
+                raise _amount_error(str(element), amount, comp)
         values = np.stack([embedding.vector(element) for element in elements])
         stats = reference_stats(values, np.asarray(amounts), canonical_stats(self.stats))
         return stats.ravel().tolist()
@@ -159,12 +166,15 @@ class ElementEmbeddingCompositionFeaturizer(ElementEmbeddingFeaturizer):
         entry_z = np.asarray(z_values, dtype=np.int64)
         entry_weight = np.asarray(amounts, dtype=np.float64)
         entry_row = np.repeat(np.arange(n_rows), counts)
+        invalid = ~np.isfinite(entry_weight) | (entry_weight < 0)
         uncovered = ~resolved.covered[entry_z]
-        if uncovered.any():
-            bad_rows = np.unique(entry_row[uncovered])
-            for position in bad_rows.tolist():
-                errors[position] = self._row_error(resolved, entries[position])
-            keep = ~np.isin(entry_row, bad_rows)
+        if invalid.any() or uncovered.any():
+            for position in np.unique(entry_row[invalid]).tolist():
+                errors[position] = self._amount_row_error(entries[position])
+            for position in np.unique(entry_row[uncovered]).tolist():
+                if position not in errors:
+                    errors[position] = self._row_error(resolved, entries[position])
+            keep = ~np.isin(entry_row, np.fromiter(errors, dtype=np.int64))
             entry_row, entry_z, entry_weight = entry_row[keep], entry_z[keep], entry_weight[keep]
         features = grouped_stats(resolved.table, entry_row, entry_z, entry_weight, n_rows, stats)
         return features, errors
@@ -180,61 +190,85 @@ class ElementEmbeddingCompositionFeaturizer(ElementEmbeddingFeaturizer):
                 return resolved.missing_error(symbol)
         return ValueError(f"row {entry!r:.80} could not be featurized")  # pragma: no cover
 
+    @staticmethod
+    def _amount_row_error(entry: Any) -> BaseException:
+        """The error for a row with an infinite, NaN or negative amount."""
+        _, amounts, symbols = as_composition_arrays(entry)
+        for symbol, amount in zip(symbols, amounts):
+            if not (math.isfinite(amount) and amount >= 0):
+                return _amount_error(symbol, amount, entry)
+        return ValueError(f"row {entry!r:.80} could not be featurized")  # pragma: no cover
 
-class CrysAtomCompositionFeaturizer(ElementEmbeddingCompositionFeaturizer):
-    """:class:`ElementEmbeddingCompositionFeaturizer` with CrysAtom vectors (50/100/200 dims).
+
+def _amount_error(symbol: str, amount: float, entry: Any) -> ValueError:
+    """A ValueError naming the element whose amount is not a finite non-negative number."""
+    return ValueError(
+        f"element {symbol} has amount {amount} in {entry!r:.80}; amounts must be finite and "
+        "non-negative"
+    )
+
+
+class _CompositionPreset(PresetEmbeddingMixin, ElementEmbeddingCompositionFeaturizer):
+    """Base of the composition presets: the generic featurizer without ``embedding``."""
+
+    def __init__(self, *, dim: int | None = None, stats: Sequence[str] = DEFAULT_STATS):
+        super().__init__(embedding=self.preset, dim=dim, stats=stats)
+
+
+class CrysAtomCompositionFeaturizer(_CompositionPreset):
+    """:class:`ElementEmbeddingCompositionFeaturizer` on the CrysAtom vectors.
+
+    Always the ``"crysatom"`` embedding: for another one use
+    ``ElementEmbeddingCompositionFeaturizer(name)`` or
+    ``ElementEmbeddingCompositionFeaturizer.from_preset(name)``.
 
     Parameters
     ----------
-    embedding : str or ElementEmbedding, default "crysatom"
+    dim : int, optional
+        50, 100 or 200 (``None``: 200).
+    stats : sequence of str, default ("mean", "std_dev", "min", "max", "range")
+        As in :class:`ElementEmbeddingCompositionFeaturizer`.
+    """
+
+    preset = "crysatom"
+
+
+class Atom2VecCompositionFeaturizer(_CompositionPreset):
+    """:class:`ElementEmbeddingCompositionFeaturizer` on the Atom2Vec vectors (``"atom2vec"``).
+
+    Parameters
+    ----------
     dim : int, optional
         50, 100 or 200 (``None``: 200).
     stats : sequence of str, default ("mean", "std_dev", "min", "max", "range")
     """
 
-    def __init__(
-        self,
-        embedding: str | ElementEmbedding = "crysatom",
-        dim: int | None = None,
-        stats: Sequence[str] = DEFAULT_STATS,
-    ):
-        super().__init__(embedding=embedding, dim=dim, stats=stats)
+    preset = "atom2vec"
 
 
-class Atom2VecCompositionFeaturizer(ElementEmbeddingCompositionFeaturizer):
-    """:class:`ElementEmbeddingCompositionFeaturizer` with Atom2Vec vectors (50/100/200 dims)."""
+class SkipAtomCompositionFeaturizer(_CompositionPreset):
+    """:class:`ElementEmbeddingCompositionFeaturizer` on the SkipAtom vectors (``"skipatom"``).
 
-    def __init__(
-        self,
-        embedding: str | ElementEmbedding = "atom2vec",
-        dim: int | None = None,
-        stats: Sequence[str] = DEFAULT_STATS,
-    ):
-        super().__init__(embedding=embedding, dim=dim, stats=stats)
-
-
-class SkipAtomCompositionFeaturizer(ElementEmbeddingCompositionFeaturizer):
-    """:class:`ElementEmbeddingCompositionFeaturizer` with SkipAtom vectors (200 dims)."""
-
-    def __init__(
-        self,
-        embedding: str | ElementEmbedding = "skipatom",
-        dim: int | None = None,
-        stats: Sequence[str] = DEFAULT_STATS,
-    ):
-        super().__init__(embedding=embedding, dim=dim, stats=stats)
-
-
-class RandomCompositionFeaturizer(ElementEmbeddingCompositionFeaturizer):
-    """:class:`ElementEmbeddingCompositionFeaturizer` with seeded random normal vectors.
-
-    The control of the CrysAtom paper (footnote 5): any ``dim``, default 200.
+    Parameters
+    ----------
+    dim : int, optional
+        200 (the only SkipAtom dimension; ``None`` means it).
+    stats : sequence of str, default ("mean", "std_dev", "min", "max", "range")
     """
 
-    def __init__(
-        self,
-        embedding: str | ElementEmbedding = "random",
-        dim: int | None = None,
-        stats: Sequence[str] = DEFAULT_STATS,
-    ):
-        super().__init__(embedding=embedding, dim=dim, stats=stats)
+    preset = "skipatom"
+
+
+class RandomCompositionFeaturizer(_CompositionPreset):
+    """:class:`ElementEmbeddingCompositionFeaturizer` on seeded random vectors (``"random"``).
+
+    The control of the CrysAtom paper (footnote 5): N(0, 1) vectors, seed 0.
+
+    Parameters
+    ----------
+    dim : int, optional
+        Any positive length (``None``: 200).
+    stats : sequence of str, default ("mean", "std_dev", "min", "max", "range")
+    """
+
+    preset = "random"

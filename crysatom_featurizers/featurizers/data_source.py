@@ -6,7 +6,12 @@ for SkipAtom)::
 
     from matminer.featurizers.composition import ElementProperty
     source = EmbeddingElementData("skipatom")
-    featurizer = ElementProperty(source, features=source.features, stats=["mean", "std_dev"])
+    featurizer = ElementProperty(
+        source, features=source.features, stats=["mean", "std_dev"], impute_nan=False
+    )
+
+``impute_nan=False`` because the source handles missing elements itself (``missing=``);
+matminer warns about any external source left with its default ``impute_nan=True``.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matminer.utils.data import AbstractData
 
-from crysatom_featurizers.featurizers.base import resolve_embedding
+from crysatom_featurizers.featurizers.base import PresetEmbeddingMixin, resolve_embedding
 
 if TYPE_CHECKING:
     from crysatom_featurizers.embeddings import ElementEmbedding
@@ -140,19 +145,30 @@ class EmbeddingElementData(AbstractData):
         return state
 
     def __repr__(self) -> str:
+        embedding = (
+            ""
+            if isinstance(self, PresetEmbeddingMixin)
+            else f"embedding={self.embedding_.name!r}, "
+        )
         return (
-            f"{type(self).__name__}(embedding={self.embedding_.name!r}, "
-            f"dim={self.embedding_.dim}, missing={self.missing!r})"
+            f"{type(self).__name__}({embedding}dim={self.embedding_.dim}, missing={self.missing!r})"
         )
 
 
-class CrysAtomElementData(EmbeddingElementData):
-    """:class:`EmbeddingElementData` with CrysAtom vectors (50/100/200 dims, default 200)."""
+class CrysAtomElementData(PresetEmbeddingMixin, EmbeddingElementData):
+    """:class:`EmbeddingElementData` on the CrysAtom vectors (always ``"crysatom"``).
 
-    def __init__(
-        self,
-        embedding: str | ElementEmbedding = "crysatom",
-        dim: int | None = None,
-        missing: str = "raise",
-    ):
-        super().__init__(embedding=embedding, dim=dim, missing=missing)
+    For another embedding use ``EmbeddingElementData(name)``.
+
+    Parameters
+    ----------
+    dim : int, optional
+        50, 100 or 200 (``None``: 200).
+    missing : {"raise", "nan"}, default "raise"
+        As in :class:`EmbeddingElementData`.
+    """
+
+    preset = "crysatom"
+
+    def __init__(self, *, dim: int | None = None, missing: str = "raise"):
+        super().__init__(embedding=self.preset, dim=dim, missing=missing)

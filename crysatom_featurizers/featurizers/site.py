@@ -17,7 +17,9 @@ from crysatom_featurizers.featurizers._chemistry import (
 )
 from crysatom_featurizers.featurizers.base import (
     ElementEmbeddingFeaturizer,
+    PresetEmbeddingMixin,
     ResolvedEmbedding,
+    check_structure,
     format_error,
     join_columns,
     reraise_for_row,
@@ -69,6 +71,8 @@ class ElementEmbeddingSiteFeaturizer(ElementEmbeddingFeaturizer):
     * A ``DummySpecies``, or an element the embedding lacks, raises
       :class:`~crysatom_featurizers.embeddings.UnknownElementError` naming the element, the
       embedding and its elements.
+    * Inputs must be periodic pymatgen Structures: anything else, a ``Molecule`` included,
+      raises a TypeError.
 
     :meth:`featurize_dataframe` with a single structure column returns one row per site,
     indexed by (original row label, site index); with ``[structure_column, site_column]`` it
@@ -99,7 +103,10 @@ class ElementEmbeddingSiteFeaturizer(ElementEmbeddingFeaturizer):
             For a DummySpecies or an element the embedding lacks.
         IndexError
             When ``idx`` is out of range.
+        TypeError
+            When ``structure`` is not a periodic pymatgen Structure (a Molecule included).
         """
+        check_structure(structure)
         embedding = self._resolved().embedding
         vector = np.zeros(embedding.dim)
         for species, occupancy in structure[int(idx)].species.items():
@@ -137,6 +144,7 @@ class ElementEmbeddingSiteFeaturizer(ElementEmbeddingFeaturizer):
         weights: list[float] = []
         for position, (structure, idx) in enumerate(entries):
             try:
+                check_structure(structure)
                 zs, occupancies, symbols = site_species(structure[int(idx)])
             except Exception as error:
                 errors[position] = error
@@ -191,6 +199,7 @@ class ElementEmbeddingSiteFeaturizer(ElementEmbeddingFeaturizer):
         offset = 0
         for position, structure in enumerate(structures):
             try:
+                check_structure(structure)
                 n_sites, site_index, z, occupancy, dummy = structure_species_arrays(structure)
             except Exception as error:
                 errors[offset] = error
@@ -349,29 +358,60 @@ def _site_vectors(
     return np.asarray(matrix @ table)
 
 
-class CrysAtomSiteFeaturizer(ElementEmbeddingSiteFeaturizer):
-    """:class:`ElementEmbeddingSiteFeaturizer` with CrysAtom vectors (50/100/200 dims)."""
+class _SitePreset(PresetEmbeddingMixin, ElementEmbeddingSiteFeaturizer):
+    """Base of the site presets: the generic featurizer without ``embedding``."""
 
-    def __init__(self, embedding: str | ElementEmbedding = "crysatom", dim: int | None = None):
-        super().__init__(embedding=embedding, dim=dim)
-
-
-class Atom2VecSiteFeaturizer(ElementEmbeddingSiteFeaturizer):
-    """:class:`ElementEmbeddingSiteFeaturizer` with Atom2Vec vectors (50/100/200 dims)."""
-
-    def __init__(self, embedding: str | ElementEmbedding = "atom2vec", dim: int | None = None):
-        super().__init__(embedding=embedding, dim=dim)
+    def __init__(self, *, dim: int | None = None):
+        super().__init__(embedding=self.preset, dim=dim)
 
 
-class SkipAtomSiteFeaturizer(ElementEmbeddingSiteFeaturizer):
-    """:class:`ElementEmbeddingSiteFeaturizer` with SkipAtom vectors (200 dims)."""
+class CrysAtomSiteFeaturizer(_SitePreset):
+    """:class:`ElementEmbeddingSiteFeaturizer` on the CrysAtom vectors.
 
-    def __init__(self, embedding: str | ElementEmbedding = "skipatom", dim: int | None = None):
-        super().__init__(embedding=embedding, dim=dim)
+    Always the ``"crysatom"`` embedding: for another one use
+    ``ElementEmbeddingSiteFeaturizer(name)`` or
+    ``ElementEmbeddingSiteFeaturizer.from_preset(name)``.
+
+    Parameters
+    ----------
+    dim : int, optional
+        50, 100 or 200 (``None``: 200).
+    """
+
+    preset = "crysatom"
 
 
-class RandomSiteFeaturizer(ElementEmbeddingSiteFeaturizer):
-    """:class:`ElementEmbeddingSiteFeaturizer` with seeded random normal vectors."""
+class Atom2VecSiteFeaturizer(_SitePreset):
+    """:class:`ElementEmbeddingSiteFeaturizer` on the Atom2Vec vectors (always ``"atom2vec"``).
 
-    def __init__(self, embedding: str | ElementEmbedding = "random", dim: int | None = None):
-        super().__init__(embedding=embedding, dim=dim)
+    Parameters
+    ----------
+    dim : int, optional
+        50, 100 or 200 (``None``: 200).
+    """
+
+    preset = "atom2vec"
+
+
+class SkipAtomSiteFeaturizer(_SitePreset):
+    """:class:`ElementEmbeddingSiteFeaturizer` on the SkipAtom vectors (always ``"skipatom"``).
+
+    Parameters
+    ----------
+    dim : int, optional
+        200 (the only SkipAtom dimension; ``None`` means it).
+    """
+
+    preset = "skipatom"
+
+
+class RandomSiteFeaturizer(_SitePreset):
+    """:class:`ElementEmbeddingSiteFeaturizer` on seeded random vectors (always ``"random"``).
+
+    Parameters
+    ----------
+    dim : int, optional
+        Any positive length (``None``: 200).
+    """
+
+    preset = "random"

@@ -13,7 +13,11 @@ from crysatom_featurizers.featurizers._chemistry import (
     structure_species_arrays,
 )
 from crysatom_featurizers.featurizers._stats import canonical_stats, grouped_stats, reference_stats
-from crysatom_featurizers.featurizers.base import ElementEmbeddingFeaturizer
+from crysatom_featurizers.featurizers.base import (
+    ElementEmbeddingFeaturizer,
+    PresetEmbeddingMixin,
+    check_structure,
+)
 from crysatom_featurizers.featurizers.composition import DEFAULT_STATS
 
 if TYPE_CHECKING:
@@ -60,7 +64,8 @@ class ElementEmbeddingStructureFeaturizer(ElementEmbeddingFeaturizer):
     A site holding a ``DummySpecies`` or an element the embedding lacks raises
     :class:`~crysatom_featurizers.embeddings.UnknownElementError` naming the site, the element,
     the embedding and its elements; batch methods with ``ignore_errors=True`` turn only that
-    structure's row into NaN.
+    structure's row into NaN. Inputs must be periodic pymatgen Structures: anything else, a
+    ``Molecule`` included, raises a TypeError.
     """
 
     default_column = "structure"
@@ -89,12 +94,9 @@ class ElementEmbeddingStructureFeaturizer(ElementEmbeddingFeaturizer):
         UnknownElementError
             For a site with a DummySpecies or an element the embedding lacks.
         TypeError
-            When ``structure`` is not a pymatgen Structure.
+            When ``structure`` is not a periodic pymatgen Structure (a Molecule included).
         """
-        from pymatgen.core.structure import SiteCollection
-
-        if not isinstance(structure, SiteCollection):
-            raise TypeError(f"expected a pymatgen Structure, got {type(structure).__name__}")
+        check_structure(structure)
         if len(structure) == 0:
             raise ValueError("structure has no sites")
         embedding = self._resolved().embedding
@@ -126,6 +128,7 @@ class ElementEmbeddingStructureFeaturizer(ElementEmbeddingFeaturizer):
         kind_vectors: list[np.ndarray] = []
         for position, structure in enumerate(entries):
             try:
+                check_structure(structure)
                 n_sites, site_index, z, occupancy, dummy = structure_species_arrays(structure)
                 if n_sites == 0:
                     raise ValueError("structure has no sites")
@@ -203,49 +206,65 @@ class ElementEmbeddingStructureFeaturizer(ElementEmbeddingFeaturizer):
         return keys
 
 
-class CrysAtomStructureFeaturizer(ElementEmbeddingStructureFeaturizer):
-    """:class:`ElementEmbeddingStructureFeaturizer` with CrysAtom vectors (50/100/200 dims)."""
+class _StructurePreset(PresetEmbeddingMixin, ElementEmbeddingStructureFeaturizer):
+    """Base of the structure presets: the generic featurizer without ``embedding``."""
 
-    def __init__(
-        self,
-        embedding: str | ElementEmbedding = "crysatom",
-        dim: int | None = None,
-        stats: Sequence[str] = DEFAULT_STATS,
-    ):
-        super().__init__(embedding=embedding, dim=dim, stats=stats)
+    def __init__(self, *, dim: int | None = None, stats: Sequence[str] = DEFAULT_STATS):
+        super().__init__(embedding=self.preset, dim=dim, stats=stats)
 
 
-class Atom2VecStructureFeaturizer(ElementEmbeddingStructureFeaturizer):
-    """:class:`ElementEmbeddingStructureFeaturizer` with Atom2Vec vectors (50/100/200 dims)."""
+class CrysAtomStructureFeaturizer(_StructurePreset):
+    """:class:`ElementEmbeddingStructureFeaturizer` on the CrysAtom vectors.
 
-    def __init__(
-        self,
-        embedding: str | ElementEmbedding = "atom2vec",
-        dim: int | None = None,
-        stats: Sequence[str] = DEFAULT_STATS,
-    ):
-        super().__init__(embedding=embedding, dim=dim, stats=stats)
+    Always the ``"crysatom"`` embedding: for another one use
+    ``ElementEmbeddingStructureFeaturizer(name)`` or
+    ``ElementEmbeddingStructureFeaturizer.from_preset(name)``.
 
+    Parameters
+    ----------
+    dim : int, optional
+        50, 100 or 200 (``None``: 200).
+    stats : sequence of str, default ("mean", "std_dev", "min", "max", "range")
+        As in :class:`ElementEmbeddingStructureFeaturizer`.
+    """
 
-class SkipAtomStructureFeaturizer(ElementEmbeddingStructureFeaturizer):
-    """:class:`ElementEmbeddingStructureFeaturizer` with SkipAtom vectors (200 dims)."""
-
-    def __init__(
-        self,
-        embedding: str | ElementEmbedding = "skipatom",
-        dim: int | None = None,
-        stats: Sequence[str] = DEFAULT_STATS,
-    ):
-        super().__init__(embedding=embedding, dim=dim, stats=stats)
+    preset = "crysatom"
 
 
-class RandomStructureFeaturizer(ElementEmbeddingStructureFeaturizer):
-    """:class:`ElementEmbeddingStructureFeaturizer` with seeded random normal vectors."""
+class Atom2VecStructureFeaturizer(_StructurePreset):
+    """:class:`ElementEmbeddingStructureFeaturizer` on the Atom2Vec vectors (``"atom2vec"``).
 
-    def __init__(
-        self,
-        embedding: str | ElementEmbedding = "random",
-        dim: int | None = None,
-        stats: Sequence[str] = DEFAULT_STATS,
-    ):
-        super().__init__(embedding=embedding, dim=dim, stats=stats)
+    Parameters
+    ----------
+    dim : int, optional
+        50, 100 or 200 (``None``: 200).
+    stats : sequence of str, default ("mean", "std_dev", "min", "max", "range")
+    """
+
+    preset = "atom2vec"
+
+
+class SkipAtomStructureFeaturizer(_StructurePreset):
+    """:class:`ElementEmbeddingStructureFeaturizer` on the SkipAtom vectors (``"skipatom"``).
+
+    Parameters
+    ----------
+    dim : int, optional
+        200 (the only SkipAtom dimension; ``None`` means it).
+    stats : sequence of str, default ("mean", "std_dev", "min", "max", "range")
+    """
+
+    preset = "skipatom"
+
+
+class RandomStructureFeaturizer(_StructurePreset):
+    """:class:`ElementEmbeddingStructureFeaturizer` on seeded random vectors (``"random"``).
+
+    Parameters
+    ----------
+    dim : int, optional
+        Any positive length (``None``: 200).
+    stats : sequence of str, default ("mean", "std_dev", "min", "max", "range")
+    """
+
+    preset = "random"
