@@ -23,14 +23,8 @@ The checksum is defined by :func:`vectors_checksum`.
 from __future__ import annotations
 
 import copy
-import csv
-import gzip
 import hashlib
-import io
-import json
-import math
 import os
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +38,6 @@ from crysatom_featurizers.chemistry import (
     is_element,
     parse_species,
 )
-from crysatom_featurizers.io import atomic_write_bytes
 
 __all__ = [
     "FILE_FORMAT",
@@ -495,15 +488,9 @@ class ElementEmbedding:
             field, has vectors of the wrong shape, non-finite values, unknown or
             duplicate symbols, or a checksum that does not match its vectors.
         """
-        path = Path(path)
-        raw = _read_bytes(path)
-        try:
-            document = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise EmbeddingFileError(path, f"not UTF-8 text ({exc})") from None
-        except json.JSONDecodeError as exc:
-            raise EmbeddingFileError(path, f"not valid JSON ({exc})") from None
-        return _embedding_from_document(document, path)
+        from .files import read_json_embedding
+
+        return read_json_embedding(Path(path))
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike, name: str | None = None) -> ElementEmbedding:
@@ -530,46 +517,15 @@ class ElementEmbedding:
             cells that are not numbers, non-finite values, or unknown or
             duplicate symbols.
         """
-        path = Path(path)
-        raw = _read_bytes(path)
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise EmbeddingFileError(path, f"not UTF-8 text ({exc})") from None
-        try:
-            rows = [row for row in csv.reader(io.StringIO(text)) if any(c.strip() for c in row)]
-        except csv.Error as exc:
-            raise EmbeddingFileError(path, f"not valid CSV ({exc})") from None
-        if rows and _is_header(rows[0]):
-            rows = rows[1:]
-        if not rows:
-            raise EmbeddingFileError(path, "no data rows")
-        width = len(rows[0])
-        if width < 2:
-            raise EmbeddingFileError(path, "expected an element column followed by >= 1 number")
-        symbols: list[str] = []
-        values = np.empty((len(rows), width - 1), dtype=np.float64)
-        for i, row in enumerate(rows):
-            line = i + 1
-            if len(row) != width:
-                raise EmbeddingFileError(
-                    path, f"wrong shape: data row {line} has {len(row)} cells, expected {width}"
-                )
-            symbols.append(row[0].strip())
-            try:
-                values[i] = [float(cell) for cell in row[1:]]
-            except ValueError:
-                raise EmbeddingFileError(
-                    path, f"data row {line} ({row[0].strip()!r}) has a cell that is not a number"
-                ) from None
-        if name is None:
-            name = path.name.split(".")[0] or "custom"
-        metadata = {"source": f"file {path.name}"}
-        return _construct(path, name, symbols, values, metadata)
+        from .files import read_csv_embedding
+
+        return read_csv_embedding(Path(path), name)
 
     # ------------------------------------------------------------------ saving
     def to_document(self) -> dict[str, Any]:
         """The JSON document written by :meth:`to_json` (plain Python types)."""
+        from .files import jsonable
+
         return {
             "format": FILE_FORMAT,
             "format_version": FILE_FORMAT_VERSION,
@@ -578,7 +534,7 @@ class ElementEmbedding:
             "symbols": list(self.symbols),
             # float32 -> float64 is exact, and Python's float repr round-trips exactly.
             "vectors": self.vectors.astype(np.float64).tolist(),
-            "metadata": _jsonable(self._metadata),
+            "metadata": jsonable(self._metadata),
         }
 
     def to_json(self, path: str | os.PathLike, *, indent: int | None = None) -> Path:
@@ -589,13 +545,9 @@ class ElementEmbedding:
         :class:`~crysatom_featurizers.io.FileWriteError` naming the path and leaves an
         earlier file intact. Returns the path written.
         """
-        path = Path(path)
-        text = json.dumps(self.to_document(), indent=indent, allow_nan=False)
-        data = text.encode("utf-8")
-        if path.suffix == ".gz":
-            data = gzip.compress(data, mtime=0)
-        atomic_write_bytes(path, data)
-        return path
+        from .files import write_json_embedding
+
+        return write_json_embedding(self, Path(path), indent=indent)
 
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Write the embedding as CSV (header ``element,{name}_0,...``).
@@ -604,17 +556,9 @@ class ElementEmbedding:
         Gzip-compressed when the name ends in ``.gz``. Written atomically, as
         :meth:`to_json`. Returns the path written.
         """
-        path = Path(path)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["element", *[f"{self.name}_{i}" for i in range(self.dim)]])
-        for symbol, row in zip(self.symbols, self.vectors.astype(np.float64)):
-            writer.writerow([symbol, *[repr(float(v)) for v in row]])
-        data = buffer.getvalue().encode("utf-8")
-        if path.suffix == ".gz":
-            data = gzip.compress(data, mtime=0)
-        atomic_write_bytes(path, data)
-        return path
+        from .files import write_csv_embedding
+
+        return write_csv_embedding(self, Path(path))
 
     def renamed(self, name: str) -> ElementEmbedding:
         """A copy of this embedding under another name (same vectors and checksum)."""
@@ -631,161 +575,3 @@ def _key_to_symbol(key: Any) -> str | None:
     if type(key).__name__ == "Element" and is_element(symbol):
         return symbol
     return None
-
-
-def _is_header(row: list[str]) -> bool:
-    if not row or not is_element(row[0].strip()):
-        return True
-    for cell in row[1:]:
-        try:
-            float(cell)
-        except ValueError:
-            return True
-    return False
-
-
-def _read_bytes(path: Path) -> bytes:
-    if not path.exists():
-        raise FileNotFoundError(f"element-embedding file not found: {str(path)!r}")
-    try:
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise EmbeddingFileError(path, "is a directory, not a file") from None
-    if data[:2] == b"\x1f\x8b" or path.suffix == ".gz":
-        try:
-            data = gzip.decompress(data)
-        except EOFError:
-            raise EmbeddingFileError(path, "truncated gzip stream (file is incomplete)") from None
-        except (OSError, zlib.error) as exc:
-            raise EmbeddingFileError(path, f"corrupt gzip data ({exc})") from None
-    if not data.strip():
-        raise EmbeddingFileError(path, "file is empty")
-    return data
-
-
-def _construct(
-    path: Path, name: str, symbols: list[str], values: Any, metadata: Mapping[str, Any]
-) -> ElementEmbedding:
-    """Run the constructor's validation, reporting failures against ``path``."""
-    unknown = [s for s in symbols if not isinstance(s, str) or not is_element(s)]
-    if unknown:
-        raise EmbeddingFileError(
-            path,
-            f"unknown element symbols {unknown[:10]} (expected canonical symbols such as 'Fe')",
-        )
-    seen: set[str] = set()
-    duplicates = sorted({s for s in symbols if s in seen or seen.add(s)})
-    if duplicates:
-        raise EmbeddingFileError(path, f"duplicate element symbols {duplicates}")
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim == 2 and not np.isfinite(array).all():
-        bad = [symbols[i] for i in np.flatnonzero(~np.isfinite(array).all(axis=1))]
-        raise EmbeddingFileError(path, f"non-finite values (NaN/inf) in the vectors of {bad}")
-    with np.errstate(over="ignore"):
-        if array.ndim == 2 and not np.isfinite(array.astype(np.float32)).all():
-            raise EmbeddingFileError(path, "values too large for float32")
-    try:
-        return ElementEmbedding(name, symbols, array, metadata)
-    except ValueError as exc:
-        raise EmbeddingFileError(path, str(exc)) from None
-
-
-def _embedding_from_plain_mapping(document: dict, path: Path) -> ElementEmbedding:
-    """A third-party file ``{"vectors": {symbol: [floats]}, ...}`` (no package metadata).
-
-    The name is the file's stem; ``source``, ``license`` and ``dim`` (checked) are kept.
-    """
-    name = path.name.split(".")[0]
-    try:
-        embedding = ElementEmbedding.from_dict(
-            document["vectors"],
-            name=name,
-            metadata={
-                "source": str(document.get("source", path)),
-                "license": str(document.get("license", "unknown")),
-                "file": str(path),
-            },
-        )
-    except (TypeError, ValueError) as exc:
-        raise EmbeddingFileError(path, str(exc)) from None
-    dim = document.get("dim")
-    if dim is not None and dim != embedding.dim:
-        raise EmbeddingFileError(
-            path, f"field 'dim' is {dim!r} but the vectors have length {embedding.dim}"
-        )
-    return embedding
-
-
-def _embedding_from_document(document: Any, path: Path) -> ElementEmbedding:
-    if not isinstance(document, dict):
-        raise EmbeddingFileError(
-            path, f"top level must be a JSON object, got {type(document).__name__}"
-        )
-    if "format" not in document and isinstance(document.get("vectors"), dict):
-        return _embedding_from_plain_mapping(document, path)
-    required = ("format", "format_version", "name", "dim", "symbols", "vectors", "metadata")
-    missing = [key for key in required if key not in document]
-    if missing:
-        raise EmbeddingFileError(path, f"missing fields {missing}")
-    if document["format"] != FILE_FORMAT:
-        raise EmbeddingFileError(
-            path, f"field 'format' is {document['format']!r}, expected {FILE_FORMAT!r}"
-        )
-    if document["format_version"] != FILE_FORMAT_VERSION:
-        raise EmbeddingFileError(
-            path,
-            f"unsupported format_version {document['format_version']!r} "
-            f"(this version reads {FILE_FORMAT_VERSION})",
-        )
-    name, dim, symbols = document["name"], document["dim"], document["symbols"]
-    vectors, metadata = document["vectors"], document["metadata"]
-    if not isinstance(name, str) or not name:
-        raise EmbeddingFileError(path, f"field 'name' must be a non-empty string, got {name!r}")
-    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
-        raise EmbeddingFileError(path, f"field 'dim' must be a positive integer, got {dim!r}")
-    if not isinstance(symbols, list) or not symbols:
-        raise EmbeddingFileError(path, "field 'symbols' must be a non-empty list")
-    if not isinstance(metadata, dict):
-        raise EmbeddingFileError(path, "field 'metadata' must be an object")
-    if not isinstance(vectors, list) or len(vectors) != len(symbols):
-        got = len(vectors) if isinstance(vectors, list) else type(vectors).__name__
-        raise EmbeddingFileError(path, f"wrong shape: {len(symbols)} symbols but {got} vector rows")
-    for symbol, row in zip(symbols, vectors):
-        if not isinstance(row, list) or len(row) != dim:
-            got = len(row) if isinstance(row, list) else type(row).__name__
-            raise EmbeddingFileError(
-                path, f"wrong shape: the vector of {symbol!r} has length {got}, expected dim={dim}"
-            )
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row):
-            raise EmbeddingFileError(path, f"the vector of {symbol!r} holds non-numbers")
-    checksum = metadata.get("checksum")
-    if not isinstance(checksum, str):
-        raise EmbeddingFileError(path, "missing field 'metadata.checksum' (sha256 of the vectors)")
-    embedding_values = np.asarray(vectors, dtype=np.float64)
-    embedding = _construct(path, name, list(symbols), embedding_values, metadata)
-    # The stored checksum covers the file's own row order.
-    actual = vectors_checksum(symbols, embedding_values)
-    if actual != checksum:
-        raise EmbeddingFileError(
-            path,
-            f"checksum mismatch: metadata says {checksum}, the vectors hash to {actual} "
-            "(file edited or corrupted)",
-        )
-    return embedding
-
-
-def _jsonable(value: Any) -> Any:
-    """Convert numpy scalars/arrays inside metadata into plain JSON types."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        value = float(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
