@@ -43,3 +43,21 @@ def test_gnn_extra_present_passes():
     pytest.importorskip("torch")
     deps.require_gnn("CGCNNRegressor")
     assert crysatom_featurizers.CGCNNRegressor.__name__ == "CGCNNRegressor"
+
+
+def test_cli_train_without_gnn_extra_is_one_line(monkeypatch, tmp_path, capsys):
+    from crysatom_featurizers import cli
+
+    real = importlib.import_module
+
+    def fake(name, *args, **kwargs):
+        if name == "torch":
+            raise ModuleNotFoundError("No module named 'torch'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(deps.importlib, "import_module", fake)
+    code = cli.main(["train", str(tmp_path), "-o", str(tmp_path / "m.joblib")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1
+    assert "crysatom train needs the optional GNN dependencies" in err[0]
+    assert not (tmp_path / "m.joblib").exists()

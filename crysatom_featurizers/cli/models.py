@@ -54,9 +54,19 @@ def _training_table(args: argparse.Namespace) -> tuple[InputTable, list[int]]:
     return table, list(range(len(table.frame)))
 
 
+def _require_gnn(command: str) -> None:
+    from crysatom_featurizers.deps import MissingGNNDependencyError, require_gnn
+
+    try:
+        require_gnn(command)
+    except MissingGNNDependencyError as exc:
+        raise CLIError(str(exc)) from None
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
 
+    _require_gnn("crysatom train")
     from crysatom_featurizers.estimators import CGCNNRegressor
 
     output = _check_output_path(args.output, MODEL_SUFFIXES)
@@ -154,6 +164,10 @@ def _load_model(path: str):
         raise CLIError(f"model file {path} does not exist")
     try:
         model = joblib.load(model_path)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("torch", "torch_geometric"):
+            _require_gnn(f"the model in {path}")
+        raise CLIError(f"cannot load model {path}: {short_error(exc)}") from None
     except Exception as exc:
         detail = short_error(exc)
         detail = detail if len(detail) <= 120 else detail[:117] + "..."
