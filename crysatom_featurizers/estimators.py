@@ -36,14 +36,12 @@ from sklearn.utils.validation import check_is_fitted, check_random_state
 
 from crysatom_featurizers.chemistry import element_symbol
 from crysatom_featurizers.embeddings import resolve
+from crysatom_featurizers.graphs import CGCNN_GRAPH
 
 __all__ = ["CGCNNClassifier", "CGCNNRegressor"]
 
 _LR_SCHEDULES = ("constant", "cosine", "step")
 _POOLINGS = ("mean", "sum", "max")
-# Gaussian distance expansion of the graphs (Å), as in CGCNN: centres 0, 0.2, ..., radius.
-_GAUSSIAN_STEP = 0.2
-_GAUSSIAN_WIDTH = 0.2
 # Learning-rate factor at each milestone of the "step" schedule (CGCNN's MultiStepLR gamma).
 _STEP_GAMMA = 0.1
 # Largest Gaussian edge-feature table (bytes) computed once per fit; above it, per batch.
@@ -123,7 +121,7 @@ def _check_graph(g: Any, label: Any, radius: float, max_neighbors: int | None) -
             "crysatom_featurizers.graphs.structures_to_graph or CrystalGraphTransformer"
         )
     edge_attr = getattr(g, "edge_attr", None)
-    n_centres = len(gaussian_centers(0.0, radius, _GAUSSIAN_STEP))
+    n_centres = len(gaussian_centers(0.0, radius, CGCNN_GRAPH.gaussian_step))
     if edge_attr is not None and edge_attr.shape[-1] != n_centres:
         raise _graph_settings_error(
             label,
@@ -319,8 +317,8 @@ class _CGCNNBase(BaseEstimator):
                 pd.Series(column, index=[labels[i] for i in to_build], dtype=object),
                 radius=float(self.radius),
                 max_neighbors=int(self.max_neighbors),
-                gaussian_step=_GAUSSIAN_STEP,
-                gaussian_width=_GAUSSIAN_WIDTH,
+                gaussian_step=CGCNN_GRAPH.gaussian_step,
+                gaussian_width=CGCNN_GRAPH.gaussian_width,
                 expand_edges=False,
                 allow_isolated=bool(self.allow_isolated),
                 n_jobs=workers,
@@ -396,8 +394,8 @@ class _CGCNNBase(BaseEstimator):
             pooling=self.pooling,
             trainable_embeddings=bool(self.trainable_embeddings),
             gaussian_stop=float(self.radius),
-            gaussian_step=_GAUSSIAN_STEP,
-            gaussian_width=_GAUSSIAN_WIDTH,
+            gaussian_step=CGCNN_GRAPH.gaussian_step,
+            gaussian_width=CGCNN_GRAPH.gaussian_width,
         )
 
     def _scheduler(self, optimizer: Any) -> Any:
@@ -632,8 +630,9 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
     pooling : {"mean", "sum", "max"}, default="mean"
         Readout over the sites of a crystal.
     radius : float, default=8.0
-        Neighbour cutoff, Å; also the last Gaussian centre of the distance expansion (centres
-        0, 0.2, ..., radius Å, width 0.2 Å, as in CGCNN).
+        Neighbour cutoff, Å; also the last Gaussian centre of the distance expansion. The
+        Gaussian step and width are those of CGCNN
+        (:data:`~crysatom_featurizers.graphs.CGCNN_GRAPH`).
     max_neighbors : int, default=12
         Nearest neighbours kept per site.
     allow_isolated : bool, default=False
@@ -722,7 +721,8 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
     Graphs passed as ``X`` must come from the same ``radius`` and ``max_neighbors``; a graph
     with a longer edge, more neighbours per site or another number of Gaussian features raises
     a ``ValueError``. Their edge features are recomputed from ``edge_dist``, so the Gaussian
-    expansion is always the estimator's (centres 0, 0.2, ..., radius Å; width 0.2 Å).
+    expansion is always the estimator's (step and width of
+    :data:`~crysatom_featurizers.graphs.CGCNN_GRAPH`, last centre ``radius``).
 
     Examples
     --------
@@ -747,8 +747,8 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
         h_fea_len: int = 128,
         n_h: int = 1,
         pooling: str = "mean",
-        radius: float = 8.0,
-        max_neighbors: int = 12,
+        radius: float = CGCNN_GRAPH.radius,
+        max_neighbors: int = CGCNN_GRAPH.max_neighbors,
         allow_isolated: bool = False,
         epochs: int = 100,
         batch_size: int = 64,
@@ -942,8 +942,8 @@ validation_fraction, patience, device, random_state, num_workers, n_threads, ver
         h_fea_len: int = 128,
         n_h: int = 1,
         pooling: str = "mean",
-        radius: float = 8.0,
-        max_neighbors: int = 12,
+        radius: float = CGCNN_GRAPH.radius,
+        max_neighbors: int = CGCNN_GRAPH.max_neighbors,
         allow_isolated: bool = False,
         epochs: int = 100,
         batch_size: int = 64,

@@ -54,8 +54,10 @@ from torch_geometric.data import Data
 
 __all__ = [
     "PACKED_KEYS",
+    "CGCNN_GRAPH",
     "CrystalGraphTransformer",
     "GraphBatch",
+    "GraphSettings",
     "IsolatedSiteError",
     "PackedGraphs",
     "gaussian_centers",
@@ -73,7 +75,59 @@ class IsolatedSiteError(ValueError):
     """A site has no neighbour within the cutoff radius."""
 
 
-def gaussian_centers(start: float = 0.0, stop: float = 8.0, step: float = 0.2) -> np.ndarray:
+@dataclass(frozen=True)
+class GraphSettings:
+    """Neighbour search and edge features of a CGCNN crystal graph.
+
+    Parameters
+    ----------
+    radius : float, default=8.0
+        Neighbour cutoff, Å. Also the last centre of the Gaussian distance expansion.
+    max_neighbors : int or None, default=12
+        Nearest neighbours kept per site (None: all within ``radius``).
+    gaussian_step : float, default=0.2
+        Spacing of the Gaussian centres ``0, step, ..., radius``, Å.
+    gaussian_width : float, default=0.2
+        Width of each Gaussian, Å.
+
+    The defaults are those of CGCNN (Xie & Grossman, PRL 120, 145301, 2018), also used by
+    CrysAtom pretraining (paper Table 2: r = 8 Å); :data:`CGCNN_GRAPH` holds them.
+    """
+
+    radius: float = 8.0
+    max_neighbors: int | None = 12
+    gaussian_step: float = 0.2
+    gaussian_width: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not self.radius > 0:
+            raise ValueError(f"radius must be positive (Å), got {self.radius!r}")
+        if self.max_neighbors is not None and self.max_neighbors < 1:
+            raise ValueError(f"max_neighbors must be at least 1 or None, got {self.max_neighbors}")
+        if not self.gaussian_step > 0:
+            raise ValueError(f"gaussian step must be positive, got {self.gaussian_step}")
+        if not self.gaussian_width > 0:
+            raise ValueError(f"gaussian width must be positive, got {self.gaussian_width}")
+
+    def centers(self) -> np.ndarray:
+        """Gaussian centres ``0, step, ..., radius`` (Å), see :func:`gaussian_centers`."""
+        return gaussian_centers(0.0, self.radius, self.gaussian_step)
+
+    @property
+    def num_gaussians(self) -> int:
+        """Number of edge features ``G`` (41 for the defaults)."""
+        return len(self.centers())
+
+
+#: The CGCNN graph: 8 Å cutoff, 12 neighbours, Gaussians every 0.2 Å of width 0.2 Å.
+CGCNN_GRAPH = GraphSettings()
+
+
+def gaussian_centers(
+    start: float = 0.0,
+    stop: float = CGCNN_GRAPH.radius,
+    step: float = CGCNN_GRAPH.gaussian_step,
+) -> np.ndarray:
     """Centres ``start, start + step, ..., stop`` (Å) of the Gaussian distance expansion.
 
     The number of centres is ``round((stop - start) / step) + 1`` (41 for the defaults), so the
@@ -100,7 +154,10 @@ def gaussian_centers(start: float = 0.0, stop: float = 8.0, step: float = 0.2) -
 
 
 def gaussian_expand(
-    distances: np.ndarray, centers: np.ndarray, width: float = 0.2, dtype: Any = np.float32
+    distances: np.ndarray,
+    centers: np.ndarray,
+    width: float = CGCNN_GRAPH.gaussian_width,
+    dtype: Any = np.float32,
 ) -> np.ndarray:
     """Expand distances in Gaussians: ``exp(-(d - mu_k)^2 / width^2)``.
 
@@ -300,10 +357,10 @@ def _nearest_edges(
 def structure_to_graph(
     structure: IStructure,
     *,
-    radius: float = 8.0,
-    max_neighbors: int | None = 12,
-    gaussian_step: float = 0.2,
-    gaussian_width: float = 0.2,
+    radius: float = CGCNN_GRAPH.radius,
+    max_neighbors: int | None = CGCNN_GRAPH.max_neighbors,
+    gaussian_step: float = CGCNN_GRAPH.gaussian_step,
+    gaussian_width: float = CGCNN_GRAPH.gaussian_width,
     expand_edges: bool = True,
     allow_isolated: bool = False,
 ) -> Data:
@@ -424,10 +481,10 @@ def _graphs_of_chunk(items: Sequence[Any], labels: Sequence[Any], kwargs: dict) 
 def structures_to_graphs(
     structures: Sequence[IStructure] | pd.Series | pd.DataFrame,
     *,
-    radius: float = 8.0,
-    max_neighbors: int | None = 12,
-    gaussian_step: float = 0.2,
-    gaussian_width: float = 0.2,
+    radius: float = CGCNN_GRAPH.radius,
+    max_neighbors: int | None = CGCNN_GRAPH.max_neighbors,
+    gaussian_step: float = CGCNN_GRAPH.gaussian_step,
+    gaussian_width: float = CGCNN_GRAPH.gaussian_width,
     expand_edges: bool = True,
     allow_isolated: bool = False,
     n_jobs: int | None = 1,
@@ -589,10 +646,10 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        radius: float = 8.0,
-        max_neighbors: int | None = 12,
-        gaussian_step: float = 0.2,
-        gaussian_width: float = 0.2,
+        radius: float = CGCNN_GRAPH.radius,
+        max_neighbors: int | None = CGCNN_GRAPH.max_neighbors,
+        gaussian_step: float = CGCNN_GRAPH.gaussian_step,
+        gaussian_width: float = CGCNN_GRAPH.gaussian_width,
         expand_edges: bool = True,
         allow_isolated: bool = False,
         n_jobs: int | None = 1,

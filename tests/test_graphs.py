@@ -15,7 +15,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from crysatom_featurizers.graphs import (
+    CGCNN_GRAPH,
     CrystalGraphTransformer,
+    GraphSettings,
     IsolatedSiteError,
     PackedGraphs,
     gaussian_centers,
@@ -28,6 +30,35 @@ from crysatom_featurizers.graphs import (
 
 TOL = 1e-5  # Å, distance tolerance for float32 storage
 TIE = 1e-3  # Å, distances closer than this count as ties (symmetric cells, rounded coordinates)
+
+
+def test_graph_settings_are_the_cgcnn_defaults_everywhere():
+    import dataclasses
+    import inspect
+
+    from crysatom_featurizers.estimators import CGCNNRegressor
+    from crysatom_featurizers.nn import CGCNN, GaussianExpansion
+
+    assert CGCNN_GRAPH == GraphSettings(8.0, 12, 0.2, 0.2)
+    assert CGCNN_GRAPH.num_gaussians == 41 == len(CGCNN_GRAPH.centers())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        CGCNN_GRAPH.radius = 6.0
+    for bad in (
+        {"radius": 0.0},
+        {"max_neighbors": 0},
+        {"gaussian_step": -1},
+        {"gaussian_width": 0},
+    ):
+        with pytest.raises(ValueError):
+            GraphSettings(**bad)
+    for fn in (structure_to_graph, CrystalGraphTransformer):
+        params = inspect.signature(fn).parameters
+        assert params["radius"].default == CGCNN_GRAPH.radius
+        assert params["gaussian_width"].default == CGCNN_GRAPH.gaussian_width
+    est = CGCNNRegressor()
+    assert (est.radius, est.max_neighbors) == (CGCNN_GRAPH.radius, CGCNN_GRAPH.max_neighbors)
+    assert GaussianExpansion().num_gaussians == CGCNN_GRAPH.num_gaussians
+    assert CGCNN("cgcnn").distance_expansion.width == CGCNN_GRAPH.gaussian_width
 
 
 def reference_neighbors(structure: Structure, radius: float = 8.0, max_neighbors: int = 12):

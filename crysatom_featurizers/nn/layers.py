@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
 from crysatom_featurizers.chemistry import element_symbol
+from crysatom_featurizers.graphs import CGCNN_GRAPH, gaussian_centers
 
 __all__ = ["CGCNNConv", "ElementEmbeddingLayer", "GaussianExpansion", "uniform_neighbors"]
 
@@ -19,7 +20,8 @@ class GaussianExpansion(nn.Module):
     """Expand distances in Gaussians: ``exp(-(d - mu_k)^2 / width^2)``.
 
     The centres are ``start, start + step, ..., stop`` (Å), identical to the ones used by
-    :func:`crysatom_featurizers.graphs.structure_to_graph` (41 for the defaults).
+    :func:`crysatom_featurizers.graphs.structure_to_graph`; the defaults are those of
+    :data:`crysatom_featurizers.graphs.CGCNN_GRAPH` (41 centres).
 
     Parameters
     ----------
@@ -34,11 +36,13 @@ class GaussianExpansion(nn.Module):
     """
 
     def __init__(
-        self, start: float = 0.0, stop: float = 8.0, step: float = 0.2, width: float = 0.2
+        self,
+        start: float = 0.0,
+        stop: float = CGCNN_GRAPH.radius,
+        step: float = CGCNN_GRAPH.gaussian_step,
+        width: float = CGCNN_GRAPH.gaussian_width,
     ) -> None:
         super().__init__()
-        from crysatom_featurizers.graphs import gaussian_centers
-
         if width <= 0:
             raise ValueError(f"gaussian width must be positive, got {width}")
         centers = torch.as_tensor(gaussian_centers(start, stop, step), dtype=torch.float32)

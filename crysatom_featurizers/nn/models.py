@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
 
+from crysatom_featurizers.graphs import CGCNN_GRAPH
 from crysatom_featurizers.nn.encoder import CGCNNEncoder
 from crysatom_featurizers.nn.layers import ElementEmbeddingLayer, GaussianExpansion
 
@@ -50,7 +51,8 @@ class CGCNN(nn.Module):
         Dropout after the first hidden layer (CGCNN uses it for classification).
     gaussian_stop, gaussian_step, gaussian_width : float
         Distance expansion (Å) used when a batch has only ``edge_dist``; the number of
-        centres is the edge feature size the convolutions expect.
+        centres is the edge feature size the convolutions expect. The defaults are those of
+        :data:`~crysatom_featurizers.graphs.CGCNN_GRAPH`.
     batch_norm : bool
         Use the two batch norms of each convolution.
 
@@ -72,9 +74,9 @@ class CGCNN(nn.Module):
         embedding_dim: int | None = None,
         trainable_embeddings: bool = False,
         dropout: float = 0.0,
-        gaussian_stop: float = 8.0,
-        gaussian_step: float = 0.2,
-        gaussian_width: float = 0.2,
+        gaussian_stop: float = CGCNN_GRAPH.radius,
+        gaussian_step: float = CGCNN_GRAPH.gaussian_step,
+        gaussian_width: float = CGCNN_GRAPH.gaussian_width,
         batch_norm: bool = True,
     ) -> None:
         super().__init__()
