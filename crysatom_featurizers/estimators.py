@@ -36,7 +36,7 @@ from sklearn.utils.validation import check_is_fitted, check_random_state
 
 from crysatom_featurizers.chemistry import element_symbol
 from crysatom_featurizers.embeddings import resolve
-from crysatom_featurizers.graphs import CGCNN_GRAPH
+from crysatom_featurizers.graphs import CGCNN_GRAPH, gaussian_centers
 
 __all__ = ["CGCNNClassifier", "CGCNNRegressor"]
 
@@ -55,9 +55,9 @@ _MAX_EXPANDED_EDGE_BYTES = 512 * 2**20
 
 def _items_and_labels(X: Any) -> tuple[list[Any], list[Any]]:
     """Items of ``X`` with their row labels (index labels for pandas, positions otherwise)."""
-    from crysatom_featurizers.graphs import _iter_structures
+    from crysatom_featurizers.graphs import iter_structures
 
-    return _iter_structures(X, "X", " or of crystal graphs from CrystalGraphTransformer")
+    return iter_structures(X, "X", " or of crystal graphs from CrystalGraphTransformer")
 
 
 def _with_validation_rows(X: Any, y: Any, X_val: Any, y_val: Any) -> tuple[Any, Any, int]:
@@ -112,8 +112,6 @@ def _graph_settings_error(label: Any, detail: str, radius: float, max_neighbors:
 def _check_graph(g: Any, label: Any, radius: float, max_neighbors: int | None) -> None:
     """Reject graphs built with other neighbour settings than the estimator's."""
     import torch
-
-    from crysatom_featurizers.graphs import gaussian_centers
 
     if getattr(g, "edge_index", None) is None or getattr(g, "edge_dist", None) is None:
         raise ValueError(

@@ -61,6 +61,19 @@ def test_graph_settings_are_the_cgcnn_defaults_everywhere():
     assert CGCNN("cgcnn").distance_expansion.width == CGCNN_GRAPH.gaussian_width
 
 
+def test_graph_settings_and_estimator_parameters_load_without_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from crysatom_featurizers.graphs import CGCNN_GRAPH; "
+        "from crysatom_featurizers.estimators import CGCNNRegressor; "
+        "CGCNNRegressor().get_params(); sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def reference_neighbors(structure: Structure, radius: float = 8.0, max_neighbors: int = 12):
     """CGCNN-style reference: get_all_neighbors, Python sort by distance, truncate."""
     out = []
@@ -103,7 +116,7 @@ def test_neighbours_match_reference(name, request):
 def test_two_stage_search_matches_reference(fe2o3, monkeypatch, margin):
     # The first search radius shrinks with the margin; small margins force the second,
     # full-radius search for many sites, large ones make the first search use the full radius.
-    import crysatom_featurizers.graphs as graphs_module
+    import crysatom_featurizers.graphs.build as graphs_module
 
     monkeypatch.setattr(graphs_module, "_SEARCH_MARGIN", margin)
     assert_matches_reference(fe2o3)
