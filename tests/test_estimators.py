@@ -441,11 +441,11 @@ def test_isolated_sites_raise_unless_allowed(data):
 
 
 def test_edge_expansion_computed_once_or_per_batch_agree(data, fitted, monkeypatch):
-    import crysatom_featurizers.estimators as estimators
+    import crysatom_featurizers.nn.train as train
 
     X, _ = data
     expected = fitted.predict(X)
-    monkeypatch.setattr(estimators, "_MAX_EXPANDED_EDGE_BYTES", 0)
+    monkeypatch.setattr(train, "MAX_EXPANDED_EDGE_BYTES", 0)
     np.testing.assert_allclose(fitted.predict(X), expected, rtol=1e-6, atol=1e-7)
 
 
