@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 from crysatom_featurizers.graphs import (
     CGCNN_GRAPH,
     CrystalGraphTransformer,
+    GraphBatch,
     GraphSettings,
     IsolatedSiteError,
     PackedGraphs,
@@ -417,3 +418,11 @@ def test_packed_batch_matches_pyg_batch(request):
     assert packed.batch(np.array([], dtype=int)).num_graphs == 0
     with pytest.raises(ValueError, match="missing"):
         PackedGraphs({"rows": torch.zeros(1)})
+    # the transformer's output batches the same way, without PyG's collation
+    whole = GraphBatch.from_graphs(
+        CrystalGraphTransformer(expand_edges=False).transform(structures)
+    )
+    ref = Batch.from_data_list(graphs[:4])
+    for key in ("z", "species_z", "species_site_index", "edge_index", "batch", "ptr"):
+        assert torch.equal(getattr(whole, key), getattr(ref, key).long()), key
+    torch.testing.assert_close(whole.edge_dist, ref.edge_dist.float())

@@ -57,6 +57,15 @@ class GraphBatch:
     rows: torch.Tensor | None = None  # Long[B]
     edge_attr: torch.Tensor | None = None  # Float[E, G], precomputed Gaussian expansion
 
+    @classmethod
+    def from_graphs(cls, graphs: Sequence[Data]) -> GraphBatch:
+        """One batch of all ``graphs`` (e.g. the output of
+        :class:`~crysatom_featurizers.graphs.CrystalGraphTransformer`), in order.
+
+        Only ``edge_dist`` is kept of the edge features; models expand it themselves.
+        """
+        return PackedGraphs.from_graphs(graphs).batch(torch.arange(len(graphs)))
+
     @property
     def num_nodes(self) -> int:
         return int(self.z.numel())

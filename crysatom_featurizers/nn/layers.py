@@ -147,7 +147,7 @@ class ElementEmbeddingLayer(nn.Module):
         )
 
     def forward(self, data: Any) -> Tensor:
-        """Return ``Float[N, dim]`` node vectors for a ``Data`` or ``Batch``.
+        """Return ``Float[N, dim]`` node vectors for a ``GraphBatch``, ``Data`` or ``Batch``.
 
         Uses ``species_z``, ``species_weight`` and ``species_site_index`` when present, else
         ``z`` (one species per site with weight 1).

@@ -58,8 +58,11 @@ class CGCNN(nn.Module):
 
     Notes
     -----
-    ``forward`` uses the batch's ``edge_attr`` when present and otherwise expands
-    ``edge_dist`` itself. Batching is left to ``torch_geometric.loader.DataLoader``.
+    ``forward`` takes a :class:`~crysatom_featurizers.graphs.GraphBatch` (the package batches
+    crystal graphs with :class:`~crysatom_featurizers.graphs.PackedGraphs` or
+    :meth:`GraphBatch.from_graphs <crysatom_featurizers.graphs.GraphBatch.from_graphs>`), or a
+    PyG ``Data``/``Batch`` with the same attributes. It uses the batch's ``edge_attr`` when
+    present and otherwise expands ``edge_dist`` itself.
     """
 
     def __init__(
@@ -128,7 +131,8 @@ class CGCNN(nn.Module):
         return _POOLS[self.pooling](node_embeddings, index, size)
 
     def forward(self, batch: Any) -> Tensor:
-        """Predictions ``Float[B, n_targets]`` for a ``Batch`` (or a single ``Data``)."""
+        """Predictions ``Float[B, n_targets]`` for a ``GraphBatch`` or ``Batch`` (or one
+        ``Data``)."""
         crystal = self.pool(batch, self.encode(batch))
         h = F.softplus(self.conv_to_fc(F.softplus(crystal)))
         h = self.dropout(h)
