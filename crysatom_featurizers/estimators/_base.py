@@ -13,7 +13,6 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
-from crysatom_featurizers.chemistry import element_symbol
 from crysatom_featurizers.embeddings import resolve
 from crysatom_featurizers.graphs import CGCNN_GRAPH, gaussian_centers
 
@@ -246,23 +245,21 @@ class _CGCNNBase(BaseEstimator):
         import torch
 
         from crysatom_featurizers.graphs import PackedGraphs
+        from crysatom_featurizers.nn import check_covered
 
         graphs, labels = self._graphs_of(X, for_fit=for_fit)
         packed = PackedGraphs.from_graphs(graphs)
-        z = packed.tensors["species_z"].long()
-        covered_t = torch.from_numpy(np.array(covered, dtype=bool))
-        z_in = z.clamp(0, covered_t.numel() - 1)
-        bad = (z != z_in) | ~covered_t[z_in]
-        if bool(bad.any()):
-            first = int(torch.nonzero(bad)[0, 0])
-            row = int(torch.searchsorted(packed.species_start, first, right=True)) - 1
-            missing = sorted({int(v) for v in z[bad].tolist()})
-            raise ValueError(
-                f"the structure at row {labels[row]!r} contains {element_symbol(int(z[first]), strict=False)}, "
-                f"which the {embedding_name!r} embedding does not cover (elements missing "
-                f"from it in X: {', '.join(element_symbol(v, strict=False) for v in missing)}); choose "
-                "atom_features that cover them or drop these structures"
-            )
+
+        def where(entry: int) -> str:
+            row = int(torch.searchsorted(packed.species_start, entry, right=True)) - 1
+            return f"the structure at row {labels[row]!r}"
+
+        check_covered(
+            packed.tensors["species_z"].long(),
+            torch.from_numpy(np.array(covered, dtype=bool)),
+            embedding_name,
+            where,
+        )
         return packed, labels
 
     def _check_y(self, y: Any, n: int) -> np.ndarray:

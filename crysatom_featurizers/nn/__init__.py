@@ -11,6 +11,7 @@ from crysatom_featurizers.nn.layers import (
     CGCNNConv,
     ElementEmbeddingLayer,
     GaussianExpansion,
+    check_covered,
     uniform_neighbors,
 )
 from crysatom_featurizers.nn.models import CGCNN
@@ -22,6 +23,7 @@ __all__ = [
     "CGCNNEncoder",
     "ElementEmbeddingLayer",
     "GaussianExpansion",
+    "check_covered",
     "uniform_neighbors",
     # pretraining heads and SSL losses (CrysAtom Section 3.2)
     "ConnectivityReconstructionHead",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,59 @@ from torch_geometric.nn import MessagePassing
 from crysatom_featurizers.chemistry import element_symbol
 from crysatom_featurizers.graphs import CGCNN_GRAPH, gaussian_centers
 
-__all__ = ["CGCNNConv", "ElementEmbeddingLayer", "GaussianExpansion", "uniform_neighbors"]
+__all__ = [
+    "CGCNNConv",
+    "ElementEmbeddingLayer",
+    "GaussianExpansion",
+    "check_covered",
+    "uniform_neighbors",
+]
+
+
+def _uncovered(atomic_numbers: Tensor, covered: Tensor) -> Tensor:
+    """``Bool`` mask of the atomic numbers outside the ``covered`` table."""
+    z_in = atomic_numbers.clamp(0, covered.numel() - 1)
+    return (atomic_numbers != z_in) | ~covered[z_in]
+
+
+def check_covered(
+    species_z: Tensor,
+    covered: Tensor,
+    embedding_name: str,
+    where: Callable[[int], str] | None = None,
+) -> None:
+    """Raise if an element of ``species_z`` has no vector in the embedding.
+
+    Parameters
+    ----------
+    species_z : LongTensor
+        Atomic numbers (e.g. the ``species_z`` of a graph, batch or packed set).
+    covered : BoolTensor
+        ``covered[z]`` is True when the embedding has a vector for atomic number ``z``.
+    embedding_name : str
+        Name of the embedding, for the message.
+    where : callable, optional
+        ``where(i)`` describes the crystal of entry ``i`` of ``species_z`` for the message
+        (e.g. ``"the structure at row 3"``); default ``"the graph"``.
+
+    Raises
+    ------
+    ValueError
+        Naming the first uncovered element, its crystal and every uncovered element present.
+    """
+    z = species_z.reshape(-1)
+    bad = _uncovered(z, covered)
+    if not bool(bad.any()):
+        return
+    first = int(torch.nonzero(bad)[0, 0])
+    symbol = element_symbol(int(z[first]), strict=False)
+    missing = ", ".join(element_symbol(v, strict=False) for v in torch.unique(z[bad]).tolist())
+    place = "the graph" if where is None else where(first)
+    raise ValueError(
+        f"{place} contains {symbol}, which the {embedding_name!r} embedding does not cover "
+        f"(uncovered elements present: {missing}); choose an embedding that covers them or "
+        "drop these structures"
+    )
 
 
 class GaussianExpansion(nn.Module):
@@ -124,27 +177,19 @@ class ElementEmbeddingLayer(nn.Module):
     def missing_elements(self, atomic_numbers: Tensor) -> list[str]:
         """Symbols of the atomic numbers in ``atomic_numbers`` that the table does not cover."""
         z = atomic_numbers.reshape(-1)
-        out_of_range = (z < 0) | (z >= self.covered.numel())
-        z_in = z.clamp(0, self.covered.numel() - 1)
-        bad = out_of_range | ~self.covered[z_in]
+        bad = _uncovered(z, self.covered)
         return [element_symbol(v, strict=False) for v in torch.unique(z[bad]).tolist()]
 
-    def _check(self, species_z: Tensor, site_index: Tensor, data: Any) -> None:
-        z_in = species_z.clamp(0, self.covered.numel() - 1)
-        bad = (species_z != z_in) | ~self.covered[z_in]
-        if not bool(bad.any()):
-            return
-        first = int(torch.nonzero(bad)[0, 0])
-        symbol = element_symbol(int(species_z[first]), strict=False)
-        where = ""
+    def check(self, species_z: Tensor, site_index: Tensor, data: Any = None) -> None:
+        """:func:`check_covered` on the entries of a graph or batch (``data``, for the message)."""
         batch = getattr(data, "batch", None)
+        where = None
         if batch is not None:
-            where = f" (graph {int(batch[site_index[first]])} of the batch)"
-        missing = ", ".join(self.missing_elements(species_z))
-        raise ValueError(
-            f"element {symbol}{where} is not covered by the {self.embedding_name!r} embedding "
-            f"(missing: {missing}); choose an embedding that covers it or drop the structure"
-        )
+
+            def where(entry: int) -> str:
+                return f"graph {int(batch[site_index[entry]])} of the batch"
+
+        check_covered(species_z, self.covered, self.embedding_name, where)
 
     def forward(self, data: Any) -> Tensor:
         """Return ``Float[N, dim]`` node vectors for a ``GraphBatch``, ``Data`` or ``Batch``.
@@ -160,7 +205,7 @@ class ElementEmbeddingLayer(nn.Module):
         else:
             site_index = data.species_site_index
             weight = data.species_weight
-        self._check(species_z, site_index, data)
+        self.check(species_z, site_index, data)
         vectors = self.weight[species_z]
         if weight is None:
             return vectors
