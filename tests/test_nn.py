@@ -285,3 +285,14 @@ def test_cgcnn_learns_a_toy_target(toy_embedding, graphs):
         optimiser.step()
         first = loss.item() if first is None else first
     assert loss.item() < 0.1 * first
+
+
+def test_cgcnn_dim_and_deprecated_embedding_dim():
+    model = CGCNN("random", dim=8, atom_fea_len=4, n_conv=1)
+    assert model.embedding.dim == 8
+    with pytest.warns(FutureWarning, match="embedding_dim is deprecated"):
+        old = CGCNN("random", embedding_dim=8, atom_fea_len=4, n_conv=1)
+    assert old.embedding.dim == 8
+    torch.testing.assert_close(old.embedding.weight, model.embedding.weight)
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="pass only dim"):
+        CGCNN("random", dim=4, embedding_dim=8)

@@ -279,7 +279,8 @@ class BenchConfig:
                 raise ValueError(f"experiment_properties[{exp!r}] names unknown {missing}")
         from crysatom_featurizers.estimators import CGCNNRegressor
 
-        allowed = set(CGCNNRegressor().get_params()) - {"atom_features", "random_state"}
+        embedding_keys = {"embedding", "dim", "atom_features"}
+        allowed = set(CGCNNRegressor().get_params()) - embedding_keys - {"random_state"}
         wrong = sorted(set(self.cgcnn) - allowed)
         if wrong:
             raise ValueError(f"cgcnn keys {wrong} are not CGCNNRegressor parameters")
@@ -1126,7 +1127,7 @@ class Benchmark:
         from crysatom_featurizers.estimators import CGCNNRegressor
 
         # every embedding and seed is selected on the same, fixed validation crystals
-        model = CGCNNRegressor(atom_features=emb, random_state=seed, **params)
+        model = CGCNNRegressor(embedding=emb, random_state=seed, **params)
         if not val:  # no validation crystals: the last epoch is kept
             model.set_params(validation_fraction=0)
         t0 = time.perf_counter()

@@ -3,9 +3,12 @@ predict around :func:`crysatom_featurizers.nn.train.train_model` (not public API
 
 from __future__ import annotations
 
+import inspect
 import io
 import numbers
+import os
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -61,6 +64,11 @@ def _with_validation_rows(X: Any, y: Any, X_val: Any, y_val: Any) -> tuple[Any, 
         )
     merged = pd.Series(column, index=pd.Index(index, dtype=object), dtype=object)
     return merged, np.concatenate([y_arr, yv_arr]), len(v_items)
+
+
+def _same_spec(a: Any, b: Any) -> bool:
+    """Whether two embedding specs are equal strings or paths (objects compare by identity)."""
+    return isinstance(a, (str, os.PathLike)) and isinstance(b, (str, os.PathLike)) and a == b
 
 
 def _type_name(obj: Any) -> str:
@@ -195,6 +203,28 @@ class _CGCNNBase(BaseEstimator):
         if self.num_workers is not None and self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers!r}")
 
+    def _embedding_spec(self) -> tuple[Any, str]:
+        """``embedding``, or the deprecated ``atom_features`` (with a FutureWarning), and the
+        name of the parameter it came from."""
+        old = getattr(self, "atom_features", None)
+        if old is None:
+            return self.embedding, "embedding"
+        warnings.warn(
+            "atom_features is deprecated and will be removed in the next release; use "
+            "embedding= (a name, 'name:dim', a vector file or an ElementEmbedding) and dim=",
+            FutureWarning,
+            stacklevel=4,
+        )
+        default = inspect.signature(type(self).__init__).parameters["embedding"].default
+        if not (self.embedding is old or _same_spec(self.embedding, old)) and not (
+            isinstance(self.embedding, str) and self.embedding == default
+        ):
+            raise ValueError(
+                f"both embedding={self.embedding!r} and its deprecated alias "
+                f"atom_features={old!r} are given; pass only embedding"
+            )
+        return old, "atom_features"
+
     def _graphs_of(self, X: Any, *, for_fit: bool) -> tuple[list[Any], list[Any]]:
         """Graphs of ``X`` (built here from Structures, or taken as given) and row labels."""
         from pymatgen.core import IStructure
@@ -322,7 +352,8 @@ class _CGCNNBase(BaseEstimator):
         if (X_val is None) != (y_val is None):
             raise ValueError("X_val and y_val must be given together")
         self._check_params(given_validation=X_val is not None)
-        embedding = resolve(self.atom_features, param="atom_features")
+        spec, param = self._embedding_spec()
+        embedding = resolve(spec, self.dim, param=param)
         _, covered = embedding.lookup_table()
         emb_name = str(getattr(embedding, "name", "custom"))
 

@@ -24,9 +24,10 @@ class CGCNNClassifier(ClassifierMixin, _CGCNNBase):
 
     Parameters
     ----------
-    atom_features, trainable_embeddings, atom_fea_len, n_conv, h_fea_len, n_h, pooling, radius, \
+    embedding, dim, trainable_embeddings, atom_fea_len, n_conv, h_fea_len, n_h, pooling, radius, \
 max_neighbors, allow_isolated, epochs, batch_size, lr, weight_decay, lr_schedule, lr_milestones, \
-validation_fraction, patience, device, random_state, num_workers, n_threads, verbose
+validation_fraction, patience, device, random_state, num_workers, n_threads, verbose, \
+atom_features
         As in :class:`CGCNNRegressor`. The validation split is stratified when every class has
         at least two members.
     class_weight : dict, "balanced" or None, default=None
@@ -51,7 +52,7 @@ validation_fraction, patience, device, random_state, num_workers, n_threads, ver
     >>> from crysatom_featurizers.estimators import CGCNNClassifier
     >>> X = [Structure(Lattice.cubic(a), [m, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     ...      for a, m in [(2.6, "Mg"), (2.9, "Ca"), (2.6, "Ni"), (3.1, "Sr")]]
-    >>> clf = CGCNNClassifier(atom_features="cgcnn", epochs=2, validation_fraction=0,
+    >>> clf = CGCNNClassifier(embedding="cgcnn", epochs=2, validation_fraction=0,
     ...                       random_state=0).fit(X, ["small", "large", "small", "large"])
     >>> clf.predict_proba(X).shape
     (4, 2)
@@ -62,7 +63,8 @@ validation_fraction, patience, device, random_state, num_workers, n_threads, ver
 
     def __init__(
         self,
-        atom_features: Any = "crysatom",
+        embedding: Any = "crysatom",
+        dim: int | None = None,
         trainable_embeddings: bool = False,
         atom_fea_len: int = 64,
         n_conv: int = 3,
@@ -86,8 +88,10 @@ validation_fraction, patience, device, random_state, num_workers, n_threads, ver
         num_workers: int = 0,
         n_threads: int | None = None,
         verbose: int = 0,
+        atom_features: Any = None,
     ) -> None:
-        self.atom_features = atom_features
+        self.embedding = embedding
+        self.dim = dim
         self.trainable_embeddings = trainable_embeddings
         self.atom_fea_len = atom_fea_len
         self.n_conv = n_conv
@@ -111,6 +115,7 @@ validation_fraction, patience, device, random_state, num_workers, n_threads, ver
         self.num_workers = num_workers
         self.n_threads = n_threads
         self.verbose = verbose
+        self.atom_features = atom_features
 
     def _check_y(self, y: Any, n: int) -> np.ndarray:
         arr = y.to_numpy() if isinstance(y, (pd.Series, pd.Index)) else np.asarray(y)

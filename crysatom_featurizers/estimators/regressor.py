@@ -24,11 +24,15 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
 
     Parameters
     ----------
-    atom_features : str or ElementEmbedding, default="crysatom"
+    embedding : str, path or ElementEmbedding, default="crysatom"
         Input node vectors: a registry name (``"crysatom"``, ``"cgcnn"``, ``"skipatom"``,
         ``"atom2vec"``, ``"random"``, ``"onehot"``, ...), ``"name:dim"`` (e.g.
-        ``"crysatom:100"``), or an :class:`~crysatom_featurizers.embeddings.ElementEmbedding`.
-        The default is the 200-dimensional CrysAtom embedding.
+        ``"crysatom:100"``), the path of a vector file, or an
+        :class:`~crysatom_featurizers.embeddings.ElementEmbedding`; anything
+        :func:`crysatom_featurizers.embeddings.resolve` accepts. The default is the
+        200-dimensional CrysAtom embedding.
+    dim : int, optional
+        Dimension of a registry embedding (as ``"name:dim"``; give it once).
     trainable_embeddings : bool, default=False
         Fine-tune the element vectors. They are frozen by default, as in the CrysAtom paper.
     atom_fea_len : int, default=64
@@ -96,6 +100,9 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
     verbose : int, default=0
         ``1``: a tqdm bar over epochs with the live loss and MAE; ``2``: also a progress bar
         for the graph construction. ``0``: silent.
+    atom_features : str or ElementEmbedding, optional
+        Deprecated alias of ``embedding`` (a ``FutureWarning`` at ``fit``; removed in the next
+        release). Giving both with different values is an error.
 
     Attributes
     ----------
@@ -142,7 +149,7 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
     >>> from crysatom_featurizers.estimators import CGCNNRegressor
     >>> X = [Structure(Lattice.cubic(a), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     ...      for a in (4.0, 4.1, 4.2)]  # CsCl-type cells, edge a in Å
-    >>> model = CGCNNRegressor(atom_features="cgcnn", epochs=2, validation_fraction=0,
+    >>> model = CGCNNRegressor(embedding="cgcnn", epochs=2, validation_fraction=0,
     ...                        random_state=0).fit(X, [4.0, 4.1, 4.2])
     >>> model.predict(X).shape
     (3,)
@@ -152,7 +159,8 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
 
     def __init__(
         self,
-        atom_features: Any = "crysatom",
+        embedding: Any = "crysatom",
+        dim: int | None = None,
         trainable_embeddings: bool = False,
         atom_fea_len: int = 64,
         n_conv: int = 3,
@@ -176,8 +184,10 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
         num_workers: int = 0,
         n_threads: int | None = None,
         verbose: int = 0,
+        atom_features: Any = None,
     ) -> None:
-        self.atom_features = atom_features
+        self.embedding = embedding
+        self.dim = dim
         self.trainable_embeddings = trainable_embeddings
         self.atom_fea_len = atom_fea_len
         self.n_conv = n_conv
@@ -201,6 +211,7 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
         self.num_workers = num_workers
         self.n_threads = n_threads
         self.verbose = verbose
+        self.atom_features = atom_features
 
     def _check_y(self, y: Any, n: int) -> np.ndarray:
         try:
