@@ -535,6 +535,14 @@ def test_classifier_hashable_labels_class_weight_and_cv(data):
         CGCNNClassifier(**{**TINY, "class_weight": {7: 2.0}}).fit(X, three)
 
 
+def test_classifier_rejects_continuous_labels(data):
+    X, y = data
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        CGCNNClassifier(**TINY).fit(X, y)  # volumes per atom, not classes
+    clf = CGCNNClassifier(**{**TINY, "epochs": 1}).fit(X, (y > np.median(y)).astype(float))
+    assert clf.classes_.tolist() == [0.0, 1.0]  # integral floats are classes
+
+
 def test_classifier_needs_two_classes(data):
     X, _ = data
     with pytest.raises(ValueError, match="at least 2 classes"):

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.multiclass import check_classification_targets
 
 from crysatom_featurizers.estimators._base import _CGCNNBase
 from crysatom_featurizers.graphs import CGCNN_GRAPH
@@ -145,6 +146,9 @@ atom_features
                 f"y contains missing (NaN/None) or infinite labels at {rows.size} row(s) (first "
                 f"positions: {rows[:5].tolist()})"
             )
+        if arr.dtype.kind in "biufc":
+            # numeric labels must be classes: continuous values raise, as in scikit-learn
+            check_classification_targets(arr)
         encoder = LabelEncoder()
         try:
             codes = encoder.fit_transform(arr)

@@ -275,9 +275,9 @@ class CGCNNConv(MessagePassing):
             :func:`uniform_neighbors`). Centre gathers and the neighbour sum then become
             reshapes: same result, about a quarter less time on CPU.
         """
-        # Same result as ``propagate`` with :meth:`message`, computed faster: the Linear on
-        # [x_i, x_j, e_ij] is split by input blocks, so the node blocks are multiplied once
-        # per node instead of once per edge (about 12x fewer rows) before the gather.
+        # The Linear on [x_i, x_j, e_ij] of the class docstring, split by input blocks: the
+        # node blocks are multiplied once per node instead of once per edge (about 12x fewer
+        # rows) before the gather. Same result as concatenating per edge.
         d = self.channels
         n = x.shape[0]
         weight = self.lin.weight
@@ -298,12 +298,6 @@ class CGCNNConv(MessagePassing):
             summed = messages.view(n, neighbors_per_node, d).sum(1)
         out = x + self.bn_sum(summed)
         return F.softplus(out) if self.outer_softplus else out
-
-    def message(self, x_i: Tensor, x_j: Tensor, edge_attr: Tensor) -> Tensor:
-        z = self.lin(torch.cat([x_i, x_j, edge_attr], dim=-1))
-        z = self.bn_message(z)
-        gate, core = z.chunk(2, dim=-1)
-        return torch.sigmoid(gate) * F.softplus(core)
 
     def __repr__(self) -> str:
         return (
