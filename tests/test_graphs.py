@@ -75,6 +75,16 @@ def test_graph_settings_and_estimator_parameters_load_without_torch():
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def test_transformer_output_is_not_tabular(small_structures):
+    """A list of graphs has no columns: no feature names and no set_output, as scikit-learn
+    expects of a transformer with non-tabular output."""
+    transformer = CrystalGraphTransformer()
+    assert not hasattr(transformer, "get_feature_names_out")
+    assert not hasattr(transformer, "set_output")
+    graphs = transformer.fit_transform(small_structures[:2])
+    assert isinstance(graphs, list) and len(graphs) == 2
+
+
 def reference_neighbors(structure: Structure, radius: float = 8.0, max_neighbors: int = 12):
     """CGCNN-style reference: get_all_neighbors, Python sort by distance, truncate."""
     out = []

@@ -44,6 +44,15 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
     n_edge_features_ : int
         Number of edge features (Gaussian centres) of the produced graphs, set by ``fit``.
 
+    Notes
+    -----
+    ``transform`` returns a list of graphs, not a feature matrix: there are no output columns
+    to name, so the transformer has no ``get_feature_names_out`` and no ``set_output`` (as
+    for other scikit-learn transformers with non-tabular output). Use it as the step before
+    :class:`~crysatom_featurizers.estimators.CGCNNRegressor` or
+    :class:`~crysatom_featurizers.estimators.CGCNNClassifier`, or batch its output with
+    :meth:`GraphBatch.from_graphs <crysatom_featurizers.graphs.GraphBatch.from_graphs>`.
+
     Examples
     --------
     >>> from pymatgen.core import Lattice, Structure
