@@ -14,7 +14,9 @@ instead when the table would exceed 512 MiB). A mini-batch is then gathered with
 vectorised index operations instead of collating ``Data`` objects one by one, so an epoch
 costs little more than the forward and backward passes. The optimiser is Adam (CrysAtom paper,
 Table 2, middle block); see the ``lr`` parameter for how this relates to the original CGCNN
-defaults.
+defaults. The epochs themselves run in :func:`crysatom_featurizers.nn.train.train_model`; this
+package holds the scikit-learn surface (parameters, input and target checks, ``fit``,
+``predict``).
 """
 
 from crysatom_featurizers.estimators.classifier import CGCNNClassifier
