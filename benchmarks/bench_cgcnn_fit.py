@@ -414,7 +414,7 @@ def accuracy_spread(args, atom_features, structures, y, split, datasets) -> dict
 
 def our_params(args, atom_features) -> dict:
     return dict(
-        atom_features=atom_features,
+        embedding=atom_features,
         **ARCH,
         epochs=args.epochs,
         batch_size=args.batch_size,

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
             (
                 "cgcnn",
                 CGCNNRegressor(
-                    atom_features=embedding,
+                    embedding=embedding,
                     n_conv=2,
                     h_fea_len=32,
                     epochs=args.epochs,

@@ -70,7 +70,7 @@ def make_model(kind: str, embedding: str, epochs: int):
     from crysatom_featurizers.estimators import CGCNNRegressor
 
     return CGCNNRegressor(
-        atom_features=embedding,
+        embedding=embedding,
         atom_fea_len=32,
         n_conv=2,
         h_fea_len=32,

@@ -423,7 +423,7 @@ def test_predict_reports_uncovered_element_row(tmp_path, capsys, cif_folder):
     from crysatom_featurizers.estimators import CGCNNRegressor
 
     model = CGCNNRegressor(
-        atom_features="skipatom",
+        embedding="skipatom",
         atom_fea_len=8,
         h_fea_len=8,
         n_conv=1,

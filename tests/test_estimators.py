@@ -24,7 +24,7 @@ from crysatom_featurizers.graphs import CrystalGraphTransformer, structures_to_g
 
 # A tiny network and few epochs: these tests check the plumbing, not the accuracy.
 TINY = dict(
-    atom_features="cgcnn",
+    embedding="cgcnn",
     atom_fea_len=8,
     n_conv=1,
     h_fea_len=16,
@@ -100,7 +100,7 @@ def fitted(data) -> CGCNNRegressor:
 
 def test_default_parameters_follow_cgcnn_and_crysatom():
     params = CGCNNRegressor().get_params()
-    assert params["atom_features"] == "crysatom"
+    assert params["embedding"] == "crysatom" and params["dim"] is None
     assert (params["atom_fea_len"], params["n_conv"], params["h_fea_len"], params["n_h"]) == (
         64,
         3,
@@ -109,7 +109,8 @@ def test_default_parameters_follow_cgcnn_and_crysatom():
     )
     assert params["pooling"] == "mean" and params["radius"] == 8.0
     assert params["max_neighbors"] == 12 and params["trainable_embeddings"] is False
-    assert CGCNNClassifier().get_params()["atom_features"] == "crysatom"
+    assert CGCNNClassifier().get_params()["embedding"] == "crysatom"
+    assert params["atom_features"] is None  # deprecated alias
 
 
 def test_get_params_set_params_clone(fitted):
@@ -441,11 +442,11 @@ def test_isolated_sites_raise_unless_allowed(data):
 
 
 def test_edge_expansion_computed_once_or_per_batch_agree(data, fitted, monkeypatch):
-    import crysatom_featurizers.estimators as estimators
+    import crysatom_featurizers.nn.train as train
 
     X, _ = data
     expected = fitted.predict(X)
-    monkeypatch.setattr(estimators, "_MAX_EXPANDED_EDGE_BYTES", 0)
+    monkeypatch.setattr(train, "MAX_EXPANDED_EDGE_BYTES", 0)
     np.testing.assert_allclose(fitted.predict(X), expected, rtol=1e-6, atol=1e-7)
 
 
@@ -454,9 +455,53 @@ def test_custom_embedding_object(data):
     rng = np.random.default_rng(0)
     symbols = sorted({el.symbol for s in X for el in s.composition})
     emb = ElementEmbedding.from_dict({el: rng.normal(size=5) for el in symbols}, name="toy")
-    est = clone(CGCNNRegressor(**{**TINY, "atom_features": emb})).fit(X, y)
+    est = clone(CGCNNRegressor(**{**TINY, "embedding": emb})).fit(X, y)
     assert est.embedding_name_ == "toy" and est.embedding_dim_ == 5
     assert est.predict(X[:2]).shape == (2,)
+
+
+def test_embedding_and_dim_spelling(data):
+    X, y = data
+    a = CGCNNRegressor(**{**TINY, "embedding": "random:8"}).fit(X[:12], y[:12])
+    b = CGCNNRegressor(**{**TINY, "embedding": "random", "dim": 8}).fit(X[:12], y[:12])
+    assert a.embedding_dim_ == b.embedding_dim_ == 8
+    np.testing.assert_array_equal(a.predict(X[:12]), b.predict(X[:12]))
+    with pytest.raises(ValueError, match="contradicts"):
+        CGCNNRegressor(**{**TINY, "embedding": "random:8", "dim": 4}).fit(X[:12], y[:12])
+
+
+def test_deprecated_atom_features_warns_and_gives_the_same_model(data):
+    X, y = data
+    new = CGCNNRegressor(**TINY).fit(X[:12], y[:12])
+    old_params = {**TINY, "atom_features": TINY["embedding"]}
+    del old_params["embedding"]
+    old = CGCNNRegressor(**old_params)
+    assert clone(old).get_params()["atom_features"] == "cgcnn"
+    with pytest.warns(FutureWarning, match="atom_features is deprecated"):
+        old.fit(X[:12], y[:12])
+    np.testing.assert_array_equal(old.predict(X[:12]), new.predict(X[:12]))
+    assert old.embedding_name_ == "cgcnn"
+    # the same value under both names only warns; different values are an error
+    with pytest.warns(FutureWarning):
+        CGCNNRegressor(**{**TINY, "atom_features": "cgcnn", "epochs": 1}).fit(X[:8], y[:8])
+    with (
+        pytest.warns(FutureWarning),
+        pytest.raises(ValueError, match="both embedding='cgcnn' and its deprecated alias"),
+    ):
+        CGCNNClassifier(**{**TINY, "atom_features": "onehot"}).fit(X[:8], [0, 1] * 4)
+
+
+def test_grid_search_over_embedding(data):
+    X, y = data
+    search = GridSearchCV(
+        CGCNNRegressor(**{**TINY, "epochs": 1}),
+        {"embedding": ["cgcnn", "random:8"]},
+        cv=2,
+        error_score="raise",
+    )
+    search.fit(X[:16], y[:16])
+    assert search.best_params_["embedding"] in ("cgcnn", "random:8")
+    assert search.best_estimator_.embedding_dim_ in (92, 8)
 
 
 # ---- classifier ----------------------------------------------------------------------------
@@ -488,6 +533,14 @@ def test_classifier_hashable_labels_class_weight_and_cv(data):
     assert scores.shape == (2,)
     with pytest.raises(ValueError, match="not in y"):
         CGCNNClassifier(**{**TINY, "class_weight": {7: 2.0}}).fit(X, three)
+
+
+def test_classifier_rejects_continuous_labels(data):
+    X, y = data
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        CGCNNClassifier(**TINY).fit(X, y)  # volumes per atom, not classes
+    clf = CGCNNClassifier(**{**TINY, "epochs": 1}).fit(X, (y > np.median(y)).astype(float))
+    assert clf.classes_.tolist() == [0.0, 1.0]  # integral floats are classes
 
 
 def test_classifier_needs_two_classes(data):
@@ -549,15 +602,15 @@ def test_predict_before_fit():
         CGCNNClassifier().predict_proba([])
 
 
-def test_unknown_atom_features_lists_available(data):
+def test_unknown_embedding_lists_available(data):
     X, y = data
     with pytest.raises(
         ValueError,
-        match=r"unknown atom_features 'crysatomm'; available embeddings: .*crysatom.*cgcnn",
+        match=r"unknown embedding 'crysatomm'; available embeddings: .*crysatom.*cgcnn",
     ):
-        CGCNNRegressor(**{**TINY, "atom_features": "crysatomm"}).fit(X, y)
-    with pytest.raises(TypeError, match="atom_features must be"):
-        CGCNNRegressor(**{**TINY, "atom_features": 3}).fit(X, y)
+        CGCNNRegressor(**{**TINY, "embedding": "crysatomm"}).fit(X, y)
+    with pytest.raises(TypeError, match="embedding must be"):
+        CGCNNRegressor(**{**TINY, "embedding": 3}).fit(X, y)
 
 
 def test_element_missing_from_embedding_names_element_and_row(data):
@@ -568,8 +621,8 @@ def test_element_missing_from_embedding_names_element_and_row(data):
     nacl = [_rock_salt("Na", "Cl", 5.6 + 0.05 * i) for i in range(6)]
     X_bad = [*nacl[:3], _rock_salt("K", "Cl", 6.3), *nacl[3:]]
     with pytest.raises(ValueError, match=r"row 3 contains K, which the 'nacl_only' embedding"):
-        CGCNNRegressor(**{**TINY, "atom_features": emb}).fit(X_bad, np.arange(7.0))
-    est = CGCNNRegressor(**{**TINY, "atom_features": emb}).fit(nacl, np.arange(6.0))
+        CGCNNRegressor(**{**TINY, "embedding": emb}).fit(X_bad, np.arange(7.0))
+    est = CGCNNRegressor(**{**TINY, "embedding": emb}).fit(nacl, np.arange(6.0))
     with pytest.raises(ValueError, match=r"row 'kcl' contains K"):
         est.predict(pd.Series([nacl[0], X_bad[3]], index=["nacl", "kcl"]))
 
@@ -627,7 +680,7 @@ def test_learns_madelung_energy():
     X_train, y_train = _madelung_set(320, seed=1)
     X_test, y_test = _madelung_set(80, seed=2)
     est = CGCNNRegressor(
-        atom_features="cgcnn",
+        embedding="cgcnn",
         atom_fea_len=16,
         n_conv=2,
         h_fea_len=32,
@@ -659,7 +712,7 @@ def test_learns_jarvis_formation_energy(jarvis_path):
     y = np.array([table["data"][i][col_y] for i in rows], dtype=float)
     del table
     est = CGCNNRegressor(
-        atom_features="cgcnn",
+        embedding="cgcnn",
         atom_fea_len=32,
         n_conv=2,
         h_fea_len=64,

@@ -15,7 +15,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from crysatom_featurizers.graphs import (
+    CGCNN_GRAPH,
     CrystalGraphTransformer,
+    GraphBatch,
+    GraphSettings,
     IsolatedSiteError,
     PackedGraphs,
     gaussian_centers,
@@ -28,6 +31,58 @@ from crysatom_featurizers.graphs import (
 
 TOL = 1e-5  # Å, distance tolerance for float32 storage
 TIE = 1e-3  # Å, distances closer than this count as ties (symmetric cells, rounded coordinates)
+
+
+def test_graph_settings_are_the_cgcnn_defaults_everywhere():
+    import dataclasses
+    import inspect
+
+    from crysatom_featurizers.estimators import CGCNNRegressor
+    from crysatom_featurizers.nn import CGCNN, GaussianExpansion
+
+    assert CGCNN_GRAPH == GraphSettings(8.0, 12, 0.2, 0.2)
+    assert CGCNN_GRAPH.num_gaussians == 41 == len(CGCNN_GRAPH.centers())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        CGCNN_GRAPH.radius = 6.0
+    for bad in (
+        {"radius": 0.0},
+        {"max_neighbors": 0},
+        {"gaussian_step": -1},
+        {"gaussian_width": 0},
+    ):
+        with pytest.raises(ValueError):
+            GraphSettings(**bad)
+    for fn in (structure_to_graph, CrystalGraphTransformer):
+        params = inspect.signature(fn).parameters
+        assert params["radius"].default == CGCNN_GRAPH.radius
+        assert params["gaussian_width"].default == CGCNN_GRAPH.gaussian_width
+    est = CGCNNRegressor()
+    assert (est.radius, est.max_neighbors) == (CGCNN_GRAPH.radius, CGCNN_GRAPH.max_neighbors)
+    assert GaussianExpansion().num_gaussians == CGCNN_GRAPH.num_gaussians
+    assert CGCNN("cgcnn").distance_expansion.width == CGCNN_GRAPH.gaussian_width
+
+
+def test_graph_settings_and_estimator_parameters_load_without_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from crysatom_featurizers.graphs import CGCNN_GRAPH; "
+        "from crysatom_featurizers.estimators import CGCNNRegressor; "
+        "CGCNNRegressor().get_params(); sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_transformer_output_is_not_tabular(small_structures):
+    """A list of graphs has no columns: no feature names and no set_output, as scikit-learn
+    expects of a transformer with non-tabular output."""
+    transformer = CrystalGraphTransformer()
+    assert not hasattr(transformer, "get_feature_names_out")
+    assert not hasattr(transformer, "set_output")
+    graphs = transformer.fit_transform(small_structures[:2])
+    assert isinstance(graphs, list) and len(graphs) == 2
 
 
 def reference_neighbors(structure: Structure, radius: float = 8.0, max_neighbors: int = 12):
@@ -72,7 +127,7 @@ def test_neighbours_match_reference(name, request):
 def test_two_stage_search_matches_reference(fe2o3, monkeypatch, margin):
     # The first search radius shrinks with the margin; small margins force the second,
     # full-radius search for many sites, large ones make the first search use the full radius.
-    import crysatom_featurizers.graphs as graphs_module
+    import crysatom_featurizers.graphs.build as graphs_module
 
     monkeypatch.setattr(graphs_module, "_SEARCH_MARGIN", margin)
     assert_matches_reference(fe2o3)
@@ -373,3 +428,11 @@ def test_packed_batch_matches_pyg_batch(request):
     assert packed.batch(np.array([], dtype=int)).num_graphs == 0
     with pytest.raises(ValueError, match="missing"):
         PackedGraphs({"rows": torch.zeros(1)})
+    # the transformer's output batches the same way, without PyG's collation
+    whole = GraphBatch.from_graphs(
+        CrystalGraphTransformer(expand_edges=False).transform(structures)
+    )
+    ref = Batch.from_data_list(graphs[:4])
+    for key in ("z", "species_z", "species_site_index", "edge_index", "batch", "ptr"):
+        assert torch.equal(getattr(whole, key), getattr(ref, key).long()), key
+    torch.testing.assert_close(whole.edge_dist, ref.edge_dist.float())

@@ -66,12 +66,12 @@ def test_embedding_layer_ordered_and_disordered(toy_embedding, graphs):
 
 def test_embedding_layer_missing_element_named(toy_embedding, fe2o3, graphs):
     layer = ElementEmbeddingLayer(ElementEmbedding.from_dict({"O": np.ones(6)}, name="only_o"))
-    with pytest.raises(ValueError, match=r"element Fe .*'only_o'"):
+    with pytest.raises(ValueError, match=r"the graph contains Fe, which the 'only_o' embedding"):
         layer(structures_to_graphs([fe2o3])[0])
     batch = _batch([graphs[1], structures_to_graphs([fe2o3])[0]])
     full = ElementEmbeddingLayer(toy_embedding)
     batch.species_z[-1] = 92  # uranium, not covered
-    with pytest.raises(ValueError, match=r"element U \(graph 1 of the batch\)"):
+    with pytest.raises(ValueError, match=r"graph 1 of the batch contains U, which the 'toy'"):
         full(batch)
     assert full.missing_elements(torch.tensor([8, 92, 94])) == ["U", "Pu"]
 
@@ -285,3 +285,14 @@ def test_cgcnn_learns_a_toy_target(toy_embedding, graphs):
         optimiser.step()
         first = loss.item() if first is None else first
     assert loss.item() < 0.1 * first
+
+
+def test_cgcnn_dim_and_deprecated_embedding_dim():
+    model = CGCNN("random", dim=8, atom_fea_len=4, n_conv=1)
+    assert model.embedding.dim == 8
+    with pytest.warns(FutureWarning, match="embedding_dim is deprecated"):
+        old = CGCNN("random", embedding_dim=8, atom_fea_len=4, n_conv=1)
+    assert old.embedding.dim == 8
+    torch.testing.assert_close(old.embedding.weight, model.embedding.weight)
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="pass only dim"):
+        CGCNN("random", dim=4, embedding_dim=8)

@@ -204,7 +204,7 @@ def test_learning_curve_of_a_fitted_regressor(tmp_path):
         for a in (3.8, 4.0, 4.2, 4.4, 4.6)
     ]
     model = CGCNNRegressor(
-        atom_features="cgcnn",
+        embedding="cgcnn",
         atom_fea_len=8,
         n_conv=1,
         h_fea_len=8,

@@ -1,6 +1,6 @@
 """Graph augmentations for the SSL views of CrysAtom pretraining, on batched cached tensors.
 
-Both augmentations act on a :class:`training.graph_cache.GraphBatch` and never recompute
+Both augmentations act on a :class:`crysatom_featurizers.graphs.GraphBatch` and never recompute
 neighbour lists: they select nodes or edges of the cached graphs. They are vectorised over the
 batch (a random key per node or edge, ranked within its crystal or centre node with one sort).
 
@@ -16,7 +16,13 @@ from torch import Tensor
 
 from crysatom_featurizers.graphs import GraphBatch
 
-__all__ = ["atom_masking", "edge_masking", "group_ranks", "hashed_uniform"]
+__all__ = ["atom_masking", "augment_salt", "edge_masking", "group_ranks", "hashed_uniform"]
+
+
+def augment_salt(seed: int, epoch: int) -> int:
+    """Salt of the augmentation hash: new views every epoch, independent of rank and batch."""
+    return (seed * 1_000_003 + epoch) % (1 << 40)
+
 
 _MASK64 = (1 << 64) - 1
 

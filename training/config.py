@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from crysatom_featurizers.graphs import CGCNN_GRAPH
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
@@ -35,11 +37,11 @@ class PretrainConfig:
     # paper's extraction over the corpus; "train" is the training crystals only.
     extract_corpus: str = "full"
 
-    # --- graphs (Table 2: r = 8 Å; CGCNN defaults otherwise) ------------------------------
-    radius: float = 8.0  # Å
-    max_neighbors: int = 12
-    gaussian_step: float = 0.2  # Å
-    gaussian_width: float = 0.2  # Å
+    # --- graphs (Table 2: r = 8 Å; CGCNN defaults otherwise; see GraphSettings) -----------
+    radius: float = CGCNN_GRAPH.radius  # Å
+    max_neighbors: int = CGCNN_GRAPH.max_neighbors
+    gaussian_step: float = CGCNN_GRAPH.gaussian_step  # Å
+    gaussian_width: float = CGCNN_GRAPH.gaussian_width  # Å
 
     # --- model (Table 2: five convolution layers, embedding dimension 200) ---------------
     dim: int = 200

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from training.augment import augment_salt
 from training.config import PretrainConfig
 from training.model import CrysAtomPretrainer
-from training.pretrain import REPO_ROOT, _augment_salt, epoch_batches, prepare_cache, resolve_corpus
+from training.pretrain import REPO_ROOT, epoch_batches, prepare_cache, resolve_corpus
 
 
 def run(cfg: PretrainConfig, lrs: list[float], steps: int) -> dict:
@@ -33,7 +34,7 @@ def run(cfg: PretrainConfig, lrs: list[float], steps: int) -> dict:
         losses = []
         t0 = time.time()
         for step, (s, idx) in enumerate(plan):
-            res = model(shards[s].batch(idx), _augment_salt(cfg.seed, 0))
+            res = model(shards[s].batch(idx), augment_salt(cfg.seed, 0))
             fr = res["fr_sum"] / res["fr_count"]
             cr = res["cr_sum"] / res["cr_weight"]
             ssl = model.ssl_loss(res["z1"], res["z2"])

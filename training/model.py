@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.nn import global_mean_pool
 
 from crysatom_featurizers.graphs import GraphBatch
 from crysatom_featurizers.nn import CGCNNEncoder, ElementEmbeddingLayer, GaussianExpansion
@@ -29,13 +30,6 @@ from crysatom_featurizers.nn.heads import (
 from crysatom_featurizers.nn.ssl import barlow_twins_loss, nt_xent_loss, vicreg_loss
 from training.augment import atom_masking, edge_masking
 from training.config import PretrainConfig
-
-
-def mean_pool(x: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-    """Mean of node rows per crystal (``Float[B, dim]``)."""
-    out = x.new_zeros((num_graphs, x.shape[1])).index_add_(0, batch, x)
-    counts = torch.bincount(batch, minlength=num_graphs).clamp(min=1).to(x.dtype)
-    return out / counts.unsqueeze(1)
 
 
 def _check_compiler() -> None:
@@ -140,7 +134,7 @@ class CrysAtomPretrainer(nn.Module):
             v = edge_masking(batch, self.cfg.edge_mask_ratio, salt=2 * salt + 1)
         else:
             raise ValueError(f"view must be 1 or 2, got {view}")
-        return self.projector(mean_pool(self.encode(v), v.batch, batch.num_graphs))
+        return self.projector(global_mean_pool(self.encode(v), v.batch, batch.num_graphs))
 
     def _reconstruction(self, batch: GraphBatch) -> dict[str, Tensor]:
         x0 = self.input(batch)

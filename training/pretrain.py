@@ -36,6 +36,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from crysatom_featurizers.nn.encoder import frozen_running_stats
+from training.augment import augment_salt
 from training.config import PretrainConfig
 from training.extract import EXTRACTION_METHOD, extract_element_vectors
 from training.graph_cache import GraphCache, atomic_torch_save, cache_key
@@ -255,11 +256,6 @@ def epoch_batches(
             if len(idx) >= min_batch:
                 plan.append((int(s), idx))
     return plan
-
-
-def _augment_salt(seed: int, epoch: int) -> int:
-    """Salt of the augmentation hash: new views every epoch, independent of rank and batch."""
-    return (seed * 1_000_003 + epoch) % (1 << 40)
 
 
 # ----------------------------------------------------------------------------------------
@@ -651,7 +647,7 @@ def _train_epoch(
         parts = np.array_split(global_idx, world)
         sizes = [len(p) for p in parts]
         batch = shard.batch(parts[rank]).to(device)
-        salt = _augment_salt(cfg.seed, epoch)
+        salt = augment_salt(cfg.seed, epoch)
         # One process: backward the reconstruction terms before encoding the two SSL views, so
         # that at most two encoder passes are held in memory (same gradient, summed). Under DDP
         # a single forward/backward per step keeps gradient synchronisation simple.

@@ -66,11 +66,6 @@ def _progress(args: argparse.Namespace, iterable: Any = None, **kwargs: Any) -> 
     return tqdm(iterable, disable=disable, file=sys.stderr, leave=False, **kwargs)
 
 
-def _embedding_spec(name: str, dim: int | None) -> str:
-    """The ``atom_features`` string of the estimators: ``name`` or ``name:dim``."""
-    return name if dim is None else f"{name}:{dim}"
-
-
 def _load_embedding(name: str, dim: int | None):
     from crysatom_featurizers.embeddings import EmbeddingNotAvailableError, resolve
 

@@ -14,7 +14,6 @@ from crysatom_featurizers.cli._common import (
     CLIError,
     _check_output_path,
     _echo,
-    _embedding_spec,
     _input_source,
     _load_embedding,
     _progress,
@@ -97,7 +96,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         test_idx, keep = sorted(shuffled[:n_test]), sorted(shuffled[n_test:])
     structures = table.frame["structure"]
     model = CGCNNRegressor(
-        atom_features=_embedding_spec(args.embedding, args.dim),
+        embedding=args.embedding,
+        dim=args.dim,
         atom_fea_len=args.atom_fea_len,
         n_conv=args.n_conv,
         h_fea_len=args.h_fea_len,

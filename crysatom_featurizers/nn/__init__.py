@@ -1,6 +1,11 @@
 """Small torch modules for crystal graphs: distance expansion, element lookup, CGCNN,
-pretraining heads and self-supervised losses."""
+pretraining heads and self-supervised losses. Needs the [gnn] extra (torch, torch-geometric)."""
 
+from crysatom_featurizers.deps import require_gnn
+
+require_gnn("crysatom_featurizers.nn")
+
+# ruff: noqa: E402  (the dependency check above runs before the torch imports)
 from crysatom_featurizers.nn.encoder import CGCNNEncoder
 from crysatom_featurizers.nn.heads import (
     ConnectivityReconstructionHead,
@@ -11,6 +16,7 @@ from crysatom_featurizers.nn.layers import (
     CGCNNConv,
     ElementEmbeddingLayer,
     GaussianExpansion,
+    check_covered,
     uniform_neighbors,
 )
 from crysatom_featurizers.nn.models import CGCNN
@@ -22,6 +28,7 @@ __all__ = [
     "CGCNNEncoder",
     "ElementEmbeddingLayer",
     "GaussianExpansion",
+    "check_covered",
     "uniform_neighbors",
     # pretraining heads and SSL losses (CrysAtom Section 3.2)
     "ConnectivityReconstructionHead",

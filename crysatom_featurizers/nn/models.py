@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
 
+from crysatom_featurizers.graphs import CGCNN_GRAPH
 from crysatom_featurizers.nn.encoder import CGCNNEncoder
 from crysatom_featurizers.nn.layers import ElementEmbeddingLayer, GaussianExpansion
 
@@ -27,9 +29,10 @@ class CGCNN(nn.Module):
 
     Parameters
     ----------
-    embedding : ElementEmbedding or str
-        Input node vectors: a registry name (``"crysatom"``, ``"cgcnn"``, ``"random"``, ...)
-        or an ``ElementEmbedding``.
+    embedding : ElementEmbedding, str or path
+        Input node vectors: anything :func:`crysatom_featurizers.embeddings.resolve` accepts
+        (a registry name such as ``"crysatom"`` or ``"cgcnn"``, ``"name:dim"``, a vector file,
+        an ``ElementEmbedding``).
     atom_fea_len : int
         Node embedding size of the convolutions (64 in CGCNN).
     n_conv : int
@@ -42,7 +45,7 @@ class CGCNN(nn.Module):
         Output size (number of targets, or of classes for logits).
     pooling : {"mean", "sum", "max"}
         Readout over the nodes of each graph.
-    embedding_dim : int, optional
+    dim : int, optional
         Dimension requested from the registry when ``embedding`` is a name.
     trainable_embeddings : bool
         Fine-tune the element vectors.
@@ -50,14 +53,20 @@ class CGCNN(nn.Module):
         Dropout after the first hidden layer (CGCNN uses it for classification).
     gaussian_stop, gaussian_step, gaussian_width : float
         Distance expansion (Å) used when a batch has only ``edge_dist``; the number of
-        centres is the edge feature size the convolutions expect.
+        centres is the edge feature size the convolutions expect. The defaults are those of
+        :data:`~crysatom_featurizers.graphs.CGCNN_GRAPH`.
     batch_norm : bool
         Use the two batch norms of each convolution.
+    embedding_dim : int, optional
+        Deprecated alias of ``dim`` (``FutureWarning``; removed in the next release).
 
     Notes
     -----
-    ``forward`` uses the batch's ``edge_attr`` when present and otherwise expands
-    ``edge_dist`` itself. Batching is left to ``torch_geometric.loader.DataLoader``.
+    ``forward`` takes a :class:`~crysatom_featurizers.graphs.GraphBatch` (the package batches
+    crystal graphs with :class:`~crysatom_featurizers.graphs.PackedGraphs` or
+    :meth:`GraphBatch.from_graphs <crysatom_featurizers.graphs.GraphBatch.from_graphs>`), or a
+    PyG ``Data``/``Batch`` with the same attributes. It uses the batch's ``edge_attr`` when
+    present and otherwise expands ``edge_dist`` itself.
     """
 
     def __init__(
@@ -69,23 +78,35 @@ class CGCNN(nn.Module):
         n_h: int = 1,
         n_targets: int = 1,
         pooling: str = "mean",
-        embedding_dim: int | None = None,
+        dim: int | None = None,
         trainable_embeddings: bool = False,
         dropout: float = 0.0,
-        gaussian_stop: float = 8.0,
-        gaussian_step: float = 0.2,
-        gaussian_width: float = 0.2,
+        gaussian_stop: float = CGCNN_GRAPH.radius,
+        gaussian_step: float = CGCNN_GRAPH.gaussian_step,
+        gaussian_width: float = CGCNN_GRAPH.gaussian_width,
         batch_norm: bool = True,
+        *,
+        embedding_dim: int | None = None,
     ) -> None:
         super().__init__()
+        if embedding_dim is not None:
+            warnings.warn(
+                "embedding_dim is deprecated and will be removed in the next release; use dim",
+                FutureWarning,
+                stacklevel=2,
+            )
+            if dim is not None and int(dim) != int(embedding_dim):
+                raise ValueError(
+                    f"both dim={dim} and its deprecated alias embedding_dim={embedding_dim} are "
+                    "given; pass only dim"
+                )
+            dim = embedding_dim
         if pooling not in _POOLS:
             raise ValueError(f"pooling must be one of {sorted(_POOLS)}, got {pooling!r}")
         if n_h < 1:
             raise ValueError(f"n_h must be at least 1, got {n_h}")
         self.pooling = pooling
-        self.embedding = ElementEmbeddingLayer(
-            embedding, dim=embedding_dim, trainable=trainable_embeddings
-        )
+        self.embedding = ElementEmbeddingLayer(embedding, dim=dim, trainable=trainable_embeddings)
         self.distance_expansion = GaussianExpansion(
             0.0, gaussian_stop, gaussian_step, gaussian_width
         )
@@ -126,7 +147,8 @@ class CGCNN(nn.Module):
         return _POOLS[self.pooling](node_embeddings, index, size)
 
     def forward(self, batch: Any) -> Tensor:
-        """Predictions ``Float[B, n_targets]`` for a ``Batch`` (or a single ``Data``)."""
+        """Predictions ``Float[B, n_targets]`` for a ``GraphBatch`` or ``Batch`` (or one
+        ``Data``)."""
         crystal = self.pool(batch, self.encode(batch))
         h = F.softplus(self.conv_to_fc(F.softplus(crystal)))
         h = self.dropout(h)

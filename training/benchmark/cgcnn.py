@@ -145,7 +145,7 @@ def fit_cgcnn(
     from crysatom_featurizers.estimators import CGCNNRegressor
 
     # every embedding and seed is selected on the same, fixed validation crystals
-    model = CGCNNRegressor(atom_features=emb, random_state=seed, **params)
+    model = CGCNNRegressor(embedding=emb, random_state=seed, **params)
     if not val:  # no validation crystals: the last epoch is kept
         model.set_params(validation_fraction=0)
     t0 = time.perf_counter()

@@ -191,7 +191,8 @@ class BenchConfig:
             raise ValueError(f"curve sizes must be integers >= 2, got {sizes}")
         from crysatom_featurizers.estimators import CGCNNRegressor
 
-        allowed = set(CGCNNRegressor().get_params()) - {"atom_features", "random_state"}
+        embedding_keys = {"embedding", "dim", "atom_features"}
+        allowed = set(CGCNNRegressor().get_params()) - embedding_keys - {"random_state"}
         wrong = sorted(set(self.cgcnn) - allowed)
         if wrong:
             raise ValueError(f"cgcnn keys {wrong} are not CGCNNRegressor parameters")

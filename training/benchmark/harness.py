@@ -302,7 +302,7 @@ class Benchmark:
     def graphs(self, dataset: str, ids: Sequence[Any]) -> list[Any]:
         """Crystal graphs of rows ``ids`` (built once per dataset row, reused by every fit)."""
         from crysatom_featurizers.estimators import CGCNNRegressor
-        from crysatom_featurizers.graphs import structures_to_graphs
+        from crysatom_featurizers.graphs import CGCNN_GRAPH, structures_to_graphs
 
         cache = self._graphs.setdefault(dataset, {})
         missing = [i for i in ids if i not in cache]
@@ -315,8 +315,8 @@ class Benchmark:
                 frame.loc[missing, "structure"],
                 radius=float(params["radius"]),
                 max_neighbors=int(params["max_neighbors"]),
-                gaussian_step=0.2,
-                gaussian_width=0.2,
+                gaussian_step=CGCNN_GRAPH.gaussian_step,
+                gaussian_width=CGCNN_GRAPH.gaussian_width,
                 expand_edges=False,
                 allow_isolated=bool(params["allow_isolated"]),
                 n_jobs=1,

@@ -42,26 +42,20 @@ to 1 instead.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from pymatgen.core import IStructure
-from sklearn.base import BaseEstimator, TransformerMixin
 from torch_geometric.data import Data
 
+from crysatom_featurizers.graphs.settings import CGCNN_GRAPH, gaussian_centers, gaussian_expand
+
 __all__ = [
-    "PACKED_KEYS",
-    "CrystalGraphTransformer",
-    "GraphBatch",
     "IsolatedSiteError",
-    "PackedGraphs",
-    "gaussian_centers",
-    "gaussian_expand",
+    "iter_structures",
     "normalize_species_weights",
-    "pack_graphs",
     "prime_structure_caches",
     "site_occupancies",
     "structure_to_graph",
@@ -71,62 +65,6 @@ __all__ = [
 
 class IsolatedSiteError(ValueError):
     """A site has no neighbour within the cutoff radius."""
-
-
-def gaussian_centers(start: float = 0.0, stop: float = 8.0, step: float = 0.2) -> np.ndarray:
-    """Centres ``start, start + step, ..., stop`` (Å) of the Gaussian distance expansion.
-
-    The number of centres is ``round((stop - start) / step) + 1`` (41 for the defaults), so the
-    end point is included even when ``(stop - start) / step`` is not exactly an integer.
-
-    Parameters
-    ----------
-    start, stop : float
-        First and last centre, Å.
-    step : float
-        Spacing between centres, Å. Must be positive.
-
-    Returns
-    -------
-    numpy.ndarray
-        float64 array of shape ``(G,)``.
-    """
-    if step <= 0:
-        raise ValueError(f"gaussian step must be positive, got {step}")
-    if stop < start:
-        raise ValueError(f"gaussian stop ({stop}) must not be below start ({start})")
-    n = int(round((stop - start) / step)) + 1
-    return start + step * np.arange(n, dtype=np.float64)
-
-
-def gaussian_expand(
-    distances: np.ndarray, centers: np.ndarray, width: float = 0.2, dtype: Any = np.float32
-) -> np.ndarray:
-    """Expand distances in Gaussians: ``exp(-(d - mu_k)^2 / width^2)``.
-
-    Parameters
-    ----------
-    distances : numpy.ndarray
-        Distances, Å, shape ``(E,)``.
-    centers : numpy.ndarray
-        Gaussian centres, Å, shape ``(G,)`` (see :func:`gaussian_centers`).
-    width : float
-        Gaussian width, Å.
-    dtype : numpy dtype
-        Output dtype (float32 by default).
-
-    Returns
-    -------
-    numpy.ndarray
-        Shape ``(E, G)``.
-    """
-    if width <= 0:
-        raise ValueError(f"gaussian width must be positive, got {width}")
-    d = np.asarray(distances, dtype=dtype)[:, None]
-    diff = d - np.asarray(centers, dtype=dtype)[None, :]
-    diff *= diff
-    diff *= -1.0 / (width * width)
-    return np.exp(diff, out=diff)
 
 
 def _check_structure(structure: Any, index: Any = None) -> None:
@@ -300,10 +238,10 @@ def _nearest_edges(
 def structure_to_graph(
     structure: IStructure,
     *,
-    radius: float = 8.0,
-    max_neighbors: int | None = 12,
-    gaussian_step: float = 0.2,
-    gaussian_width: float = 0.2,
+    radius: float = CGCNN_GRAPH.radius,
+    max_neighbors: int | None = CGCNN_GRAPH.max_neighbors,
+    gaussian_step: float = CGCNN_GRAPH.gaussian_step,
+    gaussian_width: float = CGCNN_GRAPH.gaussian_width,
     expand_edges: bool = True,
     allow_isolated: bool = False,
 ) -> Data:
@@ -377,13 +315,31 @@ def structure_to_graph(
     return _make_data(n_sites, attrs)
 
 
-def _iter_structures(
+def iter_structures(
     structures: Any, name: str = "input", also: str = ""
 ) -> tuple[list[Any], list[Any]]:
-    """Return (items, labels) for a list, Series or DataFrame with a ``structure`` column.
+    """Items of a list, Series or DataFrame (``structure`` column) with their row labels.
 
-    Labels are the index labels of a pandas input and positions otherwise. ``name`` is how the
-    caller calls the argument in error messages; ``also`` lists other accepted item types.
+    Parameters
+    ----------
+    structures : sequence, pandas.Series or pandas.DataFrame
+        The input; items are not checked here.
+    name : str
+        How the caller calls the argument, for error messages.
+    also : str
+        Other accepted item types, appended to the error message (e.g. ``" or graphs"``).
+
+    Returns
+    -------
+    items, labels : list
+        The items, and the index labels of a pandas input or the positions otherwise.
+
+    Raises
+    ------
+    TypeError
+        For a single Structure, a string, a mapping or a non-iterable.
+    ValueError
+        For a DataFrame without a ``structure`` column.
     """
     if isinstance(structures, pd.DataFrame):
         if "structure" not in structures.columns:
@@ -424,10 +380,10 @@ def _graphs_of_chunk(items: Sequence[Any], labels: Sequence[Any], kwargs: dict) 
 def structures_to_graphs(
     structures: Sequence[IStructure] | pd.Series | pd.DataFrame,
     *,
-    radius: float = 8.0,
-    max_neighbors: int | None = 12,
-    gaussian_step: float = 0.2,
-    gaussian_width: float = 0.2,
+    radius: float = CGCNN_GRAPH.radius,
+    max_neighbors: int | None = CGCNN_GRAPH.max_neighbors,
+    gaussian_step: float = CGCNN_GRAPH.gaussian_step,
+    gaussian_width: float = CGCNN_GRAPH.gaussian_width,
     expand_edges: bool = True,
     allow_isolated: bool = False,
     n_jobs: int | None = 1,
@@ -460,7 +416,7 @@ def structures_to_graphs(
     ValueError
         For an isolated site or another invalid structure; the message names the row.
     """
-    items, labels = _iter_structures(structures)
+    items, labels = iter_structures(structures)
     kwargs = {
         "radius": radius,
         "max_neighbors": max_neighbors,
@@ -519,7 +475,7 @@ def prime_structure_caches(structures: Any) -> Any:
     -------
     The input, for chaining.
     """
-    items, labels = _iter_structures(structures)
+    items, labels = iter_structures(structures)
     for item, label in zip(items, labels):
         _check_structure(item, label)
         item.cart_coords  # noqa: B018 - fills the per-site Cartesian coordinate cache
@@ -545,306 +501,3 @@ def normalize_species_weights(graph: Data) -> Data:
     totals = site_occupancies(graph)
     out.species_weight = graph.species_weight / totals[graph.species_site_index]
     return out
-
-
-class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
-    """Scikit-learn transformer from pymatgen Structures to CGCNN crystal graphs.
-
-    It is stateless and deterministic, so inside ``Pipeline(memory=...)`` a repeated fit on
-    the same structures is served from the joblib cache. pymatgen fills some caches on the
-    structures the first time they are printed, which joblib does when it stores a call;
-    call :func:`prime_structure_caches` on the structures once beforehand so that the
-    second fit already hits the cache (otherwise the third does).
-
-    Parameters
-    ----------
-    radius : float
-        Neighbour cutoff, Å.
-    max_neighbors : int or None
-        Maximum number of neighbours per site.
-    gaussian_step, gaussian_width : float
-        Spacing and width (Å) of the Gaussian distance expansion.
-    expand_edges : bool
-        Store the Gaussian expansion as ``edge_attr`` (otherwise only ``edge_dist``).
-    allow_isolated : bool
-        Keep sites without neighbours instead of raising.
-    n_jobs : int or None
-        Number of joblib workers.
-    verbose : bool
-        Show a progress bar.
-
-    Attributes
-    ----------
-    n_edge_features_ : int
-        Number of edge features (Gaussian centres) of the produced graphs, set by ``fit``.
-
-    Examples
-    --------
-    >>> from pymatgen.core import Lattice, Structure
-    >>> s = Structure(Lattice.cubic(4.2), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    >>> graphs = CrystalGraphTransformer().fit_transform([s])
-    >>> graphs[0].edge_attr.shape[1]
-    41
-    """
-
-    def __init__(
-        self,
-        radius: float = 8.0,
-        max_neighbors: int | None = 12,
-        gaussian_step: float = 0.2,
-        gaussian_width: float = 0.2,
-        expand_edges: bool = True,
-        allow_isolated: bool = False,
-        n_jobs: int | None = 1,
-        verbose: bool = False,
-    ) -> None:
-        self.radius = radius
-        self.max_neighbors = max_neighbors
-        self.gaussian_step = gaussian_step
-        self.gaussian_width = gaussian_width
-        self.expand_edges = expand_edges
-        self.allow_isolated = allow_isolated
-        self.n_jobs = n_jobs
-        self.verbose = verbose
-
-    def fit(self, X: Any = None, y: Any = None) -> CrystalGraphTransformer:
-        """Validate the parameters; nothing is learned. Returns ``self``."""
-        gaussian_width = float(self.gaussian_width)
-        if gaussian_width <= 0:
-            raise ValueError(f"gaussian_width must be positive, got {self.gaussian_width}")
-        self.n_edge_features_ = len(gaussian_centers(0.0, self.radius, self.gaussian_step))
-        return self
-
-    def transform(self, X: Any) -> list[Data]:
-        """Convert structures (list, Series or DataFrame with ``structure``) to graphs."""
-        return structures_to_graphs(
-            X,
-            radius=self.radius,
-            max_neighbors=self.max_neighbors,
-            gaussian_step=self.gaussian_step,
-            gaussian_width=self.gaussian_width,
-            expand_edges=self.expand_edges,
-            allow_isolated=self.allow_isolated,
-            n_jobs=self.n_jobs,
-            progress=bool(self.verbose),
-        )
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return True
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        tags.input_tags.two_d_array = False
-        return tags
-
-
-# --------------------------------------------------------------------------------------------
-# Packed graphs and fast batching
-# --------------------------------------------------------------------------------------------
-
-#: Tensors of a packed set of graphs (``C`` crystals, ``N`` nodes, ``S`` species entries,
-#: ``E`` edges); node, species and edge indices are stored *within* each crystal.
-PACKED_KEYS = (
-    "rows",  # Long[C]: caller-defined row of each crystal (e.g. its corpus position)
-    "num_nodes",  # Int[C]
-    "num_species",  # Int[C]
-    "num_edges",  # Int[C]
-    "z",  # Short[N]
-    "species_z",  # Short[S]
-    "species_weight",  # Float[S]
-    "species_site_index",  # Int[S]
-    "edge_index",  # Int[2, E]
-    "edge_dist",  # Float[E], Å
-)
-
-
-@dataclass
-class GraphBatch:
-    """A mini-batch of crystal graphs in the attribute layout of a PyG ``Batch``.
-
-    All index tensors are global within the batch, so the CGCNN model and
-    :class:`~crysatom_featurizers.nn.ElementEmbeddingLayer` read it like a ``Batch``, without
-    one ``Data`` object per crystal being built.
-    """
-
-    z: torch.Tensor  # Long[N]
-    species_z: torch.Tensor  # Long[S]
-    species_weight: torch.Tensor  # Float[S]
-    species_site_index: torch.Tensor  # Long[S]
-    edge_index: torch.Tensor  # Long[2, E]
-    edge_dist: torch.Tensor  # Float[E], Å
-    batch: torch.Tensor  # Long[N], crystal of each node
-    ptr: torch.Tensor  # Long[B + 1], node offsets
-    rows: torch.Tensor | None = None  # Long[B]
-    edge_attr: torch.Tensor | None = None  # Float[E, G], precomputed Gaussian expansion
-
-    @property
-    def num_nodes(self) -> int:
-        return int(self.z.numel())
-
-    @property
-    def num_graphs(self) -> int:
-        return int(self.ptr.numel() - 1)
-
-    @property
-    def num_edges(self) -> int:
-        return int(self.edge_index.shape[1])
-
-    def to(self, device: torch.device | str) -> GraphBatch:
-        return GraphBatch(
-            **{
-                k: None if getattr(self, k) is None else getattr(self, k).to(device)
-                for k in self.__dataclass_fields__
-            }
-        )
-
-
-def _ranges(starts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """``cat([arange(s, s + n) for s, n in zip(starts, lengths)])`` without a Python loop."""
-    total = int(lengths.sum())
-    if total == 0:
-        return torch.zeros(0, dtype=torch.long, device=lengths.device)
-    offsets = torch.cumsum(lengths, 0) - lengths
-    shift = torch.repeat_interleave(starts - offsets, lengths, output_size=total)
-    return torch.arange(total, device=lengths.device) + shift
-
-
-def pack_graphs(graphs: Sequence[Data], rows: Sequence[int] | None = None) -> dict:
-    """Concatenate graphs from :func:`structures_to_graphs` into the :data:`PACKED_KEYS`
-    tensors (compact dtypes). A graph without ``species_*`` attributes counts as ordered."""
-    if rows is None:
-        rows = range(len(graphs))
-    if len(graphs) != len(rows):
-        raise ValueError(f"{len(graphs)} graphs but {len(rows)} rows")
-    parts: dict[str, list[torch.Tensor]] = {k: [] for k in PACKED_KEYS[4:]}
-    for g in graphs:
-        n = int(g.num_nodes)
-        species_z = getattr(g, "species_z", None)
-        parts["z"].append(g.z)
-        if species_z is None:
-            parts["species_z"].append(g.z)
-            parts["species_weight"].append(torch.ones(n))
-            parts["species_site_index"].append(torch.arange(n))
-        else:
-            parts["species_z"].append(species_z)
-            parts["species_weight"].append(g.species_weight)
-            parts["species_site_index"].append(g.species_site_index)
-        parts["edge_index"].append(g.edge_index)
-        parts["edge_dist"].append(g.edge_dist)
-    dtypes = {
-        "z": torch.int16,
-        "species_z": torch.int16,
-        "species_weight": torch.float32,
-        "species_site_index": torch.int32,
-        "edge_index": torch.int32,
-        "edge_dist": torch.float32,
-    }
-
-    def cat(key: str) -> torch.Tensor:
-        dim = 1 if key == "edge_index" else 0
-        if not parts[key]:
-            return torch.zeros((2, 0) if dim else (0,), dtype=dtypes[key])
-        return torch.cat(parts[key], dim=dim).to(dtypes[key])
-
-    def sizes(key: str, dim: int = 0) -> torch.Tensor:
-        return torch.tensor([int(p.shape[dim]) for p in parts[key]], dtype=torch.int32)
-
-    return {
-        "rows": torch.as_tensor(np.asarray(list(rows), dtype=np.int64)),
-        "num_nodes": torch.tensor([int(g.num_nodes) for g in graphs], dtype=torch.int32),
-        "num_species": sizes("species_z"),
-        "num_edges": sizes("edge_index", 1),
-        **{key: cat(key) for key in parts},
-    }
-
-
-class PackedGraphs:
-    """Many crystal graphs as flat tensors with per-crystal offsets; :meth:`batch` gathers any
-    subset of crystals into a :class:`GraphBatch` with a few vectorized index operations.
-
-    Parameters
-    ----------
-    tensors : dict
-        The :data:`PACKED_KEYS` tensors, e.g. from :func:`pack_graphs` or a saved shard.
-    """
-
-    def __init__(self, tensors: dict) -> None:
-        missing = [k for k in PACKED_KEYS if k not in tensors]
-        if missing:
-            raise ValueError(f"packed graphs are missing {missing}")
-        self.tensors = dict(tensors)
-        self.edge_attr: torch.Tensor | None = None
-        self._offsets()
-
-    @classmethod
-    def from_graphs(cls, graphs: Sequence[Data], rows: Sequence[int] | None = None):
-        """Pack ``graphs`` (see :func:`pack_graphs`)."""
-        return cls(pack_graphs(graphs, rows))
-
-    def _offsets(self) -> None:
-        t = self.tensors
-        self.num_nodes = t["num_nodes"].long()
-        self.num_species = t["num_species"].long()
-        self.num_edges = t["num_edges"].long()
-        self.node_start = torch.cumsum(self.num_nodes, 0) - self.num_nodes
-        self.species_start = torch.cumsum(self.num_species, 0) - self.num_species
-        self.edge_start = torch.cumsum(self.num_edges, 0) - self.num_edges
-
-    def __len__(self) -> int:
-        return int(self.num_nodes.numel())
-
-    @property
-    def rows(self) -> torch.Tensor:
-        return self.tensors["rows"]
-
-    def to(self, device: torch.device | str) -> PackedGraphs:
-        """Move every tensor to ``device`` (in place) and return ``self``."""
-        self.tensors = {k: v.to(device) for k, v in self.tensors.items()}
-        if self.edge_attr is not None:
-            self.edge_attr = self.edge_attr.to(device)
-        self._offsets()
-        return self
-
-    def expand_edges(self, expansion: Any, max_bytes: int) -> None:
-        """Store the Gaussian expansion of every edge once, if it fits in ``max_bytes``.
-
-        Batches then gather the expanded rows instead of recomputing ``exp`` every epoch;
-        above the limit the model expands the distances of each batch itself.
-        """
-        dist = self.tensors["edge_dist"]
-        if dist.numel() * expansion.num_gaussians * 4 <= max_bytes:
-            with torch.no_grad():
-                self.edge_attr = expansion(dist).float()
-
-    def batch(self, index: Any) -> GraphBatch:
-        """Gather the crystals at positions ``index`` into one :class:`GraphBatch`."""
-        device = self.num_nodes.device
-        if isinstance(index, torch.Tensor):
-            idx = index.to(device=device, dtype=torch.long)
-        else:
-            idx = torch.as_tensor(np.asarray(index, dtype=np.int64), device=device)
-        n, s, e = self.num_nodes[idx], self.num_species[idx], self.num_edges[idx]
-        ptr = torch.zeros(idx.numel() + 1, dtype=torch.long, device=device)
-        ptr[1:] = torch.cumsum(n, 0)
-        nodes = _ranges(self.node_start[idx], n)
-        species = _ranges(self.species_start[idx], s)
-        edges = _ranges(self.edge_start[idx], e)
-        t = self.tensors
-        n_total, n_species, n_edges = int(nodes.numel()), int(species.numel()), int(edges.numel())
-        return GraphBatch(
-            z=t["z"][nodes].long(),
-            species_z=t["species_z"][species].long(),
-            species_weight=t["species_weight"][species].float(),
-            species_site_index=t["species_site_index"][species].long()
-            + torch.repeat_interleave(ptr[:-1], s, output_size=n_species),
-            edge_index=t["edge_index"][:, edges].long()
-            + torch.repeat_interleave(ptr[:-1], e, output_size=n_edges),
-            edge_dist=t["edge_dist"][edges].float(),
-            batch=torch.repeat_interleave(
-                torch.arange(idx.numel(), device=device), n, output_size=n_total
-            ),
-            ptr=ptr,
-            rows=t["rows"][idx].long(),
-            edge_attr=None if self.edge_attr is None else self.edge_attr[edges],
-        )

@@ -1,0 +1,25 @@
+"""Scikit-learn estimators around the CGCNN model: CGCNNRegressor and CGCNNClassifier.
+
+Both take pymatgen Structures (a list, a pandas Series, a DataFrame with a ``structure``
+column) or the crystal graphs made by
+:class:`~crysatom_featurizers.graphs.CrystalGraphTransformer`, and any element embedding of
+the registry as input node features (CrysAtom by default, frozen, as in the CrysAtom paper,
+Section 3.3).
+
+How training runs
+-----------------
+``fit`` builds every crystal graph once and packs all graphs into a few flat tensors with
+per-crystal offsets; the Gaussian expansion of the edge lengths is computed once too (per batch
+instead when the table would exceed 512 MiB). A mini-batch is then gathered with a handful of
+vectorised index operations instead of collating ``Data`` objects one by one, so an epoch
+costs little more than the forward and backward passes. The optimiser is Adam (CrysAtom paper,
+Table 2, middle block); see the ``lr`` parameter for how this relates to the original CGCNN
+defaults. The epochs themselves run in :func:`crysatom_featurizers.nn.train.train_model`; this
+package holds the scikit-learn surface (parameters, input and target checks, ``fit``,
+``predict``).
+"""
+
+from crysatom_featurizers.estimators.classifier import CGCNNClassifier
+from crysatom_featurizers.estimators.regressor import CGCNNRegressor
+
+__all__ = ["CGCNNClassifier", "CGCNNRegressor"]

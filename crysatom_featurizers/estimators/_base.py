@@ -1,0 +1,457 @@
+"""Shared implementation of the CGCNN estimators: parameter checks, input handling, fit and
+predict around :func:`crysatom_featurizers.nn.train.train_model` (not public API)."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import numbers
+import os
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted, check_random_state
+
+from crysatom_featurizers.deps import require_gnn
+from crysatom_featurizers.embeddings import resolve
+from crysatom_featurizers.graphs import CGCNN_GRAPH, gaussian_centers
+
+_POOLINGS = ("mean", "sum", "max")
+
+
+# --------------------------------------------------------------------------------------------
+# Input handling
+# --------------------------------------------------------------------------------------------
+
+
+def _items_and_labels(X: Any) -> tuple[list[Any], list[Any]]:
+    """Items of ``X`` with their row labels (index labels for pandas, positions otherwise)."""
+    from crysatom_featurizers.graphs import iter_structures
+
+    return iter_structures(X, "X", " or of crystal graphs from CrystalGraphTransformer")
+
+
+def _with_validation_rows(X: Any, y: Any, X_val: Any, y_val: Any) -> tuple[Any, Any, int]:
+    """``X + X_val`` as one Series (validation labels ``X_val[label]``), ``y + y_val``, and the
+    number of validation rows."""
+    items, labels = _items_and_labels(X)
+    v_items, v_labels = _items_and_labels(X_val)
+    if not v_items:
+        raise ValueError("X_val is empty; leave X_val and y_val out to use validation_fraction")
+    column = np.empty(len(items) + len(v_items), dtype=object)
+    for i, item in enumerate(items + v_items):
+        column[i] = item  # item by item: numpy would unpack a Structure into a row
+    index = list(labels) + [f"X_val[{label!r}]" for label in v_labels]
+    y_arr = y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else np.asarray(y)
+    yv_arr = y_val.to_numpy() if isinstance(y_val, (pd.Series, pd.DataFrame)) else np.asarray(y_val)
+    if len(yv_arr) != len(v_items):
+        raise ValueError(
+            f"X_val and y_val have different lengths: {len(v_items)} structures, "
+            f"{len(yv_arr)} targets"
+        )
+    if len(y_arr) != len(items):
+        raise ValueError(
+            f"X and y have different lengths: X has {len(items)} structures, y has "
+            f"{len(y_arr)} rows"
+        )
+    if y_arr.ndim != yv_arr.ndim or y_arr.shape[1:] != yv_arr.shape[1:]:
+        raise ValueError(
+            f"y_val must have the shape of y past the first axis: y {y_arr.shape}, "
+            f"y_val {yv_arr.shape}"
+        )
+    merged = pd.Series(column, index=pd.Index(index, dtype=object), dtype=object)
+    return merged, np.concatenate([y_arr, yv_arr]), len(v_items)
+
+
+def _same_spec(a: Any, b: Any) -> bool:
+    """Whether two embedding specs are equal strings or paths (objects compare by identity)."""
+    return isinstance(a, (str, os.PathLike)) and isinstance(b, (str, os.PathLike)) and a == b
+
+
+def _type_name(obj: Any) -> str:
+    kind = type(obj)
+    return (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+
+
+def _graph_settings_error(label: Any, detail: str, radius: float, max_neighbors: int) -> ValueError:
+    return ValueError(
+        f"the graph at row {label!r} does not match the estimator's graph settings "
+        f"(radius={radius} Å, max_neighbors={max_neighbors}): {detail}. Build the graphs with "
+        "CrystalGraphTransformer(radius=..., max_neighbors=...) set to the estimator's values"
+    )
+
+
+def _check_graph(g: Any, label: Any, radius: float, max_neighbors: int | None) -> None:
+    """Reject graphs built with other neighbour settings than the estimator's."""
+    import torch
+
+    if getattr(g, "edge_index", None) is None or getattr(g, "edge_dist", None) is None:
+        raise ValueError(
+            f"the graph at row {label!r} lacks edge_index or edge_dist; build graphs with "
+            "crysatom_featurizers.graphs.structures_to_graph or CrystalGraphTransformer"
+        )
+    edge_attr = getattr(g, "edge_attr", None)
+    n_centres = len(gaussian_centers(0.0, radius, CGCNN_GRAPH.gaussian_step))
+    if edge_attr is not None and edge_attr.shape[-1] != n_centres:
+        raise _graph_settings_error(
+            label,
+            f"its edges carry {edge_attr.shape[-1]} Gaussian features, the estimator expects "
+            f"{n_centres}",
+            radius,
+            max_neighbors,
+        )
+    dist = g.edge_dist
+    if dist.numel() and float(dist.max()) > radius + 1e-4:
+        raise _graph_settings_error(
+            label, f"it has an edge of length {float(dist.max()):.3f} Å", radius, max_neighbors
+        )
+    if max_neighbors is not None and dist.numel():
+        degree = torch.bincount(g.edge_index[1], minlength=int(g.num_nodes))
+        if int(degree.max()) > max_neighbors:
+            raise _graph_settings_error(
+                label, f"a site has {int(degree.max())} neighbours", radius, max_neighbors
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Estimators
+# --------------------------------------------------------------------------------------------
+
+
+class _CGCNNBase(BaseEstimator):
+    """Shared implementation of the CGCNN estimators (not part of the public API)."""
+
+    _task = "regression"
+    _metric_name = "mae"  # history columns train_<name>, val_<name>
+
+    # ---- sklearn plumbing ------------------------------------------------------------------
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        return tags
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        model = state.pop("model_", None)
+        if model is not None:
+            import torch
+
+            # torch.save keeps the module; loading maps every tensor to the CPU, so an estimator
+            # fitted on a GPU unpickles where there is none (and ``device`` moves it back).
+            buffer = io.BytesIO()
+            torch.save(model, buffer)
+            state["_model_bytes"] = buffer.getvalue()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        model_bytes = state.pop("_model_bytes", None)
+        if model_bytes is not None:
+            import torch
+
+            state["model_"] = torch.load(
+                io.BytesIO(model_bytes), map_location="cpu", weights_only=False
+            )
+        super().__setstate__(state)
+
+    # ---- validation ------------------------------------------------------------------------
+
+    def _check_params(self, given_validation: bool = False) -> None:
+        def positive_int(name: str, minimum: int = 1) -> None:
+            value = getattr(self, name)
+            if (
+                not isinstance(value, numbers.Integral)
+                or isinstance(value, bool)
+                or value < minimum
+            ):
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+        for name in ("atom_fea_len", "h_fea_len", "n_h", "epochs", "batch_size"):
+            positive_int(name)
+        positive_int("n_conv", 0)
+        positive_int("max_neighbors")
+        if self.pooling not in _POOLINGS:
+            raise ValueError(f"pooling must be one of {_POOLINGS}, got {self.pooling!r}")
+        if not self.radius > 0:
+            raise ValueError(f"radius must be positive (Å), got {self.radius!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be non-negative, got {self.weight_decay!r}")
+        from crysatom_featurizers.nn.train import LR_SCHEDULES
+
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        vf = self.validation_fraction
+        if vf is not None and not 0.0 <= vf < 1.0:
+            raise ValueError(f"validation_fraction must be in [0, 1) or None, got {vf!r}")
+        if self.patience is not None:
+            positive_int("patience")
+            if not vf and not given_validation:
+                raise ValueError(
+                    "early stopping (patience) needs a validation set: set validation_fraction "
+                    "> 0, pass X_val and y_val to fit, or set patience=None"
+                )
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers!r}")
+
+    def _embedding_spec(self) -> tuple[Any, str]:
+        """``embedding``, or the deprecated ``atom_features`` (with a FutureWarning), and the
+        name of the parameter it came from."""
+        old = getattr(self, "atom_features", None)
+        if old is None:
+            return self.embedding, "embedding"
+        warnings.warn(
+            "atom_features is deprecated and will be removed in the next release; use "
+            "embedding= (a name, 'name:dim', a vector file or an ElementEmbedding) and dim=",
+            FutureWarning,
+            stacklevel=4,
+        )
+        default = inspect.signature(type(self).__init__).parameters["embedding"].default
+        if not (self.embedding is old or _same_spec(self.embedding, old)) and not (
+            isinstance(self.embedding, str) and self.embedding == default
+        ):
+            raise ValueError(
+                f"both embedding={self.embedding!r} and its deprecated alias "
+                f"atom_features={old!r} are given; pass only embedding"
+            )
+        return old, "atom_features"
+
+    def _graphs_of(self, X: Any, *, for_fit: bool) -> tuple[list[Any], list[Any]]:
+        """Graphs of ``X`` (built here from Structures, or taken as given) and row labels."""
+        from pymatgen.core import IStructure
+        from torch_geometric.data.data import BaseData
+
+        from crysatom_featurizers.graphs import structures_to_graphs
+
+        items, labels = _items_and_labels(X)
+        if not items:
+            raise ValueError(
+                f"X is empty: {'fit' if for_fit else 'predict'} needs at least one structure"
+            )
+        to_build: list[int] = []
+        for i, item in enumerate(items):
+            if isinstance(item, IStructure):
+                to_build.append(i)
+            elif isinstance(item, BaseData):
+                _check_graph(item, labels[i], float(self.radius), self.max_neighbors)
+            else:
+                raise TypeError(
+                    f"X[{labels[i]!r}] is a {_type_name(item)}; expected a pymatgen Structure "
+                    "or a crystal graph (torch_geometric Data) from CrystalGraphTransformer"
+                )
+        if to_build:
+            workers = self.num_workers or 1
+            # An object array filled item by item: numpy would otherwise unpack each Structure
+            # (a sequence of sites) into a row.
+            column = np.empty(len(to_build), dtype=object)
+            for j, i in enumerate(to_build):
+                column[j] = items[i]
+            built = structures_to_graphs(
+                pd.Series(column, index=[labels[i] for i in to_build], dtype=object),
+                radius=float(self.radius),
+                max_neighbors=int(self.max_neighbors),
+                gaussian_step=CGCNN_GRAPH.gaussian_step,
+                gaussian_width=CGCNN_GRAPH.gaussian_width,
+                expand_edges=False,
+                allow_isolated=bool(self.allow_isolated),
+                n_jobs=workers,
+                progress=self.verbose >= 2,
+            )
+            for i, graph in zip(to_build, built):
+                items[i] = graph
+        return items, labels
+
+    def _pack(self, X: Any, covered: np.ndarray, embedding_name: str, *, for_fit: bool):
+        """Packed graphs of ``X``; raises if an element is not covered by the embedding."""
+        import torch
+
+        from crysatom_featurizers.graphs import PackedGraphs
+        from crysatom_featurizers.nn import check_covered
+
+        graphs, labels = self._graphs_of(X, for_fit=for_fit)
+        packed = PackedGraphs.from_graphs(graphs)
+
+        def where(entry: int) -> str:
+            row = int(torch.searchsorted(packed.species_start, entry, right=True)) - 1
+            return f"the structure at row {labels[row]!r}"
+
+        check_covered(
+            packed.tensors["species_z"].long(),
+            torch.from_numpy(np.array(covered, dtype=bool)),
+            embedding_name,
+            where,
+        )
+        return packed, labels
+
+    def _check_y(self, y: Any, n: int) -> np.ndarray:
+        raise NotImplementedError
+
+    # ---- training --------------------------------------------------------------------------
+
+    def _split(self, n: int, rng: np.random.RandomState, y_enc: np.ndarray) -> tuple[Any, Any]:
+        """Training and validation positions, deterministic for a given ``random_state``."""
+        vf = self.validation_fraction or 0.0
+        n_val = 0 if vf == 0 else max(1, int(round(vf * n)))
+        if n - n_val < 2:
+            raise ValueError(
+                f"fit needs at least 2 training structures; got {n} structures of which {n_val} "
+                f"go to validation (validation_fraction={vf})"
+            )
+        if n_val == 0:
+            return np.arange(n), np.arange(0)
+        perm = rng.permutation(n)
+        if self._task == "classification":
+            from sklearn.model_selection import StratifiedShuffleSplit
+
+            counts = np.bincount(y_enc)
+            if counts.min() >= 2 and n_val >= counts.size and n - n_val >= counts.size:
+                splitter = StratifiedShuffleSplit(
+                    n_splits=1, test_size=n_val, random_state=rng.randint(2**31 - 1)
+                )
+                train, val = next(splitter.split(np.zeros(n), y_enc))
+                return np.sort(train), np.sort(val)
+        return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+    def _build_model(self, embedding: Any, n_outputs: int) -> Any:
+        from crysatom_featurizers.nn import CGCNN
+
+        return CGCNN(
+            embedding,
+            atom_fea_len=int(self.atom_fea_len),
+            n_conv=int(self.n_conv),
+            h_fea_len=int(self.h_fea_len),
+            n_h=int(self.n_h),
+            n_targets=int(n_outputs),
+            pooling=self.pooling,
+            trainable_embeddings=bool(self.trainable_embeddings),
+            gaussian_stop=float(self.radius),
+            gaussian_step=CGCNN_GRAPH.gaussian_step,
+            gaussian_width=CGCNN_GRAPH.gaussian_width,
+        )
+
+    def _fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> _CGCNNBase:
+        require_gnn(type(self).__name__)
+        import torch
+
+        from crysatom_featurizers.nn import train as train_mod
+        from crysatom_featurizers.nn.train import (
+            TrainSettings,
+            resolve_device,
+            torch_runtime,
+            train_model,
+        )
+
+        if (X_val is None) != (y_val is None):
+            raise ValueError("X_val and y_val must be given together")
+        self._check_params(given_validation=X_val is not None)
+        spec, param = self._embedding_spec()
+        embedding = resolve(spec, self.dim, param=param)
+        _, covered = embedding.lookup_table()
+        emb_name = str(getattr(embedding, "name", "custom"))
+
+        n_rows = len(_items_and_labels(X)[0])
+        if n_rows == 0:
+            raise ValueError("X is empty: fit needs at least 2 structures")
+        n_given_val = 0
+        if X_val is not None:
+            X, y, n_given_val = _with_validation_rows(X, y, X_val, y_val)
+            if n_rows < 2:
+                raise ValueError(f"fit needs at least 2 training structures; got {n_rows}")
+        targets = self._check_y(y, n_rows + n_given_val)  # float targets or class codes
+
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        device = resolve_device(self.device)
+
+        t0 = time.perf_counter()
+        packed, _ = self._pack(X, covered, emb_name, for_fit=True)
+        graph_time = time.perf_counter() - t0
+
+        if n_given_val:
+            train_idx, val_idx = np.arange(n_rows), np.arange(n_rows, n_rows + n_given_val)
+            unseen = np.setdiff1d(targets[val_idx], targets[train_idx])
+            if self._task == "classification" and unseen.size:
+                raise ValueError(
+                    f"y_val has classes absent from y: {list(self.classes_[unseen])[:5]}"
+                )
+        else:
+            train_idx, val_idx = self._split(
+                len(packed), rng, targets if self._task == "classification" else None
+            )
+        self._fit_target_transform(targets[train_idx])
+
+        settings = TrainSettings(
+            epochs=int(self.epochs),
+            batch_size=int(self.batch_size),
+            lr=float(self.lr),
+            weight_decay=float(self.weight_decay),
+            lr_schedule=self.lr_schedule,
+            lr_milestones=self.lr_milestones,
+            patience=self.patience,
+            metric_name=self._metric_name,
+            progress=type(self).__name__ if self.verbose else None,
+        )
+        with torch_runtime(device, self.n_threads, seed):
+            packed.to(device)
+            y_all = torch.as_tensor(self._encode_targets(targets), device=device)
+            model = self._build_model(embedding, self._n_outputs()).to(device)
+            packed.expand_edges(model.distance_expansion, train_mod.MAX_EXPANDED_EDGE_BYTES)
+            result = train_model(
+                model,
+                packed,
+                y_all,
+                torch.as_tensor(train_idx, dtype=torch.long),
+                torch.as_tensor(val_idx, dtype=torch.long, device=device),
+                criterion=self._criterion(targets[train_idx], device),
+                metric=self._metric_sum,
+                settings=settings,
+                seed=seed,
+            )
+            model = result.model.cpu()
+
+        self.model_ = model
+        self.embedding_name_ = emb_name
+        self.embedding_dim_ = int(embedding.dim)
+        self.history_ = pd.DataFrame(result.history)
+        self.best_epoch_ = result.best_epoch
+        # positions in X; a separate X_val holds none of them
+        self.validation_indices_ = np.asarray(
+            np.arange(0) if n_given_val else val_idx, dtype=np.int64
+        )
+        self.n_iter_ = result.n_epochs
+        self.timings_ = {"graphs_s": graph_time, "training_s": result.training_s}
+        return self
+
+    def _predict_outputs(self, X: Any) -> np.ndarray:
+        """Raw model outputs (standardised targets or logits) for ``X``, as float64."""
+        require_gnn(type(self).__name__)
+        import torch
+
+        from crysatom_featurizers.nn import train as train_mod
+        from crysatom_featurizers.nn.train import predict_packed, resolve_device, torch_runtime
+
+        check_is_fitted(self, "model_")
+        model = self.model_
+        covered = model.embedding.covered.detach().cpu().numpy()
+        packed, _ = self._pack(X, covered, self.embedding_name_, for_fit=False)
+        device = resolve_device(self.device)
+        with torch_runtime(device, self.n_threads):
+            packed.to(device)
+            model.to(device)
+            try:
+                packed.expand_edges(model.distance_expansion, train_mod.MAX_EXPANDED_EDGE_BYTES)
+                index = torch.arange(len(packed), device=device)
+                out = predict_packed(model, packed, index, int(self.batch_size))
+            finally:
+                model.cpu()
+        return out.double().cpu().numpy()

@@ -1,0 +1,121 @@
+"""Settings of the CGCNN crystal graph and its Gaussian distance expansion (no torch import)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CGCNN_GRAPH", "GraphSettings", "gaussian_centers", "gaussian_expand"]
+
+
+@dataclass(frozen=True)
+class GraphSettings:
+    """Neighbour search and edge features of a CGCNN crystal graph.
+
+    Parameters
+    ----------
+    radius : float, default=8.0
+        Neighbour cutoff, Å. Also the last centre of the Gaussian distance expansion.
+    max_neighbors : int or None, default=12
+        Nearest neighbours kept per site (None: all within ``radius``).
+    gaussian_step : float, default=0.2
+        Spacing of the Gaussian centres ``0, step, ..., radius``, Å.
+    gaussian_width : float, default=0.2
+        Width of each Gaussian, Å.
+
+    The defaults are those of CGCNN (Xie & Grossman, PRL 120, 145301, 2018), also used by
+    CrysAtom pretraining (paper Table 2: r = 8 Å); :data:`CGCNN_GRAPH` holds them.
+    """
+
+    radius: float = 8.0
+    max_neighbors: int | None = 12
+    gaussian_step: float = 0.2
+    gaussian_width: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not self.radius > 0:
+            raise ValueError(f"radius must be positive (Å), got {self.radius!r}")
+        if self.max_neighbors is not None and self.max_neighbors < 1:
+            raise ValueError(f"max_neighbors must be at least 1 or None, got {self.max_neighbors}")
+        if not self.gaussian_step > 0:
+            raise ValueError(f"gaussian step must be positive, got {self.gaussian_step}")
+        if not self.gaussian_width > 0:
+            raise ValueError(f"gaussian width must be positive, got {self.gaussian_width}")
+
+    def centers(self) -> np.ndarray:
+        """Gaussian centres ``0, step, ..., radius`` (Å), see :func:`gaussian_centers`."""
+        return gaussian_centers(0.0, self.radius, self.gaussian_step)
+
+    @property
+    def num_gaussians(self) -> int:
+        """Number of edge features ``G`` (41 for the defaults)."""
+        return len(self.centers())
+
+
+#: The CGCNN graph: 8 Å cutoff, 12 neighbours, Gaussians every 0.2 Å of width 0.2 Å.
+CGCNN_GRAPH = GraphSettings()
+
+
+def gaussian_centers(
+    start: float = 0.0,
+    stop: float = CGCNN_GRAPH.radius,
+    step: float = CGCNN_GRAPH.gaussian_step,
+) -> np.ndarray:
+    """Centres ``start, start + step, ..., stop`` (Å) of the Gaussian distance expansion.
+
+    The number of centres is ``round((stop - start) / step) + 1`` (41 for the defaults), so the
+    end point is included even when ``(stop - start) / step`` is not exactly an integer.
+
+    Parameters
+    ----------
+    start, stop : float
+        First and last centre, Å.
+    step : float
+        Spacing between centres, Å. Must be positive.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 array of shape ``(G,)``.
+    """
+    if step <= 0:
+        raise ValueError(f"gaussian step must be positive, got {step}")
+    if stop < start:
+        raise ValueError(f"gaussian stop ({stop}) must not be below start ({start})")
+    n = int(round((stop - start) / step)) + 1
+    return start + step * np.arange(n, dtype=np.float64)
+
+
+def gaussian_expand(
+    distances: np.ndarray,
+    centers: np.ndarray,
+    width: float = CGCNN_GRAPH.gaussian_width,
+    dtype: Any = np.float32,
+) -> np.ndarray:
+    """Expand distances in Gaussians: ``exp(-(d - mu_k)^2 / width^2)``.
+
+    Parameters
+    ----------
+    distances : numpy.ndarray
+        Distances, Å, shape ``(E,)``.
+    centers : numpy.ndarray
+        Gaussian centres, Å, shape ``(G,)`` (see :func:`gaussian_centers`).
+    width : float
+        Gaussian width, Å.
+    dtype : numpy dtype
+        Output dtype (float32 by default).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(E, G)``.
+    """
+    if width <= 0:
+        raise ValueError(f"gaussian width must be positive, got {width}")
+    d = np.asarray(distances, dtype=dtype)[:, None]
+    diff = d - np.asarray(centers, dtype=dtype)[None, :]
+    diff *= diff
+    diff *= -1.0 / (width * width)
+    return np.exp(diff, out=diff)

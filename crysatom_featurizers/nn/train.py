@@ -1,0 +1,426 @@
+"""Supervised training of a graph model on packed crystal graphs.
+
+:func:`train_model` runs the epochs of :class:`~crysatom_featurizers.estimators.CGCNNRegressor`
+and :class:`~crysatom_featurizers.estimators.CGCNNClassifier`: Adam, an optional learning-rate
+schedule, shuffled mini-batches gathered from :class:`~crysatom_featurizers.graphs.PackedGraphs`,
+evaluation on a validation subset after every epoch, early stopping and restoring the weights of
+the best epoch. :func:`predict_packed` runs a model over packed graphs in evaluation mode, and
+:func:`torch_runtime` / :func:`resolve_device` set up where and how torch computes.
+
+Everything here is torch-level: targets are tensors, the criterion and metric are callables, and
+nothing depends on scikit-learn.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from crysatom_featurizers.graphs import PackedGraphs
+
+__all__ = [
+    "LR_SCHEDULES",
+    "MAX_EXPANDED_EDGE_BYTES",
+    "TrainResult",
+    "TrainSettings",
+    "history_keys",
+    "index_batches",
+    "make_scheduler",
+    "predict_packed",
+    "resolve_device",
+    "torch_runtime",
+    "train_model",
+]
+
+LR_SCHEDULES = ("constant", "cosine", "step")
+# Learning-rate factor at each milestone of the "step" schedule (CGCNN's MultiStepLR gamma).
+STEP_GAMMA = 0.1
+# Largest Gaussian edge-feature table (bytes) computed once per fit; above it, per batch.
+MAX_EXPANDED_EDGE_BYTES = 512 * 2**20
+# Smallest mini-batch of evaluation and prediction passes (no gradients, so larger is cheaper).
+_EVAL_BATCH = 256
+
+
+# --------------------------------------------------------------------------------------------
+# Runtime
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_device(device: Any) -> torch.device:
+    """``"auto"`` (or None) -> CUDA when available, else CPU; ``"cpu"``/``"cuda[:i]"`` checked.
+
+    Raises
+    ------
+    ValueError
+        For another device type, or CUDA without a CUDA-enabled torch.
+    """
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} but CUDA is not available in this torch installation; "
+            "use device='cpu' or 'auto'"
+        )
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    return dev
+
+
+@contextmanager
+def torch_runtime(
+    device: torch.device, n_threads: int | None, seed: int | None = None
+) -> Iterator[None]:
+    """Thread count, deterministic CPU kernels and a private RNG, all restored on exit.
+
+    Parameters
+    ----------
+    device : torch.device
+        Where the work runs; on the CPU, deterministic algorithms are switched on.
+    n_threads : int or None
+        Torch intra-op threads; None keeps torch's setting, capped at the usable cores.
+    seed : int, optional
+        Seed of torch's global RNG inside the block (forked, so the caller's stream is
+        untouched). None leaves the RNG alone.
+    """
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    devices = [device.index or 0] if device.type == "cuda" else []
+    try:
+        if n_threads is not None:
+            torch.set_num_threads(max(1, int(n_threads)))
+        elif hasattr(os, "sched_getaffinity") and old_threads > len(os.sched_getaffinity(0)):
+            # never more threads than the cores this process may run on
+            torch.set_num_threads(len(os.sched_getaffinity(0)))
+        if device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+
+
+# --------------------------------------------------------------------------------------------
+# Batches, schedules, settings
+# --------------------------------------------------------------------------------------------
+
+
+def index_batches(order: Tensor, batch_size: int) -> list[Tensor]:
+    """Consecutive chunks of ``order``; a trailing chunk of one crystal joins the previous one.
+
+    Batch normalisation cannot train on a single crystal of a single site, so a lone crystal at
+    the end is never left on its own.
+    """
+    n = int(order.numel())
+    bounds = list(range(0, n, batch_size)) + [n]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+        del bounds[-2]
+    return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer,
+    schedule: str,
+    epochs: int,
+    milestones: Sequence[int] | None = None,
+) -> Any:
+    """The learning-rate scheduler of ``schedule`` (one of :data:`LR_SCHEDULES`), or None.
+
+    ``"cosine"`` anneals to zero over ``epochs``; ``"step"`` multiplies the rate by 0.1 at each
+    milestone (default ``epochs // 2`` and ``3 * epochs // 4``); ``"constant"`` has none.
+    """
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(epochs))
+    if schedule == "step":
+        if milestones is None:
+            milestones = sorted({max(1, epochs // 2), max(1, (3 * epochs) // 4)})
+        return torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=list(milestones), gamma=STEP_GAMMA
+        )
+    if schedule != "constant":
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
+    return None
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation settings of :func:`train_model`.
+
+    Parameters
+    ----------
+    epochs : int
+        Maximum number of passes over the training crystals.
+    batch_size : int
+        Crystals per mini-batch.
+    lr : float
+        Adam learning rate.
+    weight_decay : float
+        L2 penalty of Adam.
+    lr_schedule : {"constant", "cosine", "step"}
+        See :func:`make_scheduler`.
+    lr_milestones : sequence of int, optional
+        Epochs of the ``"step"`` schedule.
+    patience : int, optional
+        Stop after this many epochs without a lower monitored loss.
+    metric_name : str
+        Name of the metric in the history columns (``train_<name>``, ``val_<name>``).
+    progress : str, optional
+        Label of a tqdm progress bar over epochs; None: silent.
+    """
+
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"
+    lr_milestones: Sequence[int] | None = None
+    patience: int | None = None
+    metric_name: str = "mae"
+    progress: str | None = None
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_model` returns.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The trained model (on its training device, in eval mode), with the weights of
+        ``best_epoch``.
+    history : dict of str to list of float
+        One value per epoch for each of :func:`history_keys`.
+    best_epoch : int
+        Epoch (1-based) whose weights were kept: the lowest validation loss, or the last epoch
+        without validation.
+    n_epochs : int
+        Number of epochs run.
+    training_s : float
+        Wall time of the epochs, s.
+    """
+
+    model: nn.Module
+    history: dict[str, list[float]]
+    best_epoch: int
+    n_epochs: int
+    training_s: float
+
+
+def history_keys(metric_name: str = "mae") -> tuple[str, ...]:
+    """Columns of the training history for a metric called ``metric_name``."""
+    return (
+        "epoch",
+        "train_loss",
+        f"train_{metric_name}",
+        "val_loss",
+        f"val_{metric_name}",
+        "lr",
+        "time_s",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Training and prediction
+# --------------------------------------------------------------------------------------------
+
+#: ``metric(outputs, targets)``: the metric summed over the crystals of a batch (a 0-d tensor).
+Metric = Callable[[Tensor, Tensor], Tensor]
+
+
+def train_model(
+    model: nn.Module,
+    packed: PackedGraphs,
+    targets: Tensor,
+    train_index: Tensor,
+    val_index: Tensor,
+    criterion: Callable[[Tensor, Tensor], Tensor],
+    metric: Metric,
+    settings: TrainSettings,
+    seed: int,
+) -> TrainResult:
+    """Train ``model`` on the crystals ``train_index`` of ``packed``.
+
+    Every epoch shuffles the training crystals (a generator seeded with ``seed``), takes one
+    Adam step per mini-batch and, with a validation subset, evaluates the loss on it. The
+    weights of the epoch with the lowest validation loss are restored at the end; without
+    validation the last epoch is kept and the training loss is monitored for ``patience``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Maps a :class:`~crysatom_featurizers.graphs.GraphBatch` to outputs ``Float[B, K]``.
+    packed : PackedGraphs
+        All crystals, on the training device.
+    targets : Tensor
+        Targets of all crystals of ``packed`` (first axis), on the training device.
+    train_index : Tensor
+        Positions of the training crystals (``Long``, any device).
+    val_index : Tensor
+        Positions of the validation crystals, on the training device (may be empty).
+    criterion : callable
+        Mean loss of a batch, ``criterion(outputs, targets)``.
+    metric : callable
+        See :data:`Metric`; reported per crystal in the history.
+    settings : TrainSettings
+    seed : int
+        Seed of the shuffling.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    FloatingPointError
+        If the training loss becomes NaN or infinite.
+    """
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=float(settings.lr), weight_decay=float(settings.weight_decay)
+    )
+    scheduler = make_scheduler(
+        optimizer, settings.lr_schedule, int(settings.epochs), settings.lr_milestones
+    )
+    generator = torch.Generator().manual_seed(seed)
+    train_t = train_index.to(device="cpu", dtype=torch.long)
+    device = targets.device
+    has_val = bool(val_index.numel())
+
+    history: dict[str, list[float]] = {k: [] for k in history_keys(settings.metric_name)}
+    best_loss, best_epoch, best_state, stale = math.inf, 0, None, 0
+    bar = None
+    if settings.progress is not None:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=int(settings.epochs), desc=settings.progress, unit="epoch")
+    t_train = time.perf_counter()
+    epoch = 0
+    try:
+        for epoch in range(1, int(settings.epochs) + 1):
+            t_epoch = time.perf_counter()
+            lr_now = optimizer.param_groups[0]["lr"]
+            order = train_t[torch.randperm(train_t.numel(), generator=generator)]
+            train_stats = _train_epoch(
+                model,
+                packed,
+                targets,
+                order.to(device),
+                criterion,
+                metric,
+                optimizer,
+                int(settings.batch_size),
+            )
+            if scheduler is not None:
+                scheduler.step()
+            val_stats = (
+                _evaluate(model, packed, targets, val_index, criterion, metric, settings.batch_size)
+                if has_val
+                else (math.nan, math.nan)
+            )
+            row = [epoch, *train_stats, *val_stats, lr_now, time.perf_counter() - t_epoch]
+            for key, value in zip(history, row):
+                history[key].append(value)
+            monitored = val_stats[0] if has_val else train_stats[0]
+            if monitored < best_loss:
+                best_loss, best_epoch, stale = monitored, epoch, 0
+                if has_val:
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                stale += 1
+            if bar is not None:
+                bar.set_postfix(_postfix(history), refresh=False)
+                bar.update(1)
+            if not math.isfinite(train_stats[0]):
+                raise FloatingPointError(
+                    f"the training loss became {train_stats[0]} at epoch {epoch}; "
+                    "lower lr or check the targets"
+                )
+            if settings.patience is not None and stale >= settings.patience:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        best_epoch = epoch
+    model.eval()
+    return TrainResult(model, history, int(best_epoch), int(epoch), time.perf_counter() - t_train)
+
+
+def predict_packed(
+    model: nn.Module, packed: PackedGraphs, index: Tensor, batch_size: int = _EVAL_BATCH
+) -> Tensor:
+    """Outputs of ``model`` (eval mode, no gradients) for the crystals ``index`` of ``packed``.
+
+    The crystals go through in chunks of at least 256 (``max(batch_size, 256)``).
+    """
+    model.eval()
+    outs = []
+    with torch.inference_mode():
+        for chunk in index_batches(index, max(int(batch_size), _EVAL_BATCH)):
+            outs.append(model(packed.batch(chunk)))
+    return torch.cat(outs)
+
+
+def _train_epoch(
+    model: nn.Module,
+    packed: PackedGraphs,
+    targets: Tensor,
+    order: Tensor,
+    criterion: Callable[[Tensor, Tensor], Tensor],
+    metric: Metric,
+    optimizer: torch.optim.Optimizer,
+    batch_size: int,
+) -> tuple[float, float]:
+    """One pass over ``order``; mean loss and metric per crystal (training mode)."""
+    model.train()
+    total_loss = torch.zeros((), device=order.device)
+    total_metric = torch.zeros((), device=order.device)
+    for index in index_batches(order, batch_size):
+        batch = packed.batch(index)
+        target = targets[index]
+        out = model(batch)
+        loss = criterion(out, target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            total_loss += loss.detach() * index.numel()
+            total_metric += metric(out.detach(), target)
+    n = int(order.numel())
+    return float(total_loss) / n, float(total_metric) / n
+
+
+def _evaluate(
+    model: nn.Module,
+    packed: PackedGraphs,
+    targets: Tensor,
+    index: Tensor,
+    criterion: Callable[[Tensor, Tensor], Tensor],
+    metric: Metric,
+    batch_size: int,
+) -> tuple[float, float]:
+    """Loss and metric per crystal on ``index`` (eval mode)."""
+    out = predict_packed(model, packed, index, batch_size)
+    target = targets[index]
+    return float(criterion(out, target)), float(metric(out, target)) / int(index.numel())
+
+
+def _postfix(history: dict[str, list[float]]) -> dict[str, str]:
+    keys = [k for k in history if k not in ("epoch", "lr", "time_s")]
+    return {k: f"{history[k][-1]:.4g}" for k in keys if not math.isnan(history[k][-1])}
