@@ -19,10 +19,7 @@ GNN_TEST_MODULES = [
     "test_estimators.py",
     "test_nn.py",
     "test_graphs.py",
-    "test_pretrain.py",
-    "test_benchmark.py",
-    "test_probe.py",
-    "test_training_atom2vec.py",
+    "test_train.py",
     "training",
 ]
 collect_ignore = [] if HAS_GNN else GNN_TEST_MODULES

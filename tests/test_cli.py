@@ -695,6 +695,7 @@ def test_featurize_at_the_file_size_limit_keeps_previous_output(tmp_path, capsys
     assert [p.name for p in tmp_path.iterdir()] == ["features.csv"]
 
 
+@pytest.mark.slow
 def test_train_failed_write_keeps_previous_model(tmp_path, capsys, monkeypatch, cif_folder):
     model_path = tmp_path / "model.joblib"
     code, _, err = run(["train", cif_folder, "-o", model_path, *TRAIN_OPTIONS], capsys)

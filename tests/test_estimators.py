@@ -675,7 +675,6 @@ def _madelung_set(n: int, seed: int) -> tuple[list[Structure], np.ndarray]:
     return structures, np.asarray(energies)
 
 
-@pytest.mark.slow
 def test_learns_madelung_energy():
     X_train, y_train = _madelung_set(320, seed=1)
     X_test, y_test = _madelung_set(80, seed=2)

@@ -150,6 +150,7 @@ def test_neighbours_match_reference_small_radius_and_k(fe2o3):
     assert_matches_reference(fe2o3, radius=4.0, max_neighbors=5)
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_neighbours_match_reference_jarvis(jarvis_small):
     for structure in jarvis_small["structure"].iloc[:40]:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
@@ -333,7 +333,6 @@ def _ddp_worker(rank, world, port, cfg_dicts, outs, queue):
             dist.destroy_process_group()
 
 
-@pytest.mark.slow
 def test_two_process_gloo_matches_single_process(smoke_run, smoke_cfg, tmp_path):
     """2 ranks x 4 crystals == 1 process x 8 crystals, same global batches.
 
@@ -479,6 +478,7 @@ def test_activation_checkpointing_gives_the_same_gradient(smoke_cfg):
 @pytest.mark.skipif(
     not any(shutil.which(c) for c in ("g++", "c++", "clang++")), reason="no C++ compiler"
 )
+@pytest.mark.slow
 def test_compiled_convolutions_give_the_same_losses_and_gradients(smoke_cfg):
     """torch.compile of the convolutions (fused kernels, recomputation in backward) changes
     neither the losses, the gradients, the BatchNorm statistics nor the checkpoint keys."""
@@ -605,6 +605,7 @@ def test_command_line_compile_flag_reaches_the_config(smoke_cfg, monkeypatch, ca
     assert seen["cfg"].compile_convs is True
 
 
+@pytest.mark.slow
 def test_layer_probe_full_depth_reproduces_the_run_vectors(smoke_run):
     from crysatom_featurizers.embeddings import ElementEmbedding
     from training.extract import extract_element_vectors

@@ -22,6 +22,7 @@ def smoke_run(tmp_path_factory) -> Path:
     return out / "bench_smoke"
 
 
+@pytest.mark.slow
 def test_smoke_rows_and_finite_scores(smoke_run):
     frame = pd.read_csv(smoke_run / "results.csv")
     assert list(frame.columns) == list(benchmark.COLUMNS)

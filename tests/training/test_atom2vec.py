@@ -12,7 +12,7 @@ import pytest
 from conftest import JARVIS_PATH, MP_PATH, require_shared_data
 from pymatgen.core import Composition, Lattice, Species, Structure
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
