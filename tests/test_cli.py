@@ -339,6 +339,7 @@ def test_embeddings_export_round_trip(tmp_path, capsys, fmt):
 # ------------------------------------------------------------------------------ train / predict
 
 
+@pytest.mark.gnn
 def test_train_and_predict_cgcnn_folder(tmp_path, capsys, cif_folder, examples):
     model_path = tmp_path / "model.joblib"
     code, out, err = run(
@@ -412,6 +413,7 @@ def test_train_and_predict_cgcnn_folder(tmp_path, capsys, cif_folder, examples):
     assert (tmp_path / "parity.png").stat().st_size > 0
 
 
+@pytest.mark.gnn
 def test_train_without_id_prop_or_target_is_clear(tmp_path, capsys, cif_folder):
     (cif_folder / "id_prop.csv").unlink()
     code, _, err = run(["train", cif_folder, "-o", tmp_path / "m.joblib", "-e", "cgcnn"], capsys)
@@ -419,6 +421,7 @@ def test_train_without_id_prop_or_target_is_clear(tmp_path, capsys, cif_folder):
     assert_one_line_error(err, "id_prop.csv")
 
 
+@pytest.mark.gnn
 def test_predict_reports_uncovered_element_row(tmp_path, capsys, cif_folder):
     from crysatom_featurizers.estimators import CGCNNRegressor
 
@@ -597,6 +600,11 @@ def test_header_only_csv_is_an_error(tmp_path, capsys):
     assert code == 1
     assert_one_line_error(err, f"{path} has a header but no data rows")
     assert not out.exists()
+
+
+@pytest.mark.gnn
+def test_header_only_csv_is_an_error_for_train(tmp_path, capsys):
+    path = tmp_path / "empty.csv"
     path.write_text("id,cif,y\n")
     code, _, err = run(
         ["train", path, "--target", "y", "-o", tmp_path / "m.joblib", "-e", "cgcnn"], capsys
@@ -696,6 +704,7 @@ def test_featurize_at_the_file_size_limit_keeps_previous_output(tmp_path, capsys
 
 
 @pytest.mark.slow
+@pytest.mark.gnn
 def test_train_failed_write_keeps_previous_model(tmp_path, capsys, monkeypatch, cif_folder):
     model_path = tmp_path / "model.joblib"
     code, _, err = run(["train", cif_folder, "-o", model_path, *TRAIN_OPTIONS], capsys)
