@@ -23,7 +23,6 @@ The checksum is defined by :func:`vectors_checksum`.
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -39,6 +38,18 @@ from crysatom_featurizers.chemistry import (
     parse_species,
 )
 
+from .files import (
+    FILE_FORMAT,
+    FILE_FORMAT_VERSION,
+    EmbeddingFileError,
+    jsonable,
+    read_csv_embedding,
+    read_json_embedding,
+    vectors_checksum,
+    write_csv_embedding,
+    write_json_embedding,
+)
+
 __all__ = [
     "FILE_FORMAT",
     "FILE_FORMAT_VERSION",
@@ -49,9 +60,6 @@ __all__ = [
     "atomic_number",
     "vectors_checksum",
 ]
-
-FILE_FORMAT = "crysatom-featurizers/element-embedding"
-FILE_FORMAT_VERSION = 1
 
 
 # Metadata keys every embedding carries (None when unknown).
@@ -89,55 +97,6 @@ class UnknownElementError(ValueError):
 
     def __reduce__(self):  # keep the extra attributes through pickling (joblib workers)
         return (type(self), (self.element, self.embedding_name, self.covered, self.reason))
-
-
-class EmbeddingFileError(ValueError):
-    """A vector file that cannot be read: corrupt, truncated or inconsistent.
-
-    The message names the file and what is wrong with it.
-
-    Attributes
-    ----------
-    path : str
-        The file that failed to load.
-    problem : str
-        What is wrong with it.
-    """
-
-    def __init__(self, path: str | os.PathLike, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"invalid element-embedding file {self.path!r}: {problem}")
-
-    def __reduce__(self):
-        return (type(self), (self.path, self.problem))
-
-
-def vectors_checksum(symbols: Sequence[str], vectors: np.ndarray) -> str:
-    """SHA-256 hex digest identifying an embedding's content.
-
-    The digest covers, in this order: the symbols joined by ``","`` and encoded
-    as UTF-8, one byte ``b"\\n"``, then the vectors as C-ordered float32
-    little-endian bytes (``np.asarray(vectors, dtype="<f4").tobytes()``).
-    The embedding's name and metadata are not part of it.
-
-    Parameters
-    ----------
-    symbols : sequence of str
-        Element symbols, in the row order of ``vectors``.
-    vectors : numpy.ndarray
-        Matrix of shape ``(len(symbols), dim)``.
-
-    Returns
-    -------
-    str
-        64-character lowercase hex digest.
-    """
-    digest = hashlib.sha256()
-    digest.update(",".join(symbols).encode("utf-8"))
-    digest.update(b"\n")
-    digest.update(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
-    return digest.hexdigest()
 
 
 def _describe(item: Any) -> str:
@@ -488,9 +447,7 @@ class ElementEmbedding:
             field, has vectors of the wrong shape, non-finite values, unknown or
             duplicate symbols, or a checksum that does not match its vectors.
         """
-        from .files import read_json_embedding
-
-        return read_json_embedding(Path(path))
+        return read_json_embedding(cls, Path(path))
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike, name: str | None = None) -> ElementEmbedding:
@@ -517,15 +474,11 @@ class ElementEmbedding:
             cells that are not numbers, non-finite values, or unknown or
             duplicate symbols.
         """
-        from .files import read_csv_embedding
-
-        return read_csv_embedding(Path(path), name)
+        return read_csv_embedding(cls, Path(path), name)
 
     # ------------------------------------------------------------------ saving
     def to_document(self) -> dict[str, Any]:
         """The JSON document written by :meth:`to_json` (plain Python types)."""
-        from .files import jsonable
-
         return {
             "format": FILE_FORMAT,
             "format_version": FILE_FORMAT_VERSION,
@@ -545,8 +498,6 @@ class ElementEmbedding:
         :class:`~crysatom_featurizers.io.FileWriteError` naming the path and leaves an
         earlier file intact. Returns the path written.
         """
-        from .files import write_json_embedding
-
         return write_json_embedding(self, Path(path), indent=indent)
 
     def to_csv(self, path: str | os.PathLike) -> Path:
@@ -556,8 +507,6 @@ class ElementEmbedding:
         Gzip-compressed when the name ends in ``.gz``. Written atomically, as
         :meth:`to_json`. Returns the path written.
         """
-        from .files import write_csv_embedding
-
         return write_csv_embedding(self, Path(path))
 
     def renamed(self, name: str) -> ElementEmbedding:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 import json
 import math
+import os
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +24,11 @@ import numpy as np
 from crysatom_featurizers.chemistry import is_element
 from crysatom_featurizers.io import atomic_write_bytes
 
-from .core import (
-    FILE_FORMAT,
-    FILE_FORMAT_VERSION,
-    ElementEmbedding,
-    EmbeddingFileError,
-    vectors_checksum,
-)
-
 __all__ = [
+    "FILE_FORMAT",
+    "FILE_FORMAT_VERSION",
+    "EmbeddingFileError",
+    "vectors_checksum",
     "jsonable",
     "read_csv_embedding",
     "read_json_embedding",
@@ -39,7 +37,60 @@ __all__ = [
 ]
 
 
-def read_json_embedding(path: Path) -> ElementEmbedding:
+FILE_FORMAT = "crysatom-featurizers/element-embedding"
+FILE_FORMAT_VERSION = 1
+
+
+class EmbeddingFileError(ValueError):
+    """A vector file that cannot be read: corrupt, truncated or inconsistent.
+
+    The message names the file and what is wrong with it.
+
+    Attributes
+    ----------
+    path : str
+        The file that failed to load.
+    problem : str
+        What is wrong with it.
+    """
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"invalid element-embedding file {self.path!r}: {problem}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.problem))
+
+
+def vectors_checksum(symbols: Sequence[str], vectors: np.ndarray) -> str:
+    """SHA-256 hex digest identifying an embedding's content.
+
+    The digest covers, in this order: the symbols joined by ``","`` and encoded
+    as UTF-8, one byte ``b"\\n"``, then the vectors as C-ordered float32
+    little-endian bytes (``np.asarray(vectors, dtype="<f4").tobytes()``).
+    The embedding's name and metadata are not part of it.
+
+    Parameters
+    ----------
+    symbols : sequence of str
+        Element symbols, in the row order of ``vectors``.
+    vectors : numpy.ndarray
+        Matrix of shape ``(len(symbols), dim)``.
+
+    Returns
+    -------
+    str
+        64-character lowercase hex digest.
+    """
+    digest = hashlib.sha256()
+    digest.update(",".join(symbols).encode("utf-8"))
+    digest.update(b"\n")
+    digest.update(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
+    return digest.hexdigest()
+
+
+def read_json_embedding(cls: type, path: Path) -> Any:
     """Read a JSON (``.json`` or ``.json.gz``) vector file; see :meth:`ElementEmbedding.from_json`."""
     raw = _read_bytes(path)
     try:
@@ -48,10 +99,10 @@ def read_json_embedding(path: Path) -> ElementEmbedding:
         raise EmbeddingFileError(path, f"not UTF-8 text ({exc})") from None
     except json.JSONDecodeError as exc:
         raise EmbeddingFileError(path, f"not valid JSON ({exc})") from None
-    return _embedding_from_document(document, path)
+    return _embedding_from_document(cls, document, path)
 
 
-def read_csv_embedding(path: Path, name: str | None = None) -> ElementEmbedding:
+def read_csv_embedding(cls: type, path: Path, name: str | None = None) -> Any:
     """Read a CSV vector file; see :meth:`ElementEmbedding.from_csv`."""
     raw = _read_bytes(path)
     try:
@@ -87,12 +138,10 @@ def read_csv_embedding(path: Path, name: str | None = None) -> ElementEmbedding:
     if name is None:
         name = path.name.split(".")[0] or "custom"
     metadata = {"source": f"file {path.name}"}
-    return _construct(path, name, symbols, values, metadata)
+    return _construct(cls, path, name, symbols, values, metadata)
 
 
-def write_json_embedding(
-    embedding: ElementEmbedding, path: Path, *, indent: int | None = None
-) -> Path:
+def write_json_embedding(embedding: Any, path: Path, *, indent: int | None = None) -> Path:
     """Write ``embedding.to_document()`` as JSON (gzip when the name ends in ``.gz``)."""
     text = json.dumps(embedding.to_document(), indent=indent, allow_nan=False)
     data = text.encode("utf-8")
@@ -102,7 +151,7 @@ def write_json_embedding(
     return path
 
 
-def write_csv_embedding(embedding: ElementEmbedding, path: Path) -> Path:
+def write_csv_embedding(embedding: Any, path: Path) -> Path:
     """Write the vectors as CSV (header ``element,{name}_0,...``; gzip for ``.gz``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -147,8 +196,8 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _construct(
-    path: Path, name: str, symbols: list[str], values: Any, metadata: Mapping[str, Any]
-) -> ElementEmbedding:
+    cls: type, path: Path, name: str, symbols: list[str], values: Any, metadata: Mapping[str, Any]
+) -> Any:
     """Run the constructor's validation, reporting failures against ``path``."""
     unknown = [s for s in symbols if not isinstance(s, str) or not is_element(s)]
     if unknown:
@@ -168,19 +217,19 @@ def _construct(
         if array.ndim == 2 and not np.isfinite(array.astype(np.float32)).all():
             raise EmbeddingFileError(path, "values too large for float32")
     try:
-        return ElementEmbedding(name, symbols, array, metadata)
+        return cls(name, symbols, array, metadata)
     except ValueError as exc:
         raise EmbeddingFileError(path, str(exc)) from None
 
 
-def _embedding_from_plain_mapping(document: dict, path: Path) -> ElementEmbedding:
+def _embedding_from_plain_mapping(cls: type, document: dict, path: Path) -> Any:
     """A third-party file ``{"vectors": {symbol: [floats]}, ...}`` (no package metadata).
 
     The name is the file's stem; ``source``, ``license`` and ``dim`` (checked) are kept.
     """
     name = path.name.split(".")[0]
     try:
-        embedding = ElementEmbedding.from_dict(
+        embedding = cls.from_dict(
             document["vectors"],
             name=name,
             metadata={
@@ -199,13 +248,13 @@ def _embedding_from_plain_mapping(document: dict, path: Path) -> ElementEmbeddin
     return embedding
 
 
-def _embedding_from_document(document: Any, path: Path) -> ElementEmbedding:
+def _embedding_from_document(cls: type, document: Any, path: Path) -> Any:
     if not isinstance(document, dict):
         raise EmbeddingFileError(
             path, f"top level must be a JSON object, got {type(document).__name__}"
         )
     if "format" not in document and isinstance(document.get("vectors"), dict):
-        return _embedding_from_plain_mapping(document, path)
+        return _embedding_from_plain_mapping(cls, document, path)
     required = ("format", "format_version", "name", "dim", "symbols", "vectors", "metadata")
     missing = [key for key in required if key not in document]
     if missing:
@@ -245,7 +294,7 @@ def _embedding_from_document(document: Any, path: Path) -> ElementEmbedding:
     if not isinstance(checksum, str):
         raise EmbeddingFileError(path, "missing field 'metadata.checksum' (sha256 of the vectors)")
     embedding_values = np.asarray(vectors, dtype=np.float64)
-    embedding = _construct(path, name, list(symbols), embedding_values, metadata)
+    embedding = _construct(cls, path, name, list(symbols), embedding_values, metadata)
     # The stored checksum covers the file's own row order.
     actual = vectors_checksum(symbols, embedding_values)
     if actual != checksum:

@@ -6,7 +6,6 @@ import hashlib
 import json
 import math
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,14 +15,12 @@ from training.benchmark.config import (
     LOG,
 )
 from training.benchmark.data import PropertyData
+from training.benchmark.harness import Benchmark
 from training.benchmark.results import (
     fit_id,
     regression_scores,
     run_key,
 )
-
-if TYPE_CHECKING:
-    from training.benchmark.harness import Benchmark
 
 
 def cgcnn_jobs(

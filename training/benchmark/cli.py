@@ -12,6 +12,7 @@ from training.benchmark.config import (
     BenchConfig,
     resolve_path,
 )
+from training.benchmark.driver import run_experiments
 from training.benchmark.harness import Benchmark
 from training.benchmark.report import write_report
 
@@ -93,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.report_only:
             write_report(run_dir, cfg, bench.notes)
         else:
-            bench.run(experiments, argv=sys.argv if argv is None else list(argv))
+            run_experiments(bench, experiments, argv=sys.argv if argv is None else list(argv))
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()

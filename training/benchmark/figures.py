@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,13 +13,11 @@ import pandas as pd
 from crysatom_featurizers.embeddings import spec_label
 from crysatom_featurizers.io import save_figure
 from training.benchmark.curve import TARGET, plot_curves
+from training.benchmark.harness import Benchmark
 from training.benchmark.report import summarize
 from training.benchmark.results import (
     fit_id,
 )
-
-if TYPE_CHECKING:
-    from training.benchmark.harness import Benchmark
 
 
 def run_figures(bench: Benchmark) -> None:

@@ -16,9 +16,7 @@ import numpy as np
 import pandas as pd
 
 from crysatom_featurizers.io import atomic_write_text
-from training.benchmark.cgcnn import run_cgcnn_experiment
 from training.benchmark.config import (
-    CGCNN_EXPERIMENTS,
     DATASET_IDS,
     LOG,
     BenchConfig,
@@ -27,10 +25,6 @@ from training.benchmark.config import (
     resolve_path,
 )
 from training.benchmark.data import PropertyData, load_dataset, make_split, native
-from training.benchmark.figures import run_figures
-from training.benchmark.matminer import run_matminer
-from training.benchmark.probing import run_probe
-from training.benchmark.report import write_report
 from training.benchmark.results import (
     ResultsFile,
     fit_id,
@@ -147,7 +141,7 @@ class Benchmark:
             runs.append(entry)
             atomic_write_text(info_path, json.dumps(runs, indent=1))
 
-    def _finish_run_info(self) -> None:
+    def finish_run_info(self) -> None:
         info_path = self.run_dir / "run_info.json"
         with self.results.locked():
             if not info_path.exists():
@@ -482,46 +476,3 @@ class Benchmark:
     # ---- figures --------------------------------------------------------------------------
 
     # ---- driver ---------------------------------------------------------------------------
-
-    def run(self, experiments: Sequence[str], argv: Sequence[str] = ()) -> None:
-        """Run ``experiments`` in order, then write the report."""
-        self.write_run_info(experiments, argv)
-        if not self.resume:
-            if self.only_properties is not None or self.only_embeddings is not None:
-                raise ValueError(
-                    "--properties/--embeddings need --resume (rows of the others stay)"
-                )
-            dropped = self.results.drop_experiments(_result_experiments(experiments))
-            if dropped:
-                LOG.info("removed %d earlier rows of %s (no --resume)", dropped, experiments)
-        self.load_done()
-        try:
-            for experiment in experiments:
-                LOG.info("=== experiment %s ===", experiment)
-                t0 = time.perf_counter()
-                if experiment in CGCNN_EXPERIMENTS:
-                    run_cgcnn_experiment(self, experiment)
-                elif experiment == "matminer":
-                    run_matminer(self)
-                elif experiment == "probe":
-                    run_probe(self)
-                elif experiment == "figures":
-                    run_figures(self)
-                else:
-                    raise ValueError(f"unknown experiment {experiment!r}")
-                LOG.info("experiment %s done in %.0f s", experiment, time.perf_counter() - t0)
-        except TimeBudgetExceeded:
-            LOG.warning("time budget spent: stopping; rerun with --resume to continue")
-        finally:
-            write_report(self.run_dir, self.cfg, self.notes)
-            self._finish_run_info()
-
-
-def _result_experiments(experiments: Sequence[str]) -> list[str]:
-    out = []
-    for e in experiments:
-        if e == "matminer":
-            out += ["matminer_composition", "matminer_structure", "curve_matminer"]
-        elif e in CGCNN_EXPERIMENTS:
-            out.append(e)
-    return out

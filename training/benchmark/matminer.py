@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,14 +11,12 @@ from training.benchmark.config import (
     PropertySpec,
 )
 from training.benchmark.data import STRUCTURE_EXTRAS
+from training.benchmark.harness import Benchmark
 from training.benchmark.results import (
     fit_id,
     regression_scores,
     run_key,
 )
-
-if TYPE_CHECKING:
-    from training.benchmark.harness import Benchmark
 
 
 def run_matminer(bench: Benchmark) -> None:

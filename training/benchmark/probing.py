@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -12,9 +11,7 @@ from crysatom_featurizers.embeddings import spec_label
 from training.benchmark.config import (
     LOG,
 )
-
-if TYPE_CHECKING:
-    from training.benchmark.harness import Benchmark
+from training.benchmark.harness import Benchmark
 
 
 def run_probe(bench: Benchmark) -> None:
