@@ -48,8 +48,9 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from pymatgen.core import Composition, Element
+from pymatgen.core import Composition
 
+from crysatom_featurizers.chemistry import atomic_number
 from training.corpus import DEFAULT_SOURCES, REPO_ROOT, load_corpus_index
 from training.provenance import cpu_model, git_state, package_version
 
@@ -92,7 +93,7 @@ def environments(formula: str | Composition) -> list[tuple[str, str]]:
     amounts = reduced_amounts(formula)
     symbols = sorted(amounts)
     pairs = []
-    for symbol in sorted(amounts, key=lambda s: Element(s).Z):
+    for symbol in sorted(amounts, key=atomic_number):
         rest = "".join(f"{o}{_format_amount(amounts[o])}" for o in symbols if o != symbol)
         pairs.append((symbol, f"({_format_amount(amounts[symbol])}){rest}"))
     return pairs
@@ -165,7 +166,7 @@ class Atom2Vec:
             compounds.append(pairs)
         element_set = {el for pairs in compounds for el, _ in pairs}
         env_set = {env for pairs in compounds for _, env in pairs}
-        self.elements_ = sorted(element_set, key=lambda s: Element(s).Z)
+        self.elements_ = sorted(element_set, key=atomic_number)
         self.environments_ = sorted(env_set)
         row = {el: i for i, el in enumerate(self.elements_)}
         col = {env: j for j, env in enumerate(self.environments_)}

@@ -71,13 +71,14 @@ from sklearn.model_selection import RepeatedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from crysatom_featurizers.chemistry import element_symbol
 from crysatom_featurizers.embeddings import parse_spec, resolve
 from crysatom_featurizers.io import atomic_write_text
 from training.corpus import REPO_ROOT
 
 #: The default probe element set: Z 1-83 without He, Ne, Ar, plus Ac, Th, Pa, U, Np, Pu (86).
 COMMON_ELEMENTS: tuple[str, ...] = tuple(
-    [Element.from_Z(z).symbol for z in range(1, 84) if z not in (2, 10, 18)]
+    [element_symbol(z) for z in range(1, 84) if z not in (2, 10, 18)]
     + ["Ac", "Th", "Pa", "U", "Np", "Pu"]
 )
 

@@ -77,16 +77,6 @@ class ResolvedEmbedding:
         return UnknownElementError(symbol, self.name, self.embedding.symbols, reason)
 
 
-def resolve_embedding(embedding: Any, dim: int | None) -> ElementEmbedding:
-    """The featurizers' ``embedding`` + ``dim`` parameters as an ElementEmbedding.
-
-    See :func:`crysatom_featurizers.embeddings.resolve` for the accepted specs and errors.
-    """
-    from crysatom_featurizers.embeddings import resolve
-
-    return resolve(embedding, dim)
-
-
 def type_name(obj: Any) -> str:
     """``module.QualName`` of the type of ``obj`` (just the name for builtins)."""
     kind = type(obj)
@@ -313,7 +303,9 @@ class ElementEmbeddingFeaturizer(BaseFeaturizer):
         cached = self.__dict__.get("_resolved_cache")
         if cached is not None and cached[0] == key:
             return cached[1]
-        resolved = ResolvedEmbedding(resolve_embedding(self.embedding, self.dim))
+        from crysatom_featurizers.embeddings import resolve
+
+        resolved = ResolvedEmbedding(resolve(self.embedding, self.dim))
         # Holding the embedding object in the cache keeps its id() unique while cached.
         self._resolved_cache = (key, resolved, self.embedding)
         return resolved

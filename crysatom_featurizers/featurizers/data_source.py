@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matminer.utils.data import AbstractData
 
-from crysatom_featurizers.featurizers.base import PresetEmbeddingMixin, resolve_embedding
+from crysatom_featurizers.embeddings import resolve
+from crysatom_featurizers.featurizers.base import PresetEmbeddingMixin
 
 if TYPE_CHECKING:
     from crysatom_featurizers.embeddings import ElementEmbedding
@@ -73,7 +74,7 @@ class EmbeddingElementData(AbstractData):
         self.embedding = embedding
         self.dim = dim
         self.missing = missing
-        self.embedding_ = resolve_embedding(embedding, dim)
+        self.embedding_ = resolve(embedding, dim)
         name = self.embedding_.name
         self.features = [f"{name}_{i}" for i in range(self.embedding_.dim)]
         self._columns = {label: i for i, label in enumerate(self.features)}

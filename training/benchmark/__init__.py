@@ -86,7 +86,6 @@ from training.benchmark.config import (
     PAPER_MAE,
     BenchConfig,
     PropertySpec,
-    load_embedding,
 )
 from training.benchmark.data import PropertyData, load_dataset, make_split, synthetic_dataset
 from training.benchmark.harness import Benchmark, TimeBudgetExceeded
@@ -108,7 +107,6 @@ __all__ = [
     "ResultsFile",
     "TimeBudgetExceeded",
     "load_dataset",
-    "load_embedding",
     "main",
     "make_split",
     "markdown_tables",

@@ -65,13 +65,6 @@ def resolve_path(path: str | os.PathLike) -> Path:
     return p if p.is_absolute() else REPO_ROOT / p
 
 
-def load_embedding(spec: str):
-    """The embedding of a config spec; a relative file path is taken from the repository."""
-    from crysatom_featurizers.embeddings import resolve
-
-    return resolve(spec, base_dir=REPO_ROOT)
-
-
 @dataclass
 class PropertySpec:
     """A regression target: ``column`` of ``dataset`` (``jarvis``, ``mp`` or ``synthetic``)."""

@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crysatom_featurizers.embeddings import resolve
 from crysatom_featurizers.io import atomic_write_text
 from training.benchmark.config import (
     DATASET_IDS,
     LOG,
     BenchConfig,
     PropertySpec,
-    load_embedding,
     resolve_path,
 )
 from training.benchmark.data import PropertyData, load_dataset, make_split, native
@@ -33,6 +33,7 @@ from training.benchmark.results import (
     row_fit_id,
     sized,
 )
+from training.corpus import REPO_ROOT
 
 
 class TimeBudgetExceeded(RuntimeError):
@@ -329,7 +330,7 @@ class Benchmark:
         """The embedding of a spec, or None (with a note) when it is not available."""
         if label not in self.embeddings:
             try:
-                self.embeddings[label] = load_embedding(spec)
+                self.embeddings[label] = resolve(spec, base_dir=REPO_ROOT)
                 self.clear_note(f"embedding {label}")
             except Exception as exc:  # unavailable files, unknown names
                 self.note(f"embedding {label}", f"skipped, not available: {exc}")
