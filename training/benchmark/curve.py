@@ -241,9 +241,10 @@ def curve_markdown(
             f"{len(fits)} CGCNN fits; epochs run: median {fits['epochs_run'].median():.0f} "
             f"(range {int(fits['epochs_run'].min())}–{int(fits['epochs_run'].max())}); best "
             f"epoch: median {fits['best_epoch'].median():.0f}; fits that reached the "
-            f"{epoch_cap}-epoch cap: {capped}. Fit time: "
+            f"{epoch_cap}-epoch cap: {capped}. Wall time of the fits (one thread each; shared "
+            "cores, so an upper bound): "
             + ", ".join(
-                f"n = {int(n)}: {sub['fit_seconds'].sum() / 3600:.2f} CPU-h ({len(sub)} fits)"
+                f"n = {int(n)}: {sub['fit_seconds'].sum() / 3600:.2f} h ({len(sub)} fits)"
                 for n, sub in fits.groupby("n_train")
             )
             + ".",
