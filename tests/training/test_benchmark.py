@@ -280,3 +280,78 @@ def test_curve_candidates_chosen_on_validation(curve_run):
         "Choice of the shipped `crysatom` vectors (validation only)"
         in (curve_run / "results.md").read_text()
     )
+
+
+def test_curve_tables_survive_duplicate_rows_and_empty_units():
+    from training.benchmark.curve import curve_summary, paired_verdict
+
+    rows = []
+    for seed, (a, b) in enumerate([(1.0, 1.2), (1.1, 1.3), (0.9, 1.12)]):
+        for label, mae in (("crysatom_200", a), ("cgcnn", b)):
+            rows.append(
+                {
+                    "experiment": "curve",
+                    "model": "cgcnn",
+                    "property": "p",
+                    "unit": np.nan,
+                    "n_train": 100,
+                    "seed": seed,
+                    "embedding": label,
+                    "test_mae": mae,
+                    "epochs_run": 50,
+                    "best_epoch": 10,
+                    "fit_seconds": 1.0,
+                }
+            )
+    frame = pd.DataFrame(rows + rows[:1])  # one fit written twice
+    assert paired_verdict(frame, "p", 100, "crysatom_200", "cgcnn")["n_pairs"] == 3
+    summary = curve_summary(frame)
+    assert len(summary) == 2 and set(summary["n_seeds"]) == {3}
+
+
+def test_claims_are_exclusive_between_processes(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    cfg = BenchConfig.from_yaml(CURVE_SMOKE)
+    bench = benchmark.Benchmark(cfg, tmp_path)
+    (tmp_path / "claims").mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
+            "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+            str(tmp_path / "claims" / "fit_a"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert not bench.claim("fit_a")  # a live process holds it
+        assert bench.others_running()
+        with pytest.raises(ValueError, match="another process is running"):
+            benchmark.main(
+                [
+                    "--config",
+                    str(CURVE_SMOKE),
+                    "--out-dir",
+                    str(tmp_path.parent),
+                    "--name",
+                    tmp_path.name,
+                    "--experiments",
+                    "curve",
+                ]
+            )
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    assert bench.claim("fit_a")  # the kernel freed the dead process's lock
+    assert bench.claim("fit_b")
+    bench.release("fit_a")
+    bench.release("fit_b")
+    assert not bench.others_running()
+    assert not any((tmp_path / "claims").iterdir())

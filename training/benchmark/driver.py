@@ -23,6 +23,11 @@ def run_experiments(bench: Benchmark, experiments: Sequence[str], argv: Sequence
     if not bench.resume:
         if bench.only_properties is not None or bench.only_embeddings is not None:
             raise ValueError("--properties/--embeddings need --resume (rows of the others stay)")
+        if bench.others_running():
+            raise ValueError(
+                f"another process is running experiments in {bench.run_dir}; a run without "
+                "--resume would delete its rows: add --resume, or wait for it to finish"
+            )
         dropped = bench.results.drop_experiments(result_experiments(experiments))
         if dropped:
             LOG.info("removed %d earlier rows of %s (no --resume)", dropped, experiments)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import fcntl
 import json
 import os
+import platform
 import shutil
 import time
 from collections.abc import Sequence
@@ -79,6 +81,7 @@ class Benchmark:
         self._properties: dict[str, PropertyData] = {}
         self.embeddings: dict[str, Any] = {}
         self._done: dict[tuple, str] = {}
+        self._claims: dict[str, Any] = {}
         self._by_key: dict[str, dict[str, Any]] = {}
         self.notes_path = self.run_dir / "notes.json"
         self.notes: dict[str, str] = (
@@ -157,7 +160,8 @@ class Benchmark:
             atomic_write_text(info_path, json.dumps(runs, indent=1))
 
     def load_done(self) -> None:
-        frame = self.results.read()
+        with self.results.locked():
+            frame = self.results.read()
         # a fit is identified by its training size (unique within an experiment and property)
         self._done = {
             (r.experiment, r.property, r.embedding, int(r.seed), int(r.n_train)): str(
@@ -438,42 +442,55 @@ class Benchmark:
             folder / f"{run_id}.csv.gz", index=False, float_format="%.6g"
         )
 
-    # ---- CGCNN experiments ----------------------------------------------------------------
+    # ---- claims: processes sharing a run directory split the fits ------------------------
 
     def claim(self, run_id: str) -> bool:
-        """Claim a fit for this process, so processes sharing a run directory split the work.
+        """Claim a fit for this process; False when another live process holds it.
 
-        A claim is a file holding the owner's process id; one left by a process that is no
-        longer running is taken over.
+        A claim is an exclusive ``flock`` on ``claims/<run_id>``, held until :meth:`release`.
+        The kernel drops the lock when its process ends, however it ends, so a crashed run's
+        fits are free again without any bookkeeping; the file holds the owner's host and
+        process id for people only.
         """
         folder = self.run_dir / "claims"
         folder.mkdir(exist_ok=True)
-        path = folder / run_id
-        with self.results.locked():
-            if path.exists():
-                try:
-                    owner = int(path.read_text().strip() or 0)
-                except (OSError, ValueError):
-                    owner = 0
-                if owner and owner != os.getpid():
-                    try:
-                        os.kill(owner, 0)
-                        return False  # another live process fits it
-                    except ProcessLookupError:
-                        pass
-                    except PermissionError:
-                        return False
-            path.write_text(str(os.getpid()))
+        handle = open(folder / run_id, "a+")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{platform.node()} {os.getpid()}\n")
+        handle.flush()
+        self._claims[run_id] = handle
         return True
 
     def release(self, run_id: str) -> None:
+        """Give up a claim of this process (the fit's row is written before)."""
+        handle = self._claims.pop(run_id, None)
+        if handle is None:
+            return
         with contextlib.suppress(FileNotFoundError):
             (self.run_dir / "claims" / run_id).unlink()
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
-    # ---- matminer workflow ----------------------------------------------------------------
-
-    # ---- probe ----------------------------------------------------------------------------
-
-    # ---- figures --------------------------------------------------------------------------
+    def others_running(self) -> bool:
+        """Whether another process holds a claim in this run directory."""
+        folder = self.run_dir / "claims"
+        if not folder.is_dir():
+            return False
+        for path in folder.iterdir():
+            if path.name in self._claims:
+                continue
+            with open(path, "a+") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return True
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
     # ---- driver ---------------------------------------------------------------------------

@@ -67,6 +67,91 @@ def run_matminer(bench: Benchmark) -> None:
             )
         return inputs[(spec.name, size)]
 
+    def fit_group(
+        experiment: str,
+        workflow: str,
+        spec: PropertySpec,
+        size: int | None,
+        label: str,
+        todo: list[int],
+        frac: float,
+    ) -> None:
+        """Featurize once, then fit and score one model per seed of ``todo``."""
+        bench.check_time()
+        (
+            train,
+            test,
+            y_train,
+            y_test,
+            s_train,
+            s_test,
+            comp_train,
+            comp_test,
+            extra_train,
+            extra_test,
+        ) = prepare(spec, size)
+        emb = bench.embeddings[label]
+        t0 = time.perf_counter()
+        try:
+            if workflow == "composition":
+                feat = ElementEmbeddingCompositionFeaturizer(emb, stats=stats)
+                x_train = feat.featurize_many(comp_train)
+                x_test = feat.featurize_many(comp_test)
+            elif workflow == "structure":
+                feat = ElementEmbeddingStructureFeaturizer(emb, stats=stats)
+                x_train = np.hstack([feat.featurize_many(s_train), extra_train])
+                x_test = np.hstack([feat.featurize_many(s_test), extra_test])
+            else:
+                raise ValueError(f"unknown matminer workflow {workflow!r}")
+        except ValueError as exc:  # e.g. an element the embedding lacks
+            bench.note(
+                fit_id(experiment, spec.name, label, todo[0], frac, size),
+                f"failed: {type(exc).__name__}: {exc}",
+            )
+            return
+        featurize_s = time.perf_counter() - t0
+        for seed in todo:
+            bench.check_time()
+            model = HistGradientBoostingRegressor(random_state=seed, **hgb_params)
+            t1 = time.perf_counter()
+            with threadpool_limits(limits=n_threads):
+                model.fit(x_train, y_train)
+                y_pred = model.predict(x_test)
+            fit_seconds = time.perf_counter() - t1 + featurize_s
+            run_id = fit_id(experiment, spec.name, label, seed, frac, size)
+            bench.save_predictions(run_id, seed, test, y_test, y_pred)
+            bench.record(
+                {
+                    "experiment": experiment,
+                    "property": spec.name,
+                    "unit": spec.unit,
+                    "embedding": label,
+                    "dim": int(emb.dim),
+                    "seed": int(seed),
+                    "train_fraction": frac,
+                    "n_train": len(train),
+                    "n_val": 0,
+                    "n_test": len(test),
+                    **regression_scores(y_test, y_pred),
+                    "best_epoch": np.nan,
+                    "epochs_run": int(model.n_iter_),
+                    "fit_seconds": fit_seconds,
+                    "model": f"hgb_{workflow}",
+                    "embedding_checksum": emb.checksum,
+                    "run_key": run_key(
+                        {
+                            "model": experiment,
+                            "property": spec.name,
+                            "embedding": emb.checksum,
+                            "seed": seed,
+                            "n_train": len(train),
+                            "hgb": hgb_params,
+                        }
+                    ),
+                    "reused_from": np.nan,
+                }
+            )
+
     # (experiment, workflow, size): the max_train budget of each workflow, then the
     # composition workflow on the learning-curve sizes (experiment "curve_matminer").
     plans: list[tuple[str, str, int | None]] = [
@@ -88,77 +173,18 @@ def run_matminer(bench: Benchmark) -> None:
                 ]
                 if not todo:
                     continue
-                bench.check_time()
-                (
-                    train,
-                    test,
-                    y_train,
-                    y_test,
-                    s_train,
-                    s_test,
-                    comp_train,
-                    comp_test,
-                    extra_train,
-                    extra_test,
-                ) = prepare(spec, size)
-                emb = bench.embeddings[label]
-                t0 = time.perf_counter()
-                try:
-                    if workflow == "composition":
-                        feat = ElementEmbeddingCompositionFeaturizer(emb, stats=stats)
-                        x_train = feat.featurize_many(comp_train)
-                        x_test = feat.featurize_many(comp_test)
-                    elif workflow == "structure":
-                        feat = ElementEmbeddingStructureFeaturizer(emb, stats=stats)
-                        x_train = np.hstack([feat.featurize_many(s_train), extra_train])
-                        x_test = np.hstack([feat.featurize_many(s_test), extra_test])
-                    else:
-                        raise ValueError(f"unknown matminer workflow {workflow!r}")
-                except ValueError as exc:  # e.g. an element the embedding lacks
-                    bench.note(
-                        fit_id(experiment, spec.name, label, todo[0], frac, size),
-                        f"failed: {type(exc).__name__}: {exc}",
-                    )
+                # one claim per (workflow, property, embedding, size): its seeds share features
+                group = fit_id(experiment, spec.name, label, todo[0], frac, size)
+                if not bench.claim(group):
                     continue
-                featurize_s = time.perf_counter() - t0
-                for seed in todo:
-                    bench.check_time()
-                    model = HistGradientBoostingRegressor(random_state=seed, **hgb_params)
-                    t1 = time.perf_counter()
-                    with threadpool_limits(limits=n_threads):
-                        model.fit(x_train, y_train)
-                        y_pred = model.predict(x_test)
-                    fit_seconds = time.perf_counter() - t1 + featurize_s
-                    run_id = fit_id(experiment, spec.name, label, seed, frac, size)
-                    bench.save_predictions(run_id, seed, test, y_test, y_pred)
-                    bench.record(
-                        {
-                            "experiment": experiment,
-                            "property": spec.name,
-                            "unit": spec.unit,
-                            "embedding": label,
-                            "dim": int(emb.dim),
-                            "seed": int(seed),
-                            "train_fraction": frac,
-                            "n_train": len(train),
-                            "n_val": 0,
-                            "n_test": len(test),
-                            **regression_scores(y_test, y_pred),
-                            "best_epoch": np.nan,
-                            "epochs_run": int(model.n_iter_),
-                            "fit_seconds": fit_seconds,
-                            "model": f"hgb_{workflow}",
-                            "embedding_checksum": emb.checksum,
-                            "run_key": run_key(
-                                {
-                                    "model": experiment,
-                                    "property": spec.name,
-                                    "embedding": emb.checksum,
-                                    "seed": seed,
-                                    "n_train": len(train),
-                                    "hgb": hgb_params,
-                                }
-                            ),
-                            "reused_from": np.nan,
-                        }
-                    )
+                try:
+                    bench.load_done()  # another process may have finished it
+                    todo = [
+                        s
+                        for s in todo
+                        if not bench.is_done(experiment, spec.name, label, s, frac, n_train)
+                    ]
+                    if todo:
+                        fit_group(experiment, workflow, spec, size, label, todo, frac)
+                finally:
+                    bench.release(group)

@@ -218,7 +218,7 @@ def write_report(run_dir: Path, cfg: BenchConfig, notes: dict[str, str]) -> Path
             "### Choice of the shipped `crysatom` vectors (validation only)",
             "",
             "Validation MAE at the kept epoch divided by `cgcnn`'s in the same cell and seed, "
-            "averaged over the cells every candidate has; the lowest wins.",
+            "geometric mean over the cells every candidate has; the lowest wins.",
             "",
             "| candidate | cells | mean validation ratio | chosen |",
             "|---|---:|---:|---|",

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crysatom_featurizers.io import atomic_write_text
 from training.provenance import git_state
 
 #: Columns of ``results.csv``; the first sixteen are the documented schema, the rest bookkeeping.
@@ -161,7 +162,7 @@ class ResultsFile:
             frame = self.read()
             drop = mask_fn(frame).to_numpy(bool)
             if drop.any():
-                frame.loc[~drop].to_csv(self.path, index=False)
+                atomic_write_text(self.path, frame.loc[~drop].to_csv(index=False))
         return int(drop.sum())
 
     def drop_experiments(self, experiments: Sequence[str]) -> int:
@@ -171,5 +172,5 @@ class ResultsFile:
             keep = ~frame["experiment"].isin(list(experiments))
             removed = int((~keep).sum())
             if removed:
-                frame.loc[keep].to_csv(self.path, index=False)
+                atomic_write_text(self.path, frame.loc[keep].to_csv(index=False))
         return removed
