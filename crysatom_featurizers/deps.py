@@ -11,8 +11,9 @@ import importlib
 __all__ = ["GNN_INSTALL_HINT", "MissingGNNDependencyError", "require_gnn"]
 
 GNN_INSTALL_HINT = (
-    "pip install torch==2.13.0 && pip install 'crysatom-featurizers[gnn]' "
-    "(torch first, so that pip takes the CPU build; any torch >= 2.1 works)"
+    "pip install torch --index-url https://download.pytorch.org/whl/cpu && "
+    "pip install 'crysatom-featurizers[gnn]' (torch first, from PyTorch's CPU index, so that "
+    "pip does not pull the CUDA build; any torch >= 2.1 works)"
 )
 
 

@@ -61,3 +61,20 @@ def test_cli_train_without_gnn_extra_is_one_line(monkeypatch, tmp_path, capsys):
     assert code != 0 and len(err) == 1
     assert "crysatom train needs the optional GNN dependencies" in err[0]
     assert not (tmp_path / "m.joblib").exists()
+
+
+def test_graph_classes_without_gnn_extra_name_the_fix(monkeypatch):
+    import crysatom_featurizers.graphs as graphs
+
+    real = importlib.import_module
+
+    def fake(name, *args, **kwargs):
+        if name == "torch":
+            raise ModuleNotFoundError("No module named 'torch'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(deps.importlib, "import_module", fake)
+    monkeypatch.delitem(graphs.__dict__, "CrystalGraphTransformer", raising=False)
+    with pytest.raises(deps.MissingGNNDependencyError, match="graphs.CrystalGraphTransformer"):
+        graphs.CrystalGraphTransformer  # noqa: B018
+    assert graphs.CGCNN_GRAPH.radius == 8.0  # the settings need no torch

@@ -727,3 +727,9 @@ def test_learns_jarvis_formation_energy(jarvis_path):
     baseline = np.abs(y[500:] - y[:500].mean()).mean()
     assert r2_score(y[500:], pred) > 0.5, (mae, baseline)
     assert mae < 0.6 * baseline
+
+
+def test_parameters_after_embedding_are_keyword_only():
+    with pytest.raises(TypeError):
+        CGCNNRegressor("cgcnn", True)  # once trainable_embeddings, now refused
+    assert CGCNNRegressor("cgcnn", dim=None).get_params()["embedding"] == "cgcnn"

@@ -65,6 +65,7 @@ atom_features
     def __init__(
         self,
         embedding: Any = "crysatom",
+        *,
         dim: int | None = None,
         trainable_embeddings: bool = False,
         atom_fea_len: int = 64,

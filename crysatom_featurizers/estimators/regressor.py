@@ -102,7 +102,9 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
         for the graph construction. ``0``: silent.
     atom_features : str or ElementEmbedding, optional
         Deprecated alias of ``embedding`` (a ``FutureWarning`` at ``fit``; removed in the next
-        release). Giving both with different values is an error.
+        release). It takes precedence over ``embedding`` left at its default ``"crysatom"``
+        (an explicit ``embedding="crysatom"`` cannot be told apart from the default); with any
+        other ``embedding`` of a different value it is an error.
 
     Attributes
     ----------
@@ -160,6 +162,7 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
     def __init__(
         self,
         embedding: Any = "crysatom",
+        *,
         dim: int | None = None,
         trainable_embeddings: bool = False,
         atom_fea_len: int = 64,

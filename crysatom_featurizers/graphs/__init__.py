@@ -52,6 +52,9 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
+        from crysatom_featurizers.deps import require_gnn
+
+        require_gnn(f"crysatom_featurizers.graphs.{name}")
         module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
         value = getattr(module, name)
         globals()[name] = value
