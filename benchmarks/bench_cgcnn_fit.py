@@ -26,7 +26,7 @@ recorded before and after; the script warns when the machine is busy.
 Usage::
 
     python benchmarks/bench_cgcnn_fit.py [--epochs 30] [--batch-size 256] [--threads 2]
-        [--atom-features cgcnn] [--out benchmarks/results]
+        [--embedding cgcnn] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -250,7 +250,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=256, help="CGCNN default: 256")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for both")
-    parser.add_argument("--atom-features", default="auto", help="'auto': crysatom if shipped")
+    parser.add_argument(
+        "--embedding",
+        "--atom-features",
+        dest="embedding",
+        default="auto",
+        help="input element vectors ('auto': crysatom if shipped); --atom-features is the old name",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--tag", default="", help="suffix of the result file names")
     parser.add_argument(
@@ -265,7 +271,7 @@ def main(argv=None) -> dict:
     if not DATA.exists():
         raise SystemExit(f"shared data not found: {DATA}")
     torch.set_num_threads(args.threads)
-    atom_features = args.atom_features
+    atom_features = args.embedding
     if atom_features == "auto":
         try:
             load_embedding("crysatom")
@@ -343,7 +349,7 @@ def main(argv=None) -> dict:
             "epochs": args.epochs,
             "radius_A": RADIUS,
             "max_neighbors": MAX_NEIGHBORS,
-            "atom_features": f"{atom_features} ({embedding.dim})",
+            "embedding": f"{atom_features} ({embedding.dim})",
         },
         "torch_threads": args.threads,
         "loadavg": {"start": load_start, "after_reference": load_mid, "end": load_end},
@@ -457,7 +463,7 @@ def write(result: dict, out: Path, tag: str) -> None:
         f"{result['mean_atoms_per_crystal']} atoms on average. "
         f"Same hyperparameters for both: {hp['atom_fea_len']}/{hp['n_conv']}/{hp['h_fea_len']}/"
         f"{hp['n_h']}, batch {hp['batch_size']}, Adam lr {hp['lr']}, {hp['epochs']} epochs, "
-        f"input features {hp['atom_features']}. CPU, {result['torch_threads']} torch thread(s), "
+        f"input features {hp.get('embedding', hp.get('atom_features'))}. CPU, {result['torch_threads']} torch thread(s), "
         f"same process; load average (1, 5, 15 min) at start {result['loadavg']['start']}, "
         f"after the reference {result['loadavg']['after_reference']}, at the end "
         f"{result['loadavg']['end']} on {result['os_cpu_count']} CPUs.",

@@ -261,7 +261,7 @@ def featurize_dask(
     import dask.dataframe as dd
 
     if not isinstance(ddf, dd.DataFrame):
-        from crysatom_featurizers.featurizers.base import type_name
+        from crysatom_featurizers.graphs.inputs import type_name
 
         hint = ""
         if isinstance(ddf, pd.DataFrame):

@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,21 +37,15 @@ from typing import Any
 import torch
 
 from crysatom_featurizers.graphs import PackedGraphs, pack_graphs
+from crysatom_featurizers.io import atomic_write, atomic_write_text
 
 CACHE_VERSION = 1
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as handle:
+        torch.save(obj, handle)
 
 
 def cache_key(corpus_checksum: str, graph_params: dict[str, Any]) -> str:
@@ -164,7 +157,5 @@ class GraphCache:
             "num_crystals": len(structures),
             "info": info or {},
         }
-        tmp = out / ".manifest.json.tmp"
-        tmp.write_text(json.dumps(manifest, indent=1, default=str))
-        os.replace(tmp, out / "manifest.json")
+        atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1, default=str))
         return cls(out)

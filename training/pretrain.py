@@ -35,6 +35,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from crysatom_featurizers.io import atomic_write_text
 from crysatom_featurizers.nn.encoder import frozen_running_stats
 from training.augment import augment_salt
 from training.config import PretrainConfig
@@ -568,9 +569,7 @@ def run_pretraining(
         )
         summary = {k: v for k, v in metadata.items() if k not in ("element_weights",)}
         summary["vectors_path"] = str(vec_path)
-        tmp = out / ".summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=1, default=str))
-        os.replace(tmp, out / "summary.json")
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
     result["wall_time_s"] = time.time() - t_start
     return result
 

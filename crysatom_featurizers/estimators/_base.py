@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted, check_random_state
 from crysatom_featurizers.deps import require_gnn
 from crysatom_featurizers.embeddings import resolve
 from crysatom_featurizers.graphs import CGCNN_GRAPH, gaussian_centers
+from crysatom_featurizers.graphs.inputs import type_name
 
 _POOLINGS = ("mean", "sum", "max")
 
@@ -70,15 +71,6 @@ def _with_validation_rows(X: Any, y: Any, X_val: Any, y_val: Any) -> tuple[Any, 
 def _same_spec(a: Any, b: Any) -> bool:
     """Whether two embedding specs are equal strings or paths (objects compare by identity)."""
     return isinstance(a, (str, os.PathLike)) and isinstance(b, (str, os.PathLike)) and a == b
-
-
-def _type_name(obj: Any) -> str:
-    kind = type(obj)
-    return (
-        kind.__qualname__
-        if kind.__module__ == "builtins"
-        else f"{kind.__module__}.{kind.__qualname__}"
-    )
 
 
 def _graph_settings_error(label: Any, detail: str, radius: float, max_neighbors: int) -> ValueError:
@@ -246,7 +238,7 @@ class _CGCNNBase(BaseEstimator):
                 _check_graph(item, labels[i], float(self.radius), self.max_neighbors)
             else:
                 raise TypeError(
-                    f"X[{labels[i]!r}] is a {_type_name(item)}; expected a pymatgen Structure "
+                    f"X[{labels[i]!r}] is a {type_name(item)}; expected a pymatgen Structure "
                     "or a crystal graph (torch_geometric Data) from CrystalGraphTransformer"
                 )
         if to_build:

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 from matminer.featurizers.base import BaseFeaturizer
-from pymatgen.core import IStructure, Molecule
+
+from crysatom_featurizers.graphs.inputs import type_name
 
 if TYPE_CHECKING:
     from crysatom_featurizers.embeddings import ElementEmbedding
@@ -75,34 +76,6 @@ class ResolvedEmbedding:
         if where:
             reason = f"{where}: {reason}"
         return UnknownElementError(symbol, self.name, self.embedding.symbols, reason)
-
-
-def type_name(obj: Any) -> str:
-    """``module.QualName`` of the type of ``obj`` (just the name for builtins)."""
-    kind = type(obj)
-    if kind.__module__ == "builtins":
-        return kind.__qualname__
-    return f"{kind.__module__}.{kind.__qualname__}"
-
-
-def check_structure(structure: Any) -> None:
-    """Raise unless ``structure`` is a periodic pymatgen Structure (or IStructure).
-
-    Raises
-    ------
-    TypeError
-        For anything else, a :class:`~pymatgen.core.Molecule` included: its sites have no
-        lattice, so they are not the crystal sites these featurizers describe.
-    """
-    if isinstance(structure, IStructure):
-        return
-    message = f"expected a pymatgen Structure, got {type_name(structure)}"
-    if isinstance(structure, Molecule):
-        message += (
-            " (a Molecule has no lattice; for its composition use "
-            "ElementEmbeddingCompositionFeaturizer)"
-        )
-    raise TypeError(message)
 
 
 def _registry_name(name: Any, cls: type) -> str:

@@ -19,11 +19,11 @@ from crysatom_featurizers.featurizers.base import (
     ElementEmbeddingFeaturizer,
     PresetEmbeddingMixin,
     ResolvedEmbedding,
-    check_structure,
     format_error,
     join_columns,
     reraise_for_row,
 )
+from crysatom_featurizers.graphs.inputs import check_structure
 
 if TYPE_CHECKING:
     from crysatom_featurizers.embeddings import ElementEmbedding

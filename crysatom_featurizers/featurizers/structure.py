@@ -16,9 +16,9 @@ from crysatom_featurizers.featurizers._stats import canonical_stats, grouped_sta
 from crysatom_featurizers.featurizers.base import (
     ElementEmbeddingFeaturizer,
     PresetEmbeddingMixin,
-    check_structure,
 )
 from crysatom_featurizers.featurizers.composition import DEFAULT_STATS
+from crysatom_featurizers.graphs.inputs import check_structure
 
 if TYPE_CHECKING:
     from crysatom_featurizers.embeddings import ElementEmbedding

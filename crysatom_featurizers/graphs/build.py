@@ -50,6 +50,7 @@ import torch
 from pymatgen.core import IStructure
 from torch_geometric.data import Data
 
+from crysatom_featurizers.graphs.inputs import check_structure
 from crysatom_featurizers.graphs.settings import CGCNN_GRAPH, gaussian_centers, gaussian_expand
 
 __all__ = [
@@ -65,15 +66,6 @@ __all__ = [
 
 class IsolatedSiteError(ValueError):
     """A site has no neighbour within the cutoff radius."""
-
-
-def _check_structure(structure: Any, index: Any = None) -> None:
-    if not isinstance(structure, IStructure):
-        where = "" if index is None else f" at index {index!r}"
-        raise TypeError(
-            f"expected a pymatgen Structure{where}, got {type(structure).__module__}."
-            f"{type(structure).__qualname__}"
-        )
 
 
 def _species_arrays(structure: IStructure) -> tuple[np.ndarray, ...]:
@@ -287,7 +279,7 @@ def structure_to_graph(
     >>> g.num_nodes, g.edge_index.shape, g.edge_attr.shape
     (2, torch.Size([2, 24]), torch.Size([24, 41]))
     """
-    _check_structure(structure)
+    check_structure(structure)
     if radius <= 0:
         raise ValueError(f"radius must be positive, got {radius}")
     if max_neighbors is not None and max_neighbors < 1:
@@ -367,7 +359,7 @@ def iter_structures(
 def _graphs_of_chunk(items: Sequence[Any], labels: Sequence[Any], kwargs: dict) -> list[Data]:
     graphs = []
     for item, label in zip(items, labels):
-        _check_structure(item, label)
+        check_structure(item, label)
         try:
             graphs.append(structure_to_graph(item, **kwargs))
         except IsolatedSiteError as exc:
@@ -477,7 +469,7 @@ def prime_structure_caches(structures: Any) -> Any:
     """
     items, labels = iter_structures(structures)
     for item, label in zip(items, labels):
-        _check_structure(item, label)
+        check_structure(item, label)
         item.cart_coords  # noqa: B018 - fills the per-site Cartesian coordinate cache
         repr(item)
         str(item)

@@ -2,16 +2,18 @@
 
 Usage::
 
-    python -m training.benchmark --config training/configs/bench_cpu.yaml \\
-        [--experiments comparison,dimension,ssl,scarce,matminer,probe,figures] [--resume] \\
-        [--max-minutes 60] [--properties a,b] [--out-dir training/results] [--name NAME] \
-        [--data-dir ../shared/data] [--report-only]
+    python -m training.benchmark --config training/configs/bench_curve.yaml \\
+        [--experiments comparison,dimension,ssl,scarce,curve,matminer,probe,figures] \\
+        [--resume] [--max-minutes 60] [--properties a,b] [--embeddings x,y] \\
+        [--out-dir training/results] [--name NAME] [--data-dir ../shared/data] [--report-only]
 
 ``--resume`` keeps the rows already in ``results.csv`` and skips them (chunked runs under a
 command time limit: repeat the same command with ``--max-minutes`` below the limit); without
-it, the rows of the experiments being run are removed first. ``--properties`` (with
-``--resume``) lets two processes share one run directory, each on its own properties; rows
-are appended under a file lock.
+it, the rows of the experiments being run are removed first (refused while another process
+works in the same directory). Several processes can share one run directory with ``--resume``:
+each fit is claimed by one of them (an exclusive lock on ``claims/<fit>``, freed by the kernel
+when its process ends), rows are appended under a file lock, and ``--properties`` /
+``--embeddings`` narrow what one process does.
 
 Everything goes to ``<out_dir>/<name>/`` (``out_dir`` defaults to ``training/results``):
 
@@ -19,7 +21,9 @@ Everything goes to ``<out_dir>/<name>/`` (``out_dir`` defaults to ``training/res
   (columns :data:`COLUMNS`), appended as soon as a fit ends;
 * ``results.md``: mean ± standard deviation over seeds of the test MAE per table, with the
   relative change against the ``cgcnn`` features (the "vanilla" CGCNN input) in %;
-* ``summary.csv``: the numbers behind ``results.md``;
+* ``summary.csv``: the numbers behind ``results.md``; for the learning curve also
+  ``verdicts.csv`` (paired-seed verdicts of ``curve.target`` against ``curve.references``) and
+  ``candidates.csv`` (``curve.candidates`` ranked on validation MAE);
 * ``figures/``, ``probe/``, ``histories/`` (per-epoch CGCNN curves), ``predictions/``
   (test-set predictions of the first seed);
 * ``config.yaml`` (the exact config file), ``run_info.json`` (git commit and dirty flag, host,
@@ -40,13 +44,21 @@ Experiments
     label -> path); missing files are skipped with a note.
 ``scarce``
     ``scarce.embeddings`` trained on ``scarce.fractions`` of the training set.
+``curve``
+    The learning curve: CGCNN for every embedding of ``curve.embeddings`` at the training
+    sizes ``curve.sizes`` (nested prefixes of the seeded training list), ``curve.seeds`` model
+    seeds (``curve.small_seeds`` up to ``curve.small_max`` crystals), early stopping on the same
+    ``max_val`` validation crystals for all. The report judges ``curve.target`` against
+    ``curve.references`` with paired seeds (:mod:`training.benchmark.curve`), and ranks
+    ``curve.candidates`` on validation MAE only, to choose the shipped vectors.
 ``matminer``
     The classic workflow: :class:`ElementEmbeddingCompositionFeaturizer` (``matminer.stats``)
     or :class:`ElementEmbeddingStructureFeaturizer` site statistics plus the structure
     descriptors of ``matminer.structure_extras``, then
     ``HistGradientBoostingRegressor(random_state=seed)``, fitted on the training rows only
     (the same rows as the CGCNN runs; the validation rows are not used, there is no early
-    stopping), scored on the same test rows.
+    stopping), scored on the same test rows; with ``matminer.curve_sizes`` also the composition
+    workflow at the learning-curve sizes (experiment ``curve_matminer``).
 ``probe``
     ``training/probe.py`` on ``probe.embeddings``, written to ``probe/`` next to the
     CrystalTransformer paper's Table VI values.
@@ -74,7 +86,9 @@ Modules: :mod:`~training.benchmark.config` (settings), :mod:`~training.benchmark
 ids, provenance), :mod:`~training.benchmark.harness` (the :class:`Benchmark` that ties them
 together), one runner module per experiment family (:mod:`~training.benchmark.cgcnn`,
 :mod:`~training.benchmark.matminer`, :mod:`~training.benchmark.probing`),
-:mod:`~training.benchmark.figures`, :mod:`~training.benchmark.report` and
+:mod:`~training.benchmark.curve` (learning-curve tables, verdicts, candidate ranking,
+figures), :mod:`~training.benchmark.figures`, :mod:`~training.benchmark.report`,
+:mod:`~training.benchmark.driver` (runs the experiments in order) and
 :mod:`~training.benchmark.cli`.
 """
 

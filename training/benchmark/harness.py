@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import fcntl
+import gzip
 import json
 import os
 import platform
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from crysatom_featurizers.embeddings import resolve
-from crysatom_featurizers.io import atomic_write_text
+from crysatom_featurizers.io import atomic_write_bytes, atomic_write_text
 from training.benchmark.config import (
     DATASET_IDS,
     LOG,
@@ -127,8 +127,8 @@ class Benchmark:
             dst = self.run_dir / "config.yaml"
             if dst.exists() and dst.read_bytes() != src.read_bytes():
                 stamp = _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
-                shutil.copyfile(dst, self.run_dir / f"config.prev-{stamp}.yaml")
-            shutil.copyfile(src, dst)
+                atomic_write_bytes(self.run_dir / f"config.prev-{stamp}.yaml", dst.read_bytes())
+            atomic_write_bytes(dst, src.read_bytes())
         info_path = self.run_dir / "run_info.json"
         self._invocation = f"{os.getpid()}-{time.time():.0f}"
         entry = {
@@ -290,7 +290,10 @@ class Benchmark:
                 else list(self.cfg.elements),
                 "max_train": self.cfg.max_train,
                 "max_val": self.cfg.max_val,
-                "budget_rule": "first max_train ids of train (split order), first max_val of val",
+                "budget_rule": (
+                    "first max_train ids of train (split order), or the first n for a "
+                    "learning-curve size n (nested budgets); first max_val ids of val"
+                ),
             }
         path = self.run_dir / "data.json"
         with self.results.locked():
@@ -425,7 +428,7 @@ class Benchmark:
         for folder, suffix in (("histories", ".csv"), ("predictions", ".csv.gz")):
             src = self.run_dir / folder / f"{source_id}{suffix}"
             if src.exists():
-                shutil.copyfile(src, self.run_dir / folder / f"{target_id}{suffix}")
+                atomic_write_bytes(self.run_dir / folder / f"{target_id}{suffix}", src.read_bytes())
         row.update(
             experiment=experiment, embedding=label, train_fraction=fraction, reused_from=source_id
         )
@@ -438,9 +441,9 @@ class Benchmark:
             return
         folder = self.run_dir / "predictions"
         folder.mkdir(exist_ok=True)
-        pd.DataFrame({"id": list(ids), "y_true": y_true, "y_pred": y_pred}).to_csv(
-            folder / f"{run_id}.csv.gz", index=False, float_format="%.6g"
-        )
+        frame = pd.DataFrame({"id": list(ids), "y_true": y_true, "y_pred": y_pred})
+        text = frame.to_csv(index=False, float_format="%.6g")
+        atomic_write_bytes(folder / f"{run_id}.csv.gz", gzip.compress(text.encode(), mtime=0))
 
     # ---- claims: processes sharing a run directory split the fits ------------------------
 
@@ -492,5 +495,3 @@ class Benchmark:
                     return True
                 fcntl.flock(handle, fcntl.LOCK_UN)
         return False
-
-    # ---- driver ---------------------------------------------------------------------------

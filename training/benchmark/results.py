@@ -71,7 +71,7 @@ def sized(experiment: str) -> bool:
 
 
 def row_fit_id(row: Any) -> str:
-    """:func:`run_id` of a results row (a dict or a mapping-like record)."""
+    """:func:`fit_id` of a results row (a dict or a mapping-like record)."""
     return fit_id(
         str(row["experiment"]),
         str(row["property"]),
