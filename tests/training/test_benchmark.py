@@ -355,3 +355,8 @@ def test_claims_are_exclusive_between_processes(tmp_path):
     bench.release("fit_b")
     assert not bench.others_running()
     assert not any((tmp_path / "claims").iterdir())
+
+
+def test_curve_size_beyond_the_training_set_is_noted(curve_run):
+    notes = json.loads((curve_run / "notes.json").read_text())
+    assert any("n=100000" in k and "skipped: only" in v for k, v in notes.items())

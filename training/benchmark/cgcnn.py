@@ -79,6 +79,12 @@ def run_cgcnn_experiment(bench: Benchmark, experiment: str) -> None:
         for seed in seeds:
             for spec in bench.properties_for(experiment):
                 data = bench.property_data(spec)
+                if size is not None and size > len(data.train):
+                    bench.note(
+                        f"{experiment} {spec.name} n={size}",
+                        f"skipped: only {len(data.train)} training crystals",
+                    )
+                    continue
                 n_train = len(data.budget(bench.cfg.max_train, fraction, size))
                 frac = fraction if size is None else n_train / len(data.train)
                 for label, _ in available:

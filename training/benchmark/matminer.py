@@ -163,6 +163,12 @@ def run_matminer(bench: Benchmark) -> None:
     for experiment, workflow, size in plans:
         for spec in bench.properties_for("matminer"):
             data = bench.property_data(spec)
+            if size is not None and size > len(data.train):
+                bench.note(
+                    f"{experiment} {spec.name} n={size}",
+                    f"skipped: only {len(data.train)} training crystals",
+                )
+                continue
             n_train = len(data.budget(max_train, 1.0, size))
             frac = 1.0 if size is None else n_train / len(data.train)
             for label, _ in available:
