@@ -733,3 +733,15 @@ def test_parameters_after_embedding_are_keyword_only():
     with pytest.raises(TypeError):
         CGCNNRegressor("cgcnn", True)  # once trainable_embeddings, now refused
     assert CGCNNRegressor("cgcnn", dim=None).get_params()["embedding"] == "cgcnn"
+
+
+def test_model_pickled_with_atom_features_loads_with_the_new_spelling():
+    model = CGCNNRegressor(embedding="cgcnn", epochs=1, validation_fraction=0)
+    state = model.__getstate__()
+    state["atom_features"] = state.pop("embedding")  # as written before the rename
+    state.pop("dim")
+    old = CGCNNRegressor.__new__(CGCNNRegressor)
+    old.__setstate__(state)
+    params = old.get_params()
+    assert params["embedding"] == "cgcnn" and params["dim"] is None
+    assert params["atom_features"] is None

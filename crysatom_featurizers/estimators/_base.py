@@ -146,6 +146,11 @@ class _CGCNNBase(BaseEstimator):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
+        if "embedding" not in state and "atom_features" in state:
+            # saved before embedding + dim replaced atom_features: same model, new spelling
+            state["embedding"] = state.pop("atom_features")
+            state.setdefault("atom_features", None)
+            state.setdefault("dim", None)
         model_bytes = state.pop("_model_bytes", None)
         if model_bytes is not None:
             import torch
