@@ -17,6 +17,14 @@ from scipy import stats
 #: The embedding judged, and what it is judged against.
 TARGET = "crysatom_200"
 REFERENCES: tuple[str, ...] = ("cgcnn", "crysatom_authors_200", "skipatom")
+#: Colours of the embeddings the report is about, the same in every figure.
+FIXED_COLOURS = {
+    TARGET: "black",
+    "cgcnn": "tab:blue",
+    "crysatom_authors_200": "tab:red",
+    "skipatom": "tab:green",
+    "random": "tab:gray",
+}
 #: Two-sided paired t-test level for a win or a loss; anything else is a tie.
 ALPHA = 0.05
 
@@ -275,7 +283,11 @@ def curve_markdown(
 def plot_curves(
     frame: pd.DataFrame, folder: Path, dpi: int = 110, target: str = TARGET
 ) -> list[Path]:
-    """One PNG per property: test MAE against training size, log-log, error bars = std."""
+    """One PNG per property: test MAE against training size, log-log, error bars = std.
+
+    Left panel: CGCNN at convergence per embedding; right panel: the matminer workflow
+    (composition featurizer + HistGradientBoosting). An embedding has the same colour in both.
+    """
     import matplotlib.pyplot as plt
 
     from crysatom_featurizers.io import atomic_write
@@ -285,28 +297,39 @@ def plot_curves(
     if summary.empty:
         return paths
     folder.mkdir(parents=True, exist_ok=True)
+    labels = [e for e in dict.fromkeys(summary["embedding"]) if e not in FIXED_COLOURS]
+    # tab10 without the blue, green, red and grey of FIXED_COLOURS
+    palette = ["tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
+    colour = {label: palette[i % len(palette)] for i, label in enumerate(labels)}
+    colour.update(FIXED_COLOURS)
+    colour.setdefault(target, "black")
     for prop, group in summary.groupby("property", sort=False):
-        fig, ax = plt.subplots(figsize=(6.4, 4.8), layout="constrained")
-        for (model, emb), sub in group.groupby(["model", "embedding"], sort=False):
-            sub = sub.sort_values("n_train")
-            hgb = model != "cgcnn"
-            ax.errorbar(
-                sub["n_train"],
-                sub["mae_mean"],
-                yerr=sub["mae_std"].fillna(0.0),
-                marker="s" if hgb else "o",
-                linestyle="--" if hgb else "-",
-                linewidth=2.2 if emb == target and not hgb else 1.2,
-                capsize=3,
-                label=f"{emb} (matminer + HGB)" if hgb else emb,
-            )
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("training crystals")
-        ax.set_ylabel(f"test MAE ({group['unit'].iloc[0]})")
-        ax.set_title(f"{prop}: learning curve (CGCNN at convergence)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
+        fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.6), layout="constrained", sharey=True)
+        panels = (("cgcnn", "CGCNN, early stopping"), ("hgb", "matminer composition + HGB"))
+        for ax, (kind, title) in zip(axes, panels):
+            rows = group[(group["model"] == "cgcnn") == (kind == "cgcnn")]
+            for emb, sub in rows.groupby("embedding", sort=False):
+                sub = sub.sort_values("n_train")
+                ax.errorbar(
+                    sub["n_train"],
+                    sub["mae_mean"],
+                    yerr=sub["mae_std"].fillna(0.0),
+                    marker="o" if kind == "cgcnn" else "s",
+                    linestyle="-" if kind == "cgcnn" else "--",
+                    linewidth=2.6 if emb == target else 1.2,
+                    color=colour[emb],
+                    capsize=3,
+                    label=emb,
+                )
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("training crystals")
+            ax.set_title(title)
+            ax.grid(True, which="both", alpha=0.3)
+            if len(rows):
+                ax.legend(fontsize=7)
+        axes[0].set_ylabel(f"test MAE ({group['unit'].iloc[0]})")
+        fig.suptitle(f"{prop}: learning curves, mean ± std over model seeds")
         path = folder / f"curve_{prop}.png"
         with atomic_write(path, "wb") as handle:
             fig.savefig(handle, dpi=dpi, format="png")
