@@ -20,15 +20,19 @@ from crysatom_featurizers.nn.layers import (
     uniform_neighbors,
 )
 from crysatom_featurizers.nn.models import CGCNN
+from crysatom_featurizers.nn.pretrained import EncoderFileError, load_encoder, save_encoder
 from crysatom_featurizers.nn.ssl import barlow_twins_loss, nt_xent_loss, vicreg_loss
 
 __all__ = [
     "CGCNN",
     "CGCNNConv",
     "CGCNNEncoder",
+    "EncoderFileError",
     "ElementEmbeddingLayer",
     "GaussianExpansion",
     "check_covered",
+    "load_encoder",
+    "save_encoder",
     "uniform_neighbors",
     # pretraining heads and SSL losses (CrysAtom Section 3.2)
     "ConnectivityReconstructionHead",

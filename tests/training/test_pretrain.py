@@ -667,3 +667,23 @@ def test_probe_trajectory_is_one_resumed_run(smoke_run, smoke_cfg, tmp_path):
         parse_overrides(["batch_norm"])
     with pytest.raises(ValueError, match="increasing"):
         probe_trajectory(smoke_cfg, [2, 1], tmp_path)
+
+
+def test_exported_encoder_reproduces_the_run_encoder(smoke_run, tmp_path):
+    from crysatom_featurizers.nn import load_encoder
+    from training.config import PretrainConfig
+    from training.export_encoder import export_encoder, main
+    from training.model import CrysAtomPretrainer
+
+    run_dir = Path(smoke_run["vectors_path"]).parent
+    meta = export_encoder(run_dir, tmp_path / "enc.pt")
+    encoder, loaded_meta = load_encoder(tmp_path / "enc.pt")
+    assert loaded_meta["input_embedding"] == meta["input_embedding"] == "cgcnn"
+    assert loaded_meta["epochs_in_checkpoint"] == smoke_run["epochs_run"]
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    model = CrysAtomPretrainer(PretrainConfig.from_dict(ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    for name, tensor in model.encoder.state_dict().items():
+        assert torch.equal(encoder.state_dict()[name], tensor), name
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        main(["--run", str(tmp_path), "--out", str(tmp_path / "x.pt")])

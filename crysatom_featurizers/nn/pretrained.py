@@ -1,0 +1,171 @@
+"""Pretrained CGCNN encoders saved as weights only: the format, the writer and the reader.
+
+A file holds the input map and the convolutions of a :class:`CGCNNEncoder` (a state dict of
+tensors), the architecture needed to rebuild it, and metadata saying how it was made (config,
+corpus, epochs, hardware, wall time, commit), plus a SHA-256 checksum of the weights. It is
+read with ``torch.load(weights_only=True)``: tensors, numbers, strings, lists and dicts only,
+never arbitrary pickled objects. Corrupt, truncated, edited or foreign files raise
+:class:`EncoderFileError` naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from crysatom_featurizers.io import atomic_write_bytes
+from crysatom_featurizers.nn.encoder import CGCNNEncoder
+
+__all__ = [
+    "ENCODER_FORMAT",
+    "ENCODER_FORMAT_VERSION",
+    "EncoderFileError",
+    "encoder_checksum",
+    "load_encoder",
+    "save_encoder",
+]
+
+ENCODER_FORMAT = "crysatom-featurizers/cgcnn-encoder"
+ENCODER_FORMAT_VERSION = 1
+#: Architecture keys stored with the weights; :class:`CGCNNEncoder` takes them as arguments.
+ARCHITECTURE_KEYS = (
+    "in_dim",
+    "hidden_dim",
+    "num_layers",
+    "edge_dim",
+    "batch_norm",
+    "outer_softplus",
+)
+
+
+class EncoderFileError(ValueError):
+    """An encoder file that cannot be read: corrupt, truncated or inconsistent."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"invalid encoder file {self.path!r}: {problem}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.problem))
+
+
+def encoder_checksum(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over the sorted parameter names, dtypes, shapes and bytes of a state dict."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_encoder(
+    encoder: CGCNNEncoder, path: str | os.PathLike, metadata: Mapping[str, Any]
+) -> Path:
+    """Write ``encoder`` (weights and architecture) and ``metadata`` to ``path``, atomically.
+
+    Parameters
+    ----------
+    encoder : CGCNNEncoder
+        The trained encoder (input map and convolutions).
+    path : path-like
+        Output file (``.pt``).
+    metadata : mapping
+        JSON-serialisable provenance: at least ``input_embedding`` (the registry name of the
+        element vectors the encoder reads, e.g. ``"cgcnn"``) and ``graph`` (radius,
+        max_neighbors, gaussian_step, gaussian_width of the graphs it was trained on).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    missing = [k for k in ("input_embedding", "graph") if k not in metadata]
+    if missing:
+        raise ValueError(f"encoder metadata needs {missing}")
+    state = {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()}
+    first = encoder.convs[0] if len(encoder.convs) else None
+    architecture = {
+        "in_dim": encoder.in_dim,
+        "hidden_dim": encoder.hidden_dim,
+        "num_layers": encoder.num_layers,
+        "edge_dim": encoder.edge_dim,
+        "batch_norm": (
+            isinstance(first.bn_message, torch.nn.BatchNorm1d) if first is not None else True
+        ),
+        "outer_softplus": (
+            bool(getattr(first, "outer_softplus", True)) if first is not None else True
+        ),
+    }
+    document = {
+        "format": ENCODER_FORMAT,
+        "format_version": ENCODER_FORMAT_VERSION,
+        "architecture": architecture,
+        "state_dict": state,
+        # JSON text: any provenance, still loadable with weights_only=True
+        "metadata": json.dumps({**metadata, "checksum": encoder_checksum(state)}, default=str),
+    }
+    buffer = io.BytesIO()
+    torch.save(document, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_encoder(path: str | os.PathLike) -> tuple[CGCNNEncoder, dict[str, Any]]:
+    """Rebuild a saved encoder (in eval mode) and return it with its metadata.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    EncoderFileError
+        If the file is truncated or corrupt, is not an encoder file of this format, or its
+        weights do not match its architecture or checksum.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"encoder file {path} does not exist")
+    try:
+        document = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        detail = " ".join(str(exc).split())[:160]
+        raise EncoderFileError(
+            path, f"truncated or corrupt ({type(exc).__name__}: {detail})"
+        ) from None
+    except Exception as exc:  # weights_only refuses anything but plain data
+        raise EncoderFileError(path, f"not a weights-only encoder file ({exc})") from None
+    if not isinstance(document, dict) or document.get("format") != ENCODER_FORMAT:
+        raise EncoderFileError(path, f"not a {ENCODER_FORMAT!r} file")
+    if document.get("format_version") != ENCODER_FORMAT_VERSION:
+        raise EncoderFileError(
+            path,
+            f"unsupported format_version {document.get('format_version')!r} "
+            f"(this version reads {ENCODER_FORMAT_VERSION})",
+        )
+    architecture = document.get("architecture")
+    state = document.get("state_dict")
+    if not isinstance(architecture, dict) or set(architecture) != set(ARCHITECTURE_KEYS):
+        raise EncoderFileError(path, f"field 'architecture' must have keys {ARCHITECTURE_KEYS}")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise EncoderFileError(path, "field 'state_dict' must map names to tensors")
+    try:
+        metadata = json.loads(document.get("metadata", ""))
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise EncoderFileError(path, f"field 'metadata' is not JSON ({exc})") from None
+    if metadata.get("checksum") != encoder_checksum(state):
+        raise EncoderFileError(path, "checksum mismatch: the weights were edited or corrupted")
+    encoder = CGCNNEncoder(**architecture)
+    try:
+        encoder.load_state_dict(state)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise EncoderFileError(path, f"weights do not fit the architecture ({detail})") from None
+    encoder.eval()
+    return encoder, metadata

@@ -1,0 +1,81 @@
+"""Pretrained encoder files: round trip, and clear errors for damaged or foreign files."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from crysatom_featurizers.nn import CGCNNEncoder, EncoderFileError, load_encoder, save_encoder  # noqa: E402
+
+META = {
+    "input_embedding": "cgcnn",
+    "graph": {"radius": 8.0, "max_neighbors": 12, "gaussian_step": 0.2, "gaussian_width": 0.2},
+    "config": "tiny",
+}
+
+
+def tiny_encoder(seed: int = 0, **kwargs) -> CGCNNEncoder:
+    torch.manual_seed(seed)
+    encoder = CGCNNEncoder(in_dim=5, hidden_dim=8, num_layers=2, edge_dim=4, **kwargs)
+    encoder.train()
+    x, edges = torch.randn(6, 5), torch.randint(0, 6, (2, 18))
+    encoder(x, edges, torch.randn(18, 4))  # move the BatchNorm running statistics
+    return encoder
+
+
+def test_round_trip_gives_the_same_encoder(tmp_path):
+    encoder = tiny_encoder(outer_softplus=False).eval()
+    path = save_encoder(encoder, tmp_path / "enc.pt", META)
+    loaded, metadata = load_encoder(path)
+    assert not loaded.training
+    assert metadata["config"] == "tiny" and len(metadata["checksum"]) == 64
+    assert loaded.num_layers == 2 and loaded.hidden_dim == 8
+    assert not loaded.convs[0].outer_softplus
+    x, edges, attr = torch.randn(7, 5), torch.randint(0, 7, (2, 20)), torch.randn(20, 4)
+    with torch.no_grad():
+        assert torch.equal(loaded(x, edges, attr), encoder(x, edges, attr))
+
+
+def test_metadata_must_say_what_the_encoder_reads(tmp_path):
+    with pytest.raises(ValueError, match="input_embedding"):
+        save_encoder(tiny_encoder(), tmp_path / "enc.pt", {"graph": {}})
+
+
+def test_truncated_corrupt_and_foreign_files(tmp_path):
+    path = save_encoder(tiny_encoder(), tmp_path / "enc.pt", META)
+    data = path.read_bytes()
+    (tmp_path / "short.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(EncoderFileError, match="truncated or corrupt"):
+        load_encoder(tmp_path / "short.pt")
+    (tmp_path / "noise.pt").write_bytes(b"not a zip file at all")
+    with pytest.raises(EncoderFileError, match="short.pt|noise.pt"):
+        load_encoder(tmp_path / "noise.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(EncoderFileError, match="not a 'crysatom-featurizers/cgcnn-encoder' file"):
+        load_encoder(tmp_path / "other.pt")
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_encoder(tmp_path / "missing.pt")
+
+
+def test_edited_weights_fail_the_checksum(tmp_path):
+    path = save_encoder(tiny_encoder(), tmp_path / "enc.pt", META)
+    document = torch.load(path, weights_only=True)
+    document["state_dict"]["input.weight"][0, 0] += 1.0
+    torch.save(document, path)
+    with pytest.raises(EncoderFileError, match="checksum mismatch"):
+        load_encoder(path)
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = save_encoder(tiny_encoder(0), tmp_path / "enc.pt", META)
+    before = path.read_bytes()
+    from crysatom_featurizers.nn import pretrained
+
+    def broken(target, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pretrained, "atomic_write_bytes", broken)
+    with pytest.raises(OSError, match="No space"):
+        save_encoder(tiny_encoder(1), path, META)
+    assert path.read_bytes() == before

@@ -1,0 +1,107 @@
+"""Export the trained encoder of a pretraining run as a weights-only encoder file.
+
+The encoder is the input map (92 CGCNN features -> hidden size) and the convolutions of the
+run's :class:`~training.model.CrysAtomPretrainer`; the reconstruction and projection heads are
+left out. The file (:func:`crysatom_featurizers.nn.save_encoder`) records the run's config,
+corpus, epochs, losses, hardware, wall time and training commit, taken from the checkpoint and
+the run's ``summary.json``.
+
+Usage::
+
+    python -m training.export_encoder --run training/runs/cpu_d200 \\
+        --out crysatom_featurizers/nn/data/crysatom_encoder_200.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from crysatom_featurizers.nn import save_encoder
+from training.config import PretrainConfig
+from training.model import CrysAtomPretrainer
+from training.provenance import git_commit, package_version
+
+#: Keys of ``summary.json`` copied into the encoder's metadata.
+SUMMARY_KEYS = (
+    "corpus",
+    "corpus_names",
+    "corpus_size",
+    "corpus_checksum",
+    "seed",
+    "epochs_run",
+    "stopped_by_time_budget",
+    "final_losses",
+    "hardware",
+    "train_wall_time_s",
+    "training_git_commit",
+    "created",
+    "vectors_path",
+)
+
+
+def export_encoder(run_dir: str | Path, out: str | Path) -> dict[str, Any]:
+    """Write the encoder of ``run_dir/checkpoint.pt`` to ``out``; returns its metadata.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the run has no checkpoint.
+    """
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / "checkpoint.pt"
+    if not ckpt_path.exists():
+        raise FileNotFoundError(f"no checkpoint at {ckpt_path}; train the run first")
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    cfg = PretrainConfig.from_dict(ckpt["config"])
+    model = CrysAtomPretrainer(cfg)
+    model.load_state_dict(ckpt["model"])
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    metadata: dict[str, Any] = {
+        "source": "CrysAtom pretraining (training/pretrain.py), encoder exported by "
+        "training/export_encoder.py",
+        "description": f"CrysAtom CGCNN encoder, {cfg.dim}-dim, {cfg.num_layers} convolutions, "
+        f"config {cfg.name!r}, SSL {cfg.ssl}",
+        "input_embedding": cfg.input_embedding,
+        "graph": {
+            "radius": cfg.radius,
+            "max_neighbors": cfg.max_neighbors,
+            "gaussian_step": cfg.gaussian_step,
+            "gaussian_width": cfg.gaussian_width,
+        },
+        "config": cfg.to_dict(),
+        "epochs_in_checkpoint": int(ckpt["epoch"]),
+        "checkpoint_git_commit": ckpt.get("git_commit"),
+        "train_wall_time_s": round(float(ckpt.get("train_wall_s", 0.0)), 1),
+        **{k: summary[k] for k in SUMMARY_KEYS if k in summary},
+        "export_git_commit": git_commit(),
+        "package_version": package_version(),
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "license": "MIT (trained on JARVIS-DFT (NIST) and Materials Project (CC-BY 4.0) "
+        "structures)",
+    }
+    save_encoder(model.encoder, out, metadata)
+    return metadata
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.export_encoder", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--run", required=True, help="pretraining run folder (checkpoint.pt)")
+    parser.add_argument("--out", required=True, help="encoder file to write (.pt)")
+    args = parser.parse_args(argv)
+    metadata = export_encoder(args.run, args.out)
+    print(f"wrote {args.out}: {metadata['description']}, epochs {metadata['epochs_in_checkpoint']}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
