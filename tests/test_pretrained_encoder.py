@@ -79,3 +79,34 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space"):
         save_encoder(tiny_encoder(1), path, META)
     assert path.read_bytes() == before
+
+
+def test_shipped_names_resolve_and_missing_files_say_how_to_make_them(tmp_path, monkeypatch):
+    from crysatom_featurizers.nn import available_encoders, pretrained
+
+    monkeypatch.setattr(pretrained, "ENCODER_DATA_DIR", tmp_path)
+    monkeypatch.setattr(pretrained, "SHIPPED_ENCODERS", {"tiny": ("tiny.pt", "make it so")})
+    with pytest.raises(FileNotFoundError, match="has not been generated.*make it so"):
+        load_encoder("tiny")
+    assert available_encoders()[0]["present"] is False
+    save_encoder(tiny_encoder(), tmp_path / "tiny.pt", {**META, "description": "a tiny one"})
+    encoder, metadata = load_encoder("TINY")
+    assert encoder.hidden_dim == 8 and metadata["description"] == "a tiny one"
+    assert available_encoders() == [
+        {
+            "name": "tiny",
+            "file": str(tmp_path / "tiny.pt"),
+            "present": True,
+            "description": "a tiny one",
+        }
+    ]
+    with pytest.raises(FileNotFoundError, match="neither a shipped encoder"):
+        load_encoder("nope")
+
+
+def test_cli_lists_the_encoders(capsys):
+    from crysatom_featurizers import cli
+
+    assert cli.main(["embeddings", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "encoders (pretrained CGCNN encoders" in out and "crysatom" in out

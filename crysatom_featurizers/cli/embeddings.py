@@ -39,7 +39,25 @@ def _cmd_embeddings_list(args: argparse.Namespace) -> int:
         for r in [header, *rows]
     ]
     print("\n".join(lines))
+    print("\n".join(["", *_encoder_lines()]))
     return 0
+
+
+def _encoder_lines() -> list[str]:
+    """The shipped pretrained encoders (they need the [gnn] extra)."""
+    from crysatom_featurizers.deps import MissingGNNDependencyError, require_gnn
+
+    try:
+        require_gnn("listing the pretrained encoders")
+    except MissingGNNDependencyError:
+        return ["encoders: (pretrained CGCNN encoders need the [gnn] extra)"]
+    from crysatom_featurizers.nn.pretrained import available_encoders
+
+    lines = ["encoders (pretrained CGCNN encoders, crysatom_featurizers.nn.load_encoder):"]
+    for row in available_encoders():
+        state = "" if row["present"] else " (not generated)"
+        lines.append(f"  {row['name']}{state}  {row['description']}")
+    return lines
 
 
 def _coverage_text(embedding) -> list[str]:

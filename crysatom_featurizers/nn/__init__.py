@@ -20,7 +20,12 @@ from crysatom_featurizers.nn.layers import (
     uniform_neighbors,
 )
 from crysatom_featurizers.nn.models import CGCNN
-from crysatom_featurizers.nn.pretrained import EncoderFileError, load_encoder, save_encoder
+from crysatom_featurizers.nn.pretrained import (
+    EncoderFileError,
+    available_encoders,
+    load_encoder,
+    save_encoder,
+)
 from crysatom_featurizers.nn.ssl import barlow_twins_loss, nt_xent_loss, vicreg_loss
 
 __all__ = [
@@ -31,6 +36,7 @@ __all__ = [
     "ElementEmbeddingLayer",
     "GaussianExpansion",
     "check_covered",
+    "available_encoders",
     "load_encoder",
     "save_encoder",
     "uniform_neighbors",

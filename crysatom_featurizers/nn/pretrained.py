@@ -25,10 +25,14 @@ from crysatom_featurizers.io import atomic_write_bytes
 from crysatom_featurizers.nn.encoder import CGCNNEncoder
 
 __all__ = [
+    "ENCODER_DATA_DIR",
     "ENCODER_FORMAT",
+    "SHIPPED_ENCODERS",
     "ENCODER_FORMAT_VERSION",
     "EncoderFileError",
+    "available_encoders",
     "encoder_checksum",
+    "encoder_path",
     "load_encoder",
     "save_encoder",
 ]
@@ -44,6 +48,18 @@ ARCHITECTURE_KEYS = (
     "batch_norm",
     "outer_softplus",
 )
+
+
+#: Folder of the encoder files that ship with the package.
+ENCODER_DATA_DIR = Path(__file__).resolve().parent / "data"
+#: Shipped encoders: name -> (file in :data:`ENCODER_DATA_DIR`, how it is made).
+SHIPPED_ENCODERS: dict[str, tuple[str, str]] = {
+    "crysatom": (
+        "crysatom_encoder_200.pt",
+        "CrysAtom pretraining, cpu config (200-dim, 5 convolutions): python -m "
+        "training.pretrain --config cpu --dim 200, then python -m training.export_encoder",
+    ),
+}
 
 
 class EncoderFileError(ValueError):
@@ -118,20 +134,68 @@ def save_encoder(
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_encoder(path: str | os.PathLike) -> tuple[CGCNNEncoder, dict[str, Any]]:
-    """Rebuild a saved encoder (in eval mode) and return it with its metadata.
+def encoder_path(spec: str | os.PathLike) -> Path:
+    """The file of a shipped encoder name (``"crysatom"``), or ``spec`` itself as a path.
 
     Raises
     ------
     FileNotFoundError
-        If the file does not exist.
+        If a shipped encoder's file has not been generated, or a path does not exist.
+    """
+    if isinstance(spec, str) and spec.lower() in SHIPPED_ENCODERS:
+        file_name, how = SHIPPED_ENCODERS[spec.lower()]
+        path = ENCODER_DATA_DIR / file_name
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"the {spec!r} encoder has not been generated ({path} is missing); make it "
+                f"with: {how}"
+            )
+        return path
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        names = ", ".join(sorted(SHIPPED_ENCODERS))
+        raise FileNotFoundError(
+            f"encoder {str(spec)!r} is neither a shipped encoder ({names}) nor an existing file"
+        )
+    return path
+
+
+def available_encoders() -> list[dict[str, Any]]:
+    """The shipped encoders: name, file, whether it is present, and its description."""
+    out = []
+    for name, (file_name, how) in SHIPPED_ENCODERS.items():
+        path = ENCODER_DATA_DIR / file_name
+        description = how
+        if path.is_file():
+            try:
+                _, metadata = load_encoder(path)
+                description = str(metadata.get("description", how))
+            except (EncoderFileError, OSError) as exc:
+                description = f"unreadable: {exc}"
+        out.append(
+            {"name": name, "file": str(path), "present": path.is_file(), "description": description}
+        )
+    return out
+
+
+def load_encoder(spec: str | os.PathLike) -> tuple[CGCNNEncoder, dict[str, Any]]:
+    """Rebuild a saved encoder (in eval mode) and return it with its metadata.
+
+    Parameters
+    ----------
+    spec : str or path-like
+        A shipped encoder's name (``"crysatom"``, see :data:`SHIPPED_ENCODERS`) or the path
+        of an encoder file.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist (for a shipped name: has not been generated).
     EncoderFileError
         If the file is truncated or corrupt, is not an encoder file of this format, or its
         weights do not match its architecture or checksum.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"encoder file {path} does not exist")
+    path = encoder_path(spec)
     try:
         document = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
