@@ -687,3 +687,40 @@ def test_exported_encoder_reproduces_the_run_encoder(smoke_run, tmp_path):
         assert torch.equal(encoder.state_dict()[name], tensor), name
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         main(["--run", str(tmp_path), "--out", str(tmp_path / "x.pt")])
+
+
+def test_readouts_final_is_the_run_vectors_and_others_are_unit_vectors(
+    smoke_run, smoke_cfg, tmp_path
+):
+    from crysatom_featurizers.embeddings import ElementEmbedding
+    from training.readouts import main
+
+    run_dir = Path(smoke_run["vectors_path"]).parent
+    assert (
+        main(
+            [
+                "--run",
+                str(run_dir),
+                "--out",
+                str(tmp_path),
+                "--name",
+                "smoke",
+                "--extract-corpus",
+                smoke_cfg.extract_corpus,
+            ]
+        )
+        == 0
+    )
+    final = ElementEmbedding.from_json(tmp_path / "smoke_final.json")
+    run_vectors = ElementEmbedding.from_json(smoke_run["vectors_path"])
+    assert final.symbols == run_vectors.symbols
+    np.testing.assert_allclose(final.vectors, run_vectors.vectors, atol=2e-6)
+    mean = ElementEmbedding.from_json(tmp_path / "smoke_meandepth.json")
+    concat = ElementEmbedding.from_json(tmp_path / "smoke_concat.json")
+    assert concat.dim == (smoke_cfg.num_layers + 1) * smoke_cfg.dim and mean.dim == smoke_cfg.dim
+    for emb in (mean, concat):
+        np.testing.assert_allclose(np.linalg.norm(emb.vectors, axis=1), 1.0, atol=1e-5)
+    assert (
+        concat.metadata["readout"] == "concat"
+        and "side by side" in concat.metadata["readout_method"]
+    )
