@@ -110,3 +110,16 @@ def test_cli_lists_the_encoders(capsys):
     assert cli.main(["embeddings", "list"]) == 0
     out = capsys.readouterr().out
     assert "encoders (pretrained CGCNN encoders" in out and "crysatom" in out
+
+
+def test_shipped_crysatom_encoder_loads():
+    from crysatom_featurizers.nn import available_encoders
+
+    row = next(r for r in available_encoders() if r["name"] == "crysatom")
+    if not row["present"]:
+        pytest.skip("the crysatom encoder file has not been generated")
+    encoder, metadata = load_encoder("crysatom")
+    assert (encoder.in_dim, encoder.hidden_dim, encoder.num_layers) == (92, 200, 5)
+    assert metadata["input_embedding"] == "cgcnn"
+    for key in ("config", "corpus_checksum", "epochs_in_checkpoint", "train_wall_time_s"):
+        assert key in metadata

@@ -26,7 +26,7 @@ import torch
 from crysatom_featurizers.nn import save_encoder
 from training.config import PretrainConfig
 from training.model import CrysAtomPretrainer
-from training.provenance import git_commit, package_version
+from training.provenance import cpu_model, git_commit, package_version
 
 #: Keys of ``summary.json`` copied into the encoder's metadata.
 SUMMARY_KEYS = (
@@ -64,6 +64,12 @@ def export_encoder(run_dir: str | Path, out: str | Path) -> dict[str, Any]:
     model.load_state_dict(ckpt["model"])
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    if "corpus" not in summary:  # a run stopped before its summary: describe the corpus here
+        from training.pretrain import resolve_corpus
+
+        frame, info, checksum = resolve_corpus(cfg)
+        size = len(frame) if frame is not None else info.get("size")
+        summary.update(corpus=info, corpus_checksum=checksum, corpus_size=size)
     metadata: dict[str, Any] = {
         "source": "CrysAtom pretraining (training/pretrain.py), encoder exported by "
         "training/export_encoder.py",
@@ -80,6 +86,11 @@ def export_encoder(run_dir: str | Path, out: str | Path) -> dict[str, Any]:
         "epochs_in_checkpoint": int(ckpt["epoch"]),
         "checkpoint_git_commit": ckpt.get("git_commit"),
         "train_wall_time_s": round(float(ckpt.get("train_wall_s", 0.0)), 1),
+        "loss_history": [
+            {k: h.get(k) for k in ("epoch", "loss", "fr", "cr", "ssl")} for h in ckpt["history"]
+        ],
+        # the run's own record when it has one; else the machine that exports it
+        "hardware": {"cpu": cpu_model(), "torch_threads": cfg.threads, "recorded_at": "export"},
         **{k: summary[k] for k in SUMMARY_KEYS if k in summary},
         "export_git_commit": git_commit(),
         "package_version": package_version(),
