@@ -315,8 +315,10 @@ def test_every_subcommand_help_has_examples(capsys, monkeypatch):
 def test_embeddings_list_and_show(capsys):
     code, out, _ = run(["embeddings", "list"], capsys)
     assert code == 0
-    names = [line.split()[0] for line in out.strip().splitlines()[1:]]
+    table, _, encoders = out.strip().partition("\n\n")
+    names = [line.split()[0] for line in table.splitlines()[1:]]
     assert {"crysatom", "skipatom", "atom2vec", "random", "cgcnn"} <= set(names)
+    assert encoders.startswith("encoders")
     code, out, _ = run(["embeddings", "show", "skipatom"], capsys)
     assert code == 0
     embedding = load("skipatom")

@@ -80,6 +80,7 @@ def test_regenerate_vectors_points_to_existing_commands():
         pytest.skip("training/ is not part of this checkout")
     # Every python -m module named in the document exists in training/.
     for module in set(re.findall(r"python -m (training\.\w+)", text)):
-        assert (REPO / (module.replace(".", "/") + ".py")).exists(), module
+        path = REPO / module.replace(".", "/")
+        assert path.with_suffix(".py").exists() or (path / "__main__.py").exists(), module
     for config in re.findall(r"`(\w+)\.yaml`", text):
         assert (REPO / "training" / "configs" / f"{config}.yaml").exists(), config
