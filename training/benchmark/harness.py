@@ -38,6 +38,17 @@ from training.benchmark.results import (
 from training.corpus import REPO_ROOT
 
 
+def _repo_relative(path: str | os.PathLike | None) -> str | None:
+    """``path`` relative to the repository when it lies inside it (results stay portable)."""
+    if path is None:
+        return None
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(REPO_ROOT.resolve()))
+    except ValueError:
+        return str(p)
+
+
 class TimeBudgetExceeded(RuntimeError):
     """Raised to stop launching fits once ``--max-minutes`` is spent."""
 
@@ -136,7 +147,7 @@ class Benchmark:
             "argv": list(argv),
             "experiments": list(experiments),
             "resume": self.resume,
-            "config": self.cfg.source_path,
+            "config": _repo_relative(self.cfg.source_path),
             "git": git_info(),
             "hardware": hardware_info(),
         }
@@ -278,7 +289,7 @@ class Benchmark:
                 "dataset": data.spec.dataset,
                 "column": data.spec.column,
                 "unit": data.spec.unit,
-                "split_file": str(data.split_path),
+                "split_file": _repo_relative(data.split_path),
                 "after_element_filter": {
                     "train": len(data.train),
                     "val": len(data.val),
