@@ -12,6 +12,18 @@ import crysatom_featurizers
 from crysatom_featurizers import deps
 
 
+def _hide(monkeypatch, module: str) -> None:
+    """Make ``deps`` see ``module`` as not installed."""
+    real = importlib.import_module
+
+    def fake(name, *args, **kwargs):
+        if name == module:
+            raise ModuleNotFoundError(f"No module named {module!r}")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(deps.importlib, "import_module", fake)
+
+
 def test_descriptors_do_not_import_torch():
     code = (
         "import sys\n"
@@ -25,14 +37,7 @@ def test_descriptors_do_not_import_torch():
 
 
 def test_missing_gnn_extra_names_the_fix(monkeypatch):
-    real = importlib.import_module
-
-    def fake(name, *args, **kwargs):
-        if name == "torch_geometric":
-            raise ModuleNotFoundError("No module named 'torch_geometric'")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(deps.importlib, "import_module", fake)
+    _hide(monkeypatch, "torch_geometric")
     with pytest.raises(deps.MissingGNNDependencyError, match=r"CGCNNRegressor needs .*\[gnn\]"):
         crysatom_featurizers.CGCNNRegressor  # noqa: B018
     with pytest.raises(ImportError, match="is not installed"):
@@ -48,14 +53,7 @@ def test_gnn_extra_present_passes():
 def test_cli_train_without_gnn_extra_is_one_line(monkeypatch, tmp_path, capsys):
     from crysatom_featurizers import cli
 
-    real = importlib.import_module
-
-    def fake(name, *args, **kwargs):
-        if name == "torch":
-            raise ModuleNotFoundError("No module named 'torch'")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(deps.importlib, "import_module", fake)
+    _hide(monkeypatch, "torch")
     code = cli.main(["train", str(tmp_path), "-o", str(tmp_path / "m.joblib")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1
@@ -66,14 +64,7 @@ def test_cli_train_without_gnn_extra_is_one_line(monkeypatch, tmp_path, capsys):
 def test_graph_classes_without_gnn_extra_name_the_fix(monkeypatch):
     import crysatom_featurizers.graphs as graphs
 
-    real = importlib.import_module
-
-    def fake(name, *args, **kwargs):
-        if name == "torch":
-            raise ModuleNotFoundError("No module named 'torch'")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(deps.importlib, "import_module", fake)
+    _hide(monkeypatch, "torch")
     monkeypatch.delitem(graphs.__dict__, "CrystalGraphTransformer", raising=False)
     with pytest.raises(deps.MissingGNNDependencyError, match="graphs.CrystalGraphTransformer"):
         graphs.CrystalGraphTransformer  # noqa: B018
