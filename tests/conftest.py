@@ -20,6 +20,7 @@ GNN_TEST_MODULES = [
     "test_nn.py",
     "test_graphs.py",
     "test_train.py",
+    "test_transfer.py",
     "training",
 ]
 collect_ignore = [] if HAS_GNN else GNN_TEST_MODULES

@@ -21,6 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from crysatom_featurizers.embeddings import ElementEmbedding
 from crysatom_featurizers.estimators import CGCNNClassifier, CGCNNRegressor
 from crysatom_featurizers.graphs import CrystalGraphTransformer, structures_to_graphs
+from tests.prototypes import prototype_dataset, rock_salt
 
 # A tiny network and few epochs: these tests check the plumbing, not the accuracy.
 TINY = dict(
@@ -34,59 +35,11 @@ TINY = dict(
     n_threads=1,
 )
 
-CATIONS = ["Li", "Na", "K", "Mg", "Ca", "Sr", "Ba", "Ni"]
-ANIONS = ["F", "Cl", "O", "S"]
-
-
-def _fcc(a: float) -> Lattice:
-    """Primitive face-centred cubic lattice of conventional edge ``a`` (Å)."""
-    return Lattice([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]])
-
-
-# Prototype cells are written out directly: Structure.from_spacegroup costs about a second
-# per call, too slow for hundreds of test crystals.
-def _rock_salt(a: str, b: str, lattice: float) -> Structure:
-    """Rock-salt AB, primitive cell (2 sites), conventional edge ``lattice`` (Å)."""
-    return Structure(_fcc(lattice), [a, b], [[0, 0, 0], [0.5, 0.5, 0.5]])
-
-
-def _perovskite(a: str, b: str, lattice: float) -> Structure:
-    """Cubic ABO3 perovskite (5 sites)."""
-    return Structure(
-        Lattice.cubic(lattice),
-        [a, b, "O", "O", "O"],
-        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
-    )
-
-
-def _fluorite(a: str, b: str, lattice: float) -> Structure:
-    """Fluorite AB2, primitive cell (3 sites)."""
-    return Structure(_fcc(lattice), [a, b, b], [[0, 0, 0], [0.25] * 3, [0.75] * 3])
-
 
 @pytest.fixture(scope="module")
 def data() -> tuple[list[Structure], np.ndarray]:
     """36 small crystals of three prototypes; the target is the volume per atom (Å^3)."""
-    rng = np.random.default_rng(7)
-    structures = []
-    for i in range(36):
-        kind = i % 3
-        a, b = CATIONS[i % len(CATIONS)], ANIONS[(i // 3) % len(ANIONS)]
-        if kind == 0:
-            s = _rock_salt(a, b, rng.uniform(4.2, 6.2))
-        elif kind == 1:
-            s = _perovskite(
-                ["Sr", "Ba", "Ca"][(i // 3) % 3],
-                ["Ti", "Zr", "Sn"][(i // 9) % 3],
-                rng.uniform(3.8, 4.3),
-            )
-        else:
-            s = _fluorite(
-                ["Ca", "Sr", "Ba"][(i // 3) % 3], ["F", "Cl"][(i // 9) % 2], rng.uniform(5.3, 6.3)
-            )
-        structures.append(s)
-    y = np.array([s.volume / len(s) for s in structures])
-    return structures, y
+    return prototype_dataset()
 
 
 @pytest.fixture(scope="module")
@@ -98,19 +51,26 @@ def fitted(data) -> CGCNNRegressor:
 # ---- sklearn contract ------------------------------------------------------------------------
 
 
-def test_default_parameters_follow_cgcnn_and_crysatom():
+def test_default_parameters_follow_cgcnn_and_crysatom(data):
     params = CGCNNRegressor().get_params()
-    assert params["embedding"] == "crysatom" and params["dim"] is None
+    # None: CrysAtom vectors and CGCNN's 64 x 3 unless an encoder is fine-tuned
+    assert params["embedding"] is None and params["dim"] is None
     assert (params["atom_fea_len"], params["n_conv"], params["h_fea_len"], params["n_h"]) == (
-        64,
-        3,
+        None,
+        None,
         128,
         1,
     )
     assert params["pooling"] == "mean" and params["radius"] == 8.0
     assert params["max_neighbors"] == 12 and params["trainable_embeddings"] is False
-    assert CGCNNClassifier().get_params()["embedding"] == "crysatom"
+    assert params["finetune"] is None and params["distill"] is None
+    assert CGCNNClassifier().get_params()["embedding"] is None
     assert params["atom_features"] is None  # deprecated alias
+    X, y = data
+    model = CGCNNRegressor(epochs=1, validation_fraction=0, random_state=0).fit(X, y)
+    assert model.embedding_name_.startswith("crysatom") and model.embedding_dim_ == 200
+    assert model.model_.encoder.hidden_dim == 64 and model.model_.encoder.num_layers == 3
+    assert model.transfer_ is None
 
 
 def test_get_params_set_params_clone(fitted):
@@ -618,8 +578,8 @@ def test_element_missing_from_embedding_names_element_and_row(data):
     emb = ElementEmbedding.from_dict(
         {el: np.ones(4) * i for i, el in enumerate(["Na", "Cl"])}, name="nacl_only"
     )
-    nacl = [_rock_salt("Na", "Cl", 5.6 + 0.05 * i) for i in range(6)]
-    X_bad = [*nacl[:3], _rock_salt("K", "Cl", 6.3), *nacl[3:]]
+    nacl = [rock_salt("Na", "Cl", 5.6 + 0.05 * i) for i in range(6)]
+    X_bad = [*nacl[:3], rock_salt("K", "Cl", 6.3), *nacl[3:]]
     with pytest.raises(ValueError, match=r"row 3 contains K, which the 'nacl_only' embedding"):
         CGCNNRegressor(**{**TINY, "embedding": emb}).fit(X_bad, np.arange(7.0))
     est = CGCNNRegressor(**{**TINY, "embedding": emb}).fit(nacl, np.arange(6.0))
@@ -665,7 +625,7 @@ def _madelung_set(n: int, seed: int) -> tuple[list[Structure], np.ndarray]:
         a, b = rng.choice(cations), rng.choice(anions)
         r0 = rng.uniform(2.0, 3.6)
         if rng.random() < 0.5:
-            kind, s = "rocksalt", _rock_salt(a, b, 2 * r0)
+            kind, s = "rocksalt", rock_salt(a, b, 2 * r0)
         else:
             kind = "cesium_chloride"
             s = Structure(Lattice.cubic(2 * r0 / np.sqrt(3)), [a, b], [[0, 0, 0], [0.5] * 3])

@@ -3,7 +3,6 @@ predict around :func:`crysatom_featurizers.nn.train.train_model` (not public API
 
 from __future__ import annotations
 
-import inspect
 import io
 import numbers
 import os
@@ -18,10 +17,30 @@ from sklearn.utils.validation import check_is_fitted, check_random_state
 
 from crysatom_featurizers.deps import require_gnn
 from crysatom_featurizers.embeddings import resolve
+from crysatom_featurizers.estimators._transfer import (
+    DEFAULT_ATOM_FEA_LEN,
+    DEFAULT_EMBEDDING,
+    DEFAULT_N_CONV,
+    FREEZE_ALL,
+    Transfer,
+    attach_teacher,
+    check_input_embedding,
+    check_transfer_params,
+    load_transfer,
+)
 from crysatom_featurizers.graphs import CGCNN_GRAPH, gaussian_centers
 from crysatom_featurizers.graphs.inputs import type_name
 
 _POOLINGS = ("mean", "sum", "max")
+#: Parameters added after the first release, with the value that reproduces older models.
+_ADDED_PARAMS = {
+    "finetune": None,
+    "freeze_encoder_epochs": 0,
+    "encoder_lr": None,
+    "distill": None,
+    "distill_delta": 0.5,
+    "distill_layer": -1,
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,6 +170,8 @@ class _CGCNNBase(BaseEstimator):
             state["embedding"] = state.pop("atom_features")
             state.setdefault("atom_features", None)
             state.setdefault("dim", None)
+        for name, default in _ADDED_PARAMS.items():
+            state.setdefault(name, default)  # saved before these parameters existed
         model_bytes = state.pop("_model_bytes", None)
         if model_bytes is not None:
             import torch
@@ -172,9 +193,13 @@ class _CGCNNBase(BaseEstimator):
             ):
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
-        for name in ("atom_fea_len", "h_fea_len", "n_h", "epochs", "batch_size"):
+        for name in ("h_fea_len", "n_h", "epochs", "batch_size"):
             positive_int(name)
-        positive_int("n_conv", 0)
+        if self.atom_fea_len is not None:
+            positive_int("atom_fea_len")
+        if self.n_conv is not None:
+            positive_int("n_conv", 0)
+        check_transfer_params(self)
         positive_int("max_neighbors")
         if self.pooling not in _POOLINGS:
             raise ValueError(f"pooling must be one of {_POOLINGS}, got {self.pooling!r}")
@@ -213,10 +238,7 @@ class _CGCNNBase(BaseEstimator):
             FutureWarning,
             stacklevel=4,
         )
-        default = inspect.signature(type(self).__init__).parameters["embedding"].default
-        if not (self.embedding is old or _same_spec(self.embedding, old)) and not (
-            isinstance(self.embedding, str) and self.embedding == default
-        ):
+        if not (self.embedding is None or self.embedding is old or _same_spec(self.embedding, old)):
             raise ValueError(
                 f"both embedding={self.embedding!r} and its deprecated alias "
                 f"atom_features={old!r} are given; pass only embedding"
@@ -319,13 +341,11 @@ class _CGCNNBase(BaseEstimator):
                 return np.sort(train), np.sort(val)
         return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
-    def _build_model(self, embedding: Any, n_outputs: int) -> Any:
+    def _build_model(self, embedding: Any, n_outputs: int, transfer: Transfer | None) -> Any:
+        """The CGCNN to train: from the encoder when fine-tuning, else newly initialised."""
         from crysatom_featurizers.nn import CGCNN
 
-        return CGCNN(
-            embedding,
-            atom_fea_len=int(self.atom_fea_len),
-            n_conv=int(self.n_conv),
+        common = dict(
             h_fea_len=int(self.h_fea_len),
             n_h=int(self.n_h),
             n_targets=int(n_outputs),
@@ -335,6 +355,34 @@ class _CGCNNBase(BaseEstimator):
             gaussian_step=CGCNN_GRAPH.gaussian_step,
             gaussian_width=CGCNN_GRAPH.gaussian_width,
         )
+        if transfer is not None and transfer.mode == "finetune":
+            return CGCNN.from_encoder(transfer.encoder, embedding, **common)
+        return CGCNN(
+            embedding,
+            atom_fea_len=int(
+                DEFAULT_ATOM_FEA_LEN if self.atom_fea_len is None else self.atom_fea_len
+            ),
+            n_conv=int(DEFAULT_N_CONV if self.n_conv is None else self.n_conv),
+            **common,
+        )
+
+    def _transfer_options(self, model: Any, transfer: Transfer | None) -> dict[str, Any]:
+        """``train_model`` keyword arguments of fine-tuning: the encoder's learning rate and
+        its frozen epochs."""
+        if transfer is None or transfer.mode != "finetune":
+            return {}
+        encoder_ids = {id(p) for p in model.encoder.parameters()}
+        head = [p for p in model.parameters() if id(p) not in encoder_ids]
+        encoder_lr = float(self.lr if self.encoder_lr is None else self.encoder_lr)
+        freeze = self.freeze_encoder_epochs
+        return {
+            "param_groups": [
+                {"params": head, "lr": float(self.lr)},
+                {"params": list(model.encoder.parameters()), "lr": encoder_lr},
+            ],
+            "frozen": model.encoder,
+            "frozen_epochs": int(self.epochs) if freeze == FREEZE_ALL else int(freeze),
+        }
 
     def _fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> _CGCNNBase:
         require_gnn(type(self).__name__)
@@ -351,8 +399,19 @@ class _CGCNNBase(BaseEstimator):
         if (X_val is None) != (y_val is None):
             raise ValueError("X_val and y_val must be given together")
         self._check_params(given_validation=X_val is not None)
+        transfer = load_transfer(self)
         spec, param = self._embedding_spec()
-        embedding = resolve(spec, self.dim, param=param)
+        if spec is None:
+            spec = (
+                transfer.input_embedding
+                if transfer is not None and transfer.mode == "finetune"
+                else DEFAULT_EMBEDDING
+            )
+            embedding = resolve(spec, self.dim, param=param)
+        else:
+            embedding = resolve(spec, self.dim, param=param)
+            if transfer is not None and transfer.mode == "finetune":
+                check_input_embedding(transfer, embedding)
         _, covered = embedding.lookup_table()
         emb_name = str(getattr(embedding, "name", "custom"))
 
@@ -401,10 +460,23 @@ class _CGCNNBase(BaseEstimator):
         with torch_runtime(device, self.n_threads, seed):
             packed.to(device)
             y_all = torch.as_tensor(self._encode_targets(targets), device=device)
-            model = self._build_model(embedding, self._n_outputs()).to(device)
+            model = self._build_model(embedding, self._n_outputs(), transfer).to(device)
             packed.expand_edges(model.distance_expansion, train_mod.MAX_EXPANDED_EDGE_BYTES)
+            trained = model
+            if transfer is not None and transfer.mode == "distill":
+                from crysatom_featurizers.nn.transfer import DistilledCGCNN
+
+                t_teacher = time.perf_counter()
+                attach_teacher(transfer, packed, train_idx, float(self.radius), self.batch_size)
+                graph_time += time.perf_counter() - t_teacher
+                trained = DistilledCGCNN(
+                    model,
+                    transfer.encoder.hidden_dim,
+                    delta=float(self.distill_delta),
+                    layer=int(self.distill_layer),
+                ).to(device)
             result = train_model(
-                model,
+                trained,
                 packed,
                 y_all,
                 torch.as_tensor(train_idx, dtype=torch.long),
@@ -413,12 +485,15 @@ class _CGCNNBase(BaseEstimator):
                 metric=self._metric_sum,
                 settings=settings,
                 seed=seed,
+                **self._transfer_options(model, transfer),
             )
-            model = result.model.cpu()
+            model = model.cpu()  # the student of a distillation; the projection is dropped
+            packed.node_targets = None
 
         self.model_ = model
         self.embedding_name_ = emb_name
         self.embedding_dim_ = int(embedding.dim)
+        self.transfer_ = None if transfer is None else transfer.describe()
         self.history_ = pd.DataFrame(result.history)
         self.best_epoch_ = result.best_epoch
         # positions in X; a separate X_val holds none of them

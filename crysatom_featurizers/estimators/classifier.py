@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -64,15 +65,21 @@ atom_features
 
     def __init__(
         self,
-        embedding: Any = "crysatom",
+        embedding: Any = None,
         *,
         dim: int | None = None,
         trainable_embeddings: bool = False,
-        atom_fea_len: int = 64,
-        n_conv: int = 3,
+        atom_fea_len: int | None = None,
+        n_conv: int | None = None,
         h_fea_len: int = 128,
         n_h: int = 1,
         pooling: str = "mean",
+        finetune: str | os.PathLike | None = None,
+        freeze_encoder_epochs: int | str = 0,
+        encoder_lr: float | None = None,
+        distill: str | os.PathLike | None = None,
+        distill_delta: float = 0.5,
+        distill_layer: int = -1,
         radius: float = CGCNN_GRAPH.radius,
         max_neighbors: int = CGCNN_GRAPH.max_neighbors,
         allow_isolated: bool = False,
@@ -100,6 +107,12 @@ atom_features
         self.h_fea_len = h_fea_len
         self.n_h = n_h
         self.pooling = pooling
+        self.finetune = finetune
+        self.freeze_encoder_epochs = freeze_encoder_epochs
+        self.encoder_lr = encoder_lr
+        self.distill = distill
+        self.distill_delta = distill_delta
+        self.distill_layer = distill_layer
         self.radius = radius
         self.max_neighbors = max_neighbors
         self.allow_isolated = allow_isolated

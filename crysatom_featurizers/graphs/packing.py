@@ -56,6 +56,7 @@ class GraphBatch:
     ptr: torch.Tensor  # Long[B + 1], node offsets
     rows: torch.Tensor | None = None  # Long[B]
     edge_attr: torch.Tensor | None = None  # Float[E, G], precomputed Gaussian expansion
+    node_targets: torch.Tensor | None = None  # Float[N, D], e.g. a teacher's node embeddings
 
     @classmethod
     def from_graphs(cls, graphs: Sequence[Data]) -> GraphBatch:
@@ -162,6 +163,8 @@ class PackedGraphs:
             raise ValueError(f"packed graphs are missing {missing}")
         self.tensors = dict(tensors)
         self.edge_attr: torch.Tensor | None = None
+        # per-node tensor gathered with every batch (a teacher's node embeddings, for instance)
+        self.node_targets: torch.Tensor | None = None
         self._offsets()
 
     @classmethod
@@ -190,6 +193,8 @@ class PackedGraphs:
         self.tensors = {k: v.to(device) for k, v in self.tensors.items()}
         if self.edge_attr is not None:
             self.edge_attr = self.edge_attr.to(device)
+        if self.node_targets is not None:
+            self.node_targets = self.node_targets.to(device)
         self._offsets()
         return self
 
@@ -234,4 +239,5 @@ class PackedGraphs:
             ptr=ptr,
             rows=t["rows"][idx].long(),
             edge_attr=None if self.edge_attr is None else self.edge_attr[edges],
+            node_targets=None if self.node_targets is None else self.node_targets[nodes],
         )

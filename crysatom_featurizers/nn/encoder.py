@@ -72,6 +72,15 @@ class CGCNNEncoder(nn.Module):
         return len(self.convs)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+        return self.forward_layers(x, edge_index, edge_attr)[-1]
+
+    def forward_layers(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> list[Tensor]:
+        """Node embeddings after the input map and after each convolution.
+
+        Returns ``num_layers + 1`` tensors ``Float[N, hidden_dim]``: entry 0 is the output of
+        the input map, entry ``k`` the output of the ``k``-th convolution (the last entry is
+        what :meth:`forward` returns).
+        """
         if x.shape[-1] != self.in_dim:
             raise ValueError(f"expected node features of size {self.in_dim}, got {x.shape[-1]}")
         if edge_attr.shape[-1] != self.edge_dim:
@@ -80,6 +89,7 @@ class CGCNNEncoder(nn.Module):
                 "(check the Gaussian expansion settings of the graphs)"
             )
         h = self.input(x)
+        layers = [h]
         k = uniform_neighbors(edge_index, h.shape[0]) if len(self.convs) else None
         recompute = self.checkpoint_convs and self.training and torch.is_grad_enabled()
         for conv in self.convs:
@@ -87,7 +97,8 @@ class CGCNNEncoder(nn.Module):
                 h = _checkpointed(conv, h, edge_index, edge_attr, k)
             else:
                 h = conv(h, edge_index, edge_attr, k)
-        return h
+            layers.append(h)
+        return layers
 
 
 def _checkpointed(

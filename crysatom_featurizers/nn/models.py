@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Any
 
@@ -129,10 +130,65 @@ class CGCNN(nn.Module):
             raise ValueError("the graphs have neither edge_attr nor edge_dist")
         return self.distance_expansion(edge_dist)
 
+    @classmethod
+    def from_encoder(cls, encoder: CGCNNEncoder, embedding: Any, **kwargs: Any) -> CGCNN:
+        """A CGCNN whose input map and convolutions are a copy of ``encoder`` (weights too).
+
+        The pooling and the layers after it are new. This is the CrysXPP way of starting a
+        property model from a pretrained encoder.
+
+        Parameters
+        ----------
+        encoder : CGCNNEncoder
+            The pretrained encoder (e.g. from :func:`~crysatom_featurizers.nn.load_encoder`);
+            it is copied, never shared.
+        embedding : ElementEmbedding, str or path
+            The element vectors the encoder reads; their dimension must be ``encoder.in_dim``.
+        **kwargs
+            Other :class:`CGCNN` arguments (``h_fea_len``, ``n_h``, ``n_targets``, ``pooling``,
+            the Gaussian expansion, ...); ``atom_fea_len``, ``n_conv`` and ``batch_norm`` come
+            from the encoder.
+
+        Raises
+        ------
+        ValueError
+            If the embedding's dimension or the edge feature size of the expansion does not
+            match the encoder's.
+        """
+        fixed = sorted(k for k in ("atom_fea_len", "n_conv", "batch_norm") if k in kwargs)
+        if fixed:
+            raise TypeError(f"{fixed} come from the encoder; do not pass them")
+        first = encoder.convs[0] if len(encoder.convs) else None
+        batch_norm = first is None or isinstance(first.bn_message, nn.BatchNorm1d)
+        model = cls(
+            embedding,
+            atom_fea_len=encoder.hidden_dim,
+            n_conv=encoder.num_layers,
+            batch_norm=batch_norm,
+            **kwargs,
+        )
+        if model.embedding.dim != encoder.in_dim:
+            raise ValueError(
+                f"the encoder reads {encoder.in_dim}-dim element vectors, the embedding "
+                f"{getattr(model.embedding, 'name', '')!r} has {model.embedding.dim}"
+            )
+        if model.distance_expansion.num_gaussians != encoder.edge_dim:
+            raise ValueError(
+                f"the encoder expects {encoder.edge_dim} Gaussian edge features, this distance "
+                f"expansion gives {model.distance_expansion.num_gaussians} (another radius?)"
+            )
+        model.encoder = copy.deepcopy(encoder)
+        model.encoder.checkpoint_convs = False
+        return model
+
     def encode(self, batch: Any) -> Tensor:
         """Node embeddings ``Float[N, atom_fea_len]`` after the convolutions."""
+        return self.encode_layers(batch)[-1]
+
+    def encode_layers(self, batch: Any) -> list[Tensor]:
+        """Node embeddings after the input map (entry 0) and after each convolution."""
         x = self.embedding(batch)
-        return self.encoder(x, batch.edge_index, self.edge_features(batch))
+        return self.encoder.forward_layers(x, batch.edge_index, self.edge_features(batch))
 
     def pool(self, batch: Any, node_embeddings: Tensor) -> Tensor:
         """Graph embeddings ``Float[B, atom_fea_len]`` (before the hidden layers)."""
@@ -149,7 +205,10 @@ class CGCNN(nn.Module):
     def forward(self, batch: Any) -> Tensor:
         """Predictions ``Float[B, n_targets]`` for a ``GraphBatch`` or ``Batch`` (or one
         ``Data``)."""
-        crystal = self.pool(batch, self.encode(batch))
+        return self.head(self.pool(batch, self.encode(batch)))
+
+    def head(self, crystal: Tensor) -> Tensor:
+        """Predictions ``Float[B, n_targets]`` from pooled graph embeddings."""
         h = F.softplus(self.conv_to_fc(F.softplus(crystal)))
         h = self.dropout(h)
         for layer in self.hidden:

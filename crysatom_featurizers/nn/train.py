@@ -252,6 +252,10 @@ def train_model(
     metric: Metric,
     settings: TrainSettings,
     seed: int,
+    *,
+    param_groups: Sequence[dict[str, Any]] | None = None,
+    frozen: nn.Module | None = None,
+    frozen_epochs: int = 0,
 ) -> TrainResult:
     """Train ``model`` on the crystals ``train_index`` of ``packed``.
 
@@ -259,6 +263,10 @@ def train_model(
     Adam step per mini-batch and, with a validation subset, evaluates the loss on it. The
     weights of the epoch with the lowest validation loss are restored at the end; without
     validation the last epoch is kept and the training loss is monitored for ``patience``.
+
+    A model with a ``training_loss(batch, target, criterion) -> (loss, outputs)`` method (such
+    as :class:`~crysatom_featurizers.nn.transfer.DistilledCGCNN`) trains on that loss; the
+    validation loss is always ``criterion`` on the model's outputs.
 
     Parameters
     ----------
@@ -279,6 +287,15 @@ def train_model(
     settings : TrainSettings
     seed : int
         Seed of the shuffling.
+    param_groups : sequence of dict, optional
+        Adam parameter groups (``{"params": [...], "lr": ...}``), e.g. a smaller learning rate
+        for a pretrained encoder; default: all of ``model.parameters()`` at ``settings.lr``.
+        The history's ``lr`` column is the rate of the first group.
+    frozen : torch.nn.Module, optional
+        A submodule of ``model`` kept frozen (no gradients, batch norms in eval mode) during
+        the first ``frozen_epochs`` epochs.
+    frozen_epochs : int
+        See ``frozen``; ``settings.epochs`` or more freezes it throughout.
 
     Returns
     -------
@@ -290,7 +307,9 @@ def train_model(
         If the training loss becomes NaN or infinite.
     """
     optimizer = torch.optim.Adam(
-        model.parameters(), lr=float(settings.lr), weight_decay=float(settings.weight_decay)
+        model.parameters() if param_groups is None else [dict(g) for g in param_groups],
+        lr=float(settings.lr),
+        weight_decay=float(settings.weight_decay),
     )
     scheduler = make_scheduler(
         optimizer, settings.lr_schedule, int(settings.epochs), settings.lr_milestones
@@ -314,6 +333,9 @@ def train_model(
             t_epoch = time.perf_counter()
             lr_now = optimizer.param_groups[0]["lr"]
             order = train_t[torch.randperm(train_t.numel(), generator=generator)]
+            freeze = frozen if frozen is not None and epoch <= frozen_epochs else None
+            if frozen is not None:
+                frozen.requires_grad_(freeze is None)
             train_stats = _train_epoch(
                 model,
                 packed,
@@ -323,6 +345,7 @@ def train_model(
                 metric,
                 optimizer,
                 int(settings.batch_size),
+                freeze,
             )
             if scheduler is not None:
                 scheduler.step()
@@ -354,6 +377,8 @@ def train_model(
     finally:
         if bar is not None:
             bar.close()
+        if frozen is not None:
+            frozen.requires_grad_(True)
     if best_state is not None:
         model.load_state_dict(best_state)
     else:
@@ -386,16 +411,24 @@ def _train_epoch(
     metric: Metric,
     optimizer: torch.optim.Optimizer,
     batch_size: int,
+    frozen: nn.Module | None = None,
 ) -> tuple[float, float]:
-    """One pass over ``order``; mean loss and metric per crystal (training mode)."""
+    """One pass over ``order``; mean loss and metric per crystal (training mode, except the
+    ``frozen`` submodule, which stays in eval mode)."""
     model.train()
+    if frozen is not None:
+        frozen.eval()
+    custom_loss = getattr(model, "training_loss", None)
     total_loss = torch.zeros((), device=order.device)
     total_metric = torch.zeros((), device=order.device)
     for index in index_batches(order, batch_size):
         batch = packed.batch(index)
         target = targets[index]
-        out = model(batch)
-        loss = criterion(out, target)
+        if custom_loss is not None:
+            loss, out = custom_loss(batch, target, criterion)
+        else:
+            out = model(batch)
+            loss = criterion(out, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

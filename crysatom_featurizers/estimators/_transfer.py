@@ -1,0 +1,181 @@
+"""Fine-tuning and distillation from a pretrained encoder for the CGCNN estimators: parameter
+checks, the encoder file, the model and the teacher's cached node embeddings (not public API)."""
+
+from __future__ import annotations
+
+import numbers
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from crysatom_featurizers.graphs import CGCNN_GRAPH
+
+#: Architecture of the vanilla model when neither ``atom_fea_len`` nor ``n_conv`` is given.
+DEFAULT_ATOM_FEA_LEN = 64
+DEFAULT_N_CONV = 3
+DEFAULT_EMBEDDING = "crysatom"
+#: ``freeze_encoder_epochs`` value that keeps the encoder frozen throughout.
+FREEZE_ALL = "all"
+
+
+@dataclass
+class Transfer:
+    """A loaded encoder and what to do with it."""
+
+    mode: str  # "finetune" or "distill"
+    source: str  # the parameter's value: a shipped name or a path
+    encoder: Any  # CGCNNEncoder
+    metadata: dict[str, Any]
+
+    @property
+    def input_embedding(self) -> str:
+        return str(self.metadata.get("input_embedding", "cgcnn"))
+
+    def describe(self) -> dict[str, Any]:
+        """What a fitted estimator records in ``transfer_``."""
+        return {
+            "mode": self.mode,
+            "encoder": self.source,
+            "checksum": self.metadata.get("checksum"),
+            "description": self.metadata.get("description"),
+            "input_embedding": self.input_embedding,
+            "hidden_dim": self.encoder.hidden_dim,
+            "num_layers": self.encoder.num_layers,
+        }
+
+
+def _is_spec(value: Any) -> bool:
+    return isinstance(value, (str, os.PathLike))
+
+
+def check_transfer_params(est: Any) -> None:
+    """Raise ``ValueError`` on transfer parameters that cannot work, before any file is read."""
+    finetune, distill = est.finetune, est.distill
+    for name, value in (("finetune", finetune), ("distill", distill)):
+        if value is not None and not _is_spec(value):
+            raise ValueError(
+                f"{name} must be None, a shipped encoder name ('crysatom') or the path of an "
+                f"encoder file, got {type(value).__name__}"
+            )
+    if finetune is not None and distill is not None:
+        raise ValueError(
+            "finetune and distill are alternatives: start from the encoder (finetune) or learn "
+            "from it (distill), not both"
+        )
+    freeze = est.freeze_encoder_epochs
+    if not (
+        freeze == FREEZE_ALL
+        or (isinstance(freeze, numbers.Integral) and not isinstance(freeze, bool) and freeze >= 0)
+    ):
+        raise ValueError(
+            f"freeze_encoder_epochs must be an integer >= 0 or {FREEZE_ALL!r}, got {freeze!r}"
+        )
+    if est.encoder_lr is not None and not est.encoder_lr > 0:
+        raise ValueError(f"encoder_lr must be positive or None, got {est.encoder_lr!r}")
+    if finetune is None and (freeze != 0 or est.encoder_lr is not None):
+        raise ValueError(
+            "freeze_encoder_epochs and encoder_lr apply to a fine-tuned encoder; set "
+            "finetune='crysatom' (or an encoder file) or leave them at their defaults"
+        )
+    delta = est.distill_delta
+    if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not 0 <= delta <= 1:
+        raise ValueError(f"distill_delta must be a number in [0, 1], got {delta!r}")
+    layer = est.distill_layer
+    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
+        raise ValueError(f"distill_layer must be an integer, got {layer!r}")
+
+
+def load_transfer(est: Any) -> Transfer | None:
+    """The encoder of ``finetune`` or ``distill``, checked against the estimator's settings.
+
+    Raises
+    ------
+    ValueError
+        If the graphs the encoder was trained on differ from the estimator's (radius,
+        max_neighbors), or, for fine-tuning, if ``atom_fea_len``, ``n_conv`` or ``embedding``
+        are given and differ from the encoder's architecture.
+    FileNotFoundError, EncoderFileError
+        From :func:`crysatom_featurizers.nn.load_encoder`.
+    """
+    source = est.finetune if est.finetune is not None else est.distill
+    if source is None:
+        return None
+    from crysatom_featurizers.nn.pretrained import load_encoder
+
+    mode = "finetune" if est.finetune is not None else "distill"
+    encoder, metadata = load_encoder(source)
+    transfer = Transfer(mode, str(source), encoder, dict(metadata))
+    graph = metadata.get("graph", {})
+    expected = {
+        "radius": float(est.radius),
+        "max_neighbors": int(est.max_neighbors),
+        "gaussian_step": CGCNN_GRAPH.gaussian_step,
+        "gaussian_width": CGCNN_GRAPH.gaussian_width,
+    }
+    for key, value in expected.items():
+        if key in graph and abs(float(graph[key]) - float(value)) > 1e-9:
+            raise ValueError(
+                f"{mode}={source!r}: the encoder was trained on graphs with {key}={graph[key]}, "
+                f"this estimator builds {key}={value}; set {key}={graph[key]} (the encoder's "
+                "convolutions only understand the graphs they were trained on)"
+            )
+    if mode == "finetune":
+        for name, value in (("atom_fea_len", encoder.hidden_dim), ("n_conv", encoder.num_layers)):
+            given = getattr(est, name)
+            if given is not None and int(given) != int(value):
+                raise ValueError(
+                    f"finetune={source!r}: the encoder has {name}={value} (the architecture "
+                    f"comes from the file), got {name}={given}; leave {name}=None"
+                )
+    return transfer
+
+
+def check_input_embedding(transfer: Transfer, embedding: Any) -> None:
+    """For fine-tuning, the element vectors given must be those the encoder was trained on."""
+    want = transfer.input_embedding
+    from crysatom_featurizers.embeddings import resolve
+
+    expected = resolve(want, None)
+    if embedding.name != expected.name or int(embedding.dim) != int(expected.dim):
+        raise ValueError(
+            f"finetune={transfer.source!r}: the encoder reads the {want!r} element vectors "
+            f"({expected.dim}-dim), got embedding={embedding.name!r} ({embedding.dim}-dim); "
+            "leave embedding=None to use the encoder's"
+        )
+
+
+def attach_teacher(
+    transfer: Transfer, packed: Any, train_idx: Any, radius: float, batch_size: int
+) -> None:
+    """Store the frozen teacher's node embeddings for every crystal of ``packed`` in
+    ``packed.node_targets``, standardised per dimension with the training crystals' nodes.
+
+    Raises
+    ------
+    ValueError
+        If a structure holds an element the teacher's input vectors do not cover.
+    """
+    import torch
+
+    from crysatom_featurizers.nn import CGCNN, check_covered
+    from crysatom_featurizers.nn.transfer import node_embeddings
+
+    teacher = CGCNN.from_encoder(
+        transfer.encoder,
+        transfer.input_embedding,
+        gaussian_stop=float(radius),
+        gaussian_step=CGCNN_GRAPH.gaussian_step,
+        gaussian_width=CGCNN_GRAPH.gaussian_width,
+    ).to(packed.num_nodes.device)
+    check_covered(
+        packed.tensors["species_z"].long(),
+        teacher.embedding.covered,
+        f"{transfer.input_embedding} (input of the distill={transfer.source!r} teacher)",
+    )
+    packed.node_targets = None
+    raw = node_embeddings(teacher, packed, batch_size=max(int(batch_size), 256))
+    packed.node_targets = raw
+    train_nodes = packed.batch(torch.as_tensor(train_idx, dtype=torch.long)).node_targets
+    mean = train_nodes.mean(dim=0)
+    std = train_nodes.std(dim=0, unbiased=False).clamp_min(1e-6)
+    packed.node_targets = (raw - mean) / std
