@@ -188,7 +188,7 @@ def test_curve_rows_nested_and_converged(curve_run):
     cgcnn = frame[frame["experiment"] == "curve"]
     # sizes 16 (two seeds) and 32 (one seed) for each of the three embeddings
     cells = cgcnn.groupby(["embedding", "n_train"])["seed"].apply(sorted).to_dict()
-    for label in ("cgcnn", "random_16", "crysatom_50"):
+    for label in ("cgcnn", "random_16", "crysatom_50", "finetune", "distill_d0.5", "distill_d1"):
         assert cells[(label, 16)] == [0, 1]
         assert cells[(label, 32)] == [0]
     assert (cgcnn["n_val"] == 8).all() and cgcnn["n_test"].nunique() == 1
@@ -360,3 +360,41 @@ def test_claims_are_exclusive_between_processes(tmp_path):
 def test_curve_size_beyond_the_training_set_is_noted(curve_run):
     notes = json.loads((curve_run / "notes.json").read_text())
     assert any("n=100000" in k and "skipped: only" in v for k, v in notes.items())
+
+
+def test_curve_transfer_variants_and_report(curve_run):
+    frame = pd.read_csv(curve_run / "results.csv")
+    fits = (
+        frame[frame["experiment"] == "curve"]
+        .set_index(["embedding", "n_train", "seed"])
+        .sort_index()
+    )
+    # delta = 1 switches the distillation term off: the same model as plain cgcnn
+    plain, kd_off = fits.loc["cgcnn", "test_mae"], fits.loc["distill_d1", "test_mae"]
+    np.testing.assert_allclose(kd_off.sort_index(), plain.sort_index(), rtol=1e-6)
+    assert not np.allclose(fits.loc["distill_d0.5", "test_mae"].sort_index(), plain.sort_index())
+    table = pd.read_csv(curve_run / "transfer.csv")
+    assert set(table["option"]) == {"vanilla", "vectors", "finetune", "distill"}
+    distill = table[table["option"] == "distill"]
+    assert set(distill["chosen"]) <= {"distill_d0.5", "distill_d1"}
+    assert (distill["settings_tried"] == 2).all()
+    text = (curve_run / "results.md").read_text()
+    assert "## Transfer from the pretrained encoder" in text
+    assert "| finetune |" in text.split("## Transfer")[1]
+    # the embedding curves and verdicts leave the transfer variants out
+    assert "| cgcnn | finetune |" not in text.split("## Transfer")[0]
+    verdicts = pd.read_csv(curve_run / "verdicts.csv")
+    assert not verdicts["reference"].isin(["finetune", "distill_d1"]).any()
+    assert (curve_run / "figures" / "transfer.png").stat().st_size > 1000
+
+
+def test_curve_variant_config_errors():
+    base = BenchConfig.from_yaml(CURVE_SMOKE)
+    data = {k: getattr(base, k) for k in ("name", "properties")}
+    data["properties"] = [vars(p) for p in base.properties]
+    with pytest.raises(ValueError, match="must give at least an embedding"):
+        BenchConfig.from_dict({**data, "curve": {"variants": {"ft": {"finetune": "crysatom"}}}})
+    with pytest.raises(ValueError, match=r"\['fine_tune'\] are not CGCNNRegressor"):
+        BenchConfig.from_dict(
+            {**data, "curve": {"variants": {"ft": {"embedding": "cgcnn", "fine_tune": "x"}}}}
+        )

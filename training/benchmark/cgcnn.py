@@ -54,8 +54,34 @@ def cgcnn_jobs(
             (math.nan, int(n), small if int(n) <= small_max else seeds)
             for n in cc.get("sizes", [100, 300, 1000])
         ]
-        return [(spec_label(s), s) for s in specs], budgets
+        variants = [(label, v["embedding"]) for label, v in curve_variants(cfg).items()]
+        return [(spec_label(s), s) for s in specs] + variants, budgets
     raise ValueError(experiment)
+
+
+def curve_variants(cfg) -> dict[str, dict]:
+    """Label -> CGCNNRegressor parameters of the learning curve's variants (may be empty)."""
+    return dict(cfg.curve.get("variants") or {})
+
+
+def fit_params(cfg, experiment: str, label: str) -> dict:
+    """CGCNNRegressor parameters of one fit: the ``cgcnn`` section, with a curve variant's
+    parameters on top (a fine-tuned encoder brings its own width and depth)."""
+    params = dict(cfg.cgcnn)
+    variant = curve_variants(cfg).get(label) if experiment == "curve" else None
+    if variant:
+        if variant.get("finetune") is not None:
+            params.pop("atom_fea_len", None)
+            params.pop("n_conv", None)
+        params.update({k: v for k, v in variant.items() if k != "embedding"})
+    return params
+
+
+def encoder_checksum(spec: str) -> str:
+    """Checksum of an encoder file's weights (a changed encoder is another fit)."""
+    from crysatom_featurizers.nn.pretrained import load_encoder
+
+    return str(load_encoder(spec)[1]["checksum"])
 
 
 def run_cgcnn_experiment(bench: Benchmark, experiment: str) -> None:
@@ -120,9 +146,12 @@ def fit_cgcnn(
     train = data.budget(bench.cfg.max_train, fraction, size)
     val = data.val if bench.cfg.max_val is None else data.val[: bench.cfg.max_val]
     test = data.test
-    params = dict(bench.cfg.cgcnn)
+    params = fit_params(bench.cfg, experiment, label)
+    encoder = params.get("finetune") or params.get("distill")
+    extra = {"encoder": encoder_checksum(encoder)} if encoder else {}
     key = run_key(
         {
+            **extra,
             "model": "cgcnn",
             "property": spec.name,
             "dataset": spec.dataset,

@@ -33,7 +33,12 @@ CGCNN_EXPERIMENTS = ("comparison", "dimension", "ssl", "scarce", "curve")
 #: Keys of the ``curve`` section: training sizes (nested prefixes of the training list),
 #: embeddings, seeds (``small_seeds`` at sizes up to ``small_max``), and the embedding that the
 #: report judges against ``references`` with paired seeds; ``candidates`` (labels) are ranked
-#: on validation MAE at ``select_sizes`` to choose the shipped vectors.
+#: on validation MAE at ``select_sizes`` to choose the shipped vectors. ``variants`` maps a
+#: label to CGCNNRegressor parameters that replace those of the ``cgcnn`` section for that
+#: label (``embedding`` included): transfer from a pretrained encoder (``finetune``,
+#: ``distill``, ``distill_delta``) on the same curve. ``transfer`` names the labels of the
+#: transfer report: ``vanilla``, ``vectors``, ``finetune`` (labels) and ``distill``,
+#: ``distill_vectors`` (lists of labels, one per delta, the delta chosen on validation).
 CURVE_KEYS = (
     "sizes",
     "embeddings",
@@ -44,6 +49,8 @@ CURVE_KEYS = (
     "references",
     "candidates",
     "select_sizes",
+    "variants",
+    "transfer",
 )
 BASELINE = "cgcnn"
 
@@ -189,6 +196,17 @@ class BenchConfig:
         wrong = sorted(set(self.cgcnn) - allowed)
         if wrong:
             raise ValueError(f"cgcnn keys {wrong} are not CGCNNRegressor parameters")
+        variants = self.curve.get("variants", {}) or {}
+        if not isinstance(variants, dict):
+            raise ValueError("curve variants must map labels to CGCNNRegressor parameters")
+        for label, params in variants.items():
+            if not isinstance(params, dict) or "embedding" not in params:
+                raise ValueError(f"curve variant {label!r} must give at least an embedding")
+            wrong = sorted(set(params) - (allowed | {"embedding"}))
+            if wrong:
+                raise ValueError(
+                    f"curve variant {label!r}: {wrong} are not CGCNNRegressor parameters"
+                )
 
     def properties_for(self, experiment: str) -> list[PropertySpec]:
         """Properties of an experiment (all unless ``experiment_properties`` narrows them)."""

@@ -14,10 +14,11 @@ from crysatom_featurizers.embeddings import spec_label
 from crysatom_featurizers.io import save_figure
 from training.benchmark.curve import TARGET, plot_curves
 from training.benchmark.harness import Benchmark
-from training.benchmark.report import summarize
+from training.benchmark.report import summarize, without_variants
 from training.benchmark.results import (
     fit_id,
 )
+from training.benchmark.transfer import plot_transfer, transfer_groups, transfer_table
 
 
 def run_figures(bench: Benchmark) -> None:
@@ -161,7 +162,12 @@ def plot_results(bench: Benchmark, plt, plotting, folder: Path, fc: dict[str, An
             ax.set_visible(False)
         save_figure(fig, folder / "scarce.png", dpi=dpi)
         plt.close(fig)
-    plot_curves(frame, folder, dpi, str(bench.cfg.curve.get("target", TARGET)))
+    plot_curves(
+        without_variants(frame, bench.cfg), folder, dpi, str(bench.cfg.curve.get("target", TARGET))
+    )
+    groups = transfer_groups(bench.cfg.curve.get("transfer") or {})
+    if groups:
+        plot_transfer(transfer_table(frame, bench.run_dir, groups), folder / "transfer.png", dpi)
 
 
 def grid(plt, n: int, size: float):

@@ -25,6 +25,7 @@ from training.benchmark.curve import (
 from training.benchmark.results import (
     ResultsFile,
 )
+from training.benchmark.transfer import transfer_groups, transfer_markdown, transfer_table
 
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
@@ -169,6 +170,14 @@ def markdown_tables(summary: pd.DataFrame) -> list[str]:
     return lines
 
 
+def without_variants(frame: pd.DataFrame, cfg: BenchConfig) -> pd.DataFrame:
+    """``frame`` without the rows of the curve's variants (transfer options, reported apart)."""
+    variants = set(cfg.curve.get("variants") or {})
+    if frame.empty or not variants:
+        return frame
+    return frame[~frame["embedding"].isin(variants)]
+
+
 def write_report(run_dir: Path, cfg: BenchConfig, notes: dict[str, str]) -> Path:
     """Write ``summary.csv`` and ``results.md`` from ``results.csv`` (and ``probe/``)."""
     run_dir = Path(run_dir)
@@ -177,7 +186,9 @@ def write_report(run_dir: Path, cfg: BenchConfig, notes: dict[str, str]) -> Path
     if not summary.empty:
         atomic_write_text(run_dir / "summary.csv", summary.to_csv(index=False, float_format="%.6g"))
     verdicts = verdict_table(
-        frame, cfg.curve.get("target", TARGET), cfg.curve.get("references", REFERENCES)
+        without_variants(frame, cfg),
+        cfg.curve.get("target", TARGET),
+        cfg.curve.get("references", REFERENCES),
     )
     if not verdicts.empty:
         atomic_write_text(
@@ -205,7 +216,8 @@ def write_report(run_dir: Path, cfg: BenchConfig, notes: dict[str, str]) -> Path
         ]
     target = str(cfg.curve.get("target", TARGET))
     references = list(cfg.curve.get("references", REFERENCES))
-    lines += curve_markdown(frame, cfg.cgcnn.get("epochs"), target, references)
+    embeddings_only = without_variants(frame, cfg)
+    lines += curve_markdown(embeddings_only, cfg.cgcnn.get("epochs"), target, references)
     candidates = list(cfg.curve.get("candidates", []))
     if candidates:
         table = candidate_selection(
@@ -228,6 +240,14 @@ def write_report(run_dir: Path, cfg: BenchConfig, notes: dict[str, str]) -> Path
             ],
             "",
         ]
+    groups = transfer_groups(cfg.curve.get("transfer") or {})
+    if groups:
+        table = transfer_table(frame, run_dir, groups)
+        if not table.empty:
+            atomic_write_text(
+                run_dir / "transfer.csv", table.to_csv(index=False, float_format="%.6g")
+            )
+            lines += transfer_markdown(table)
     other = (
         summary[~summary["experiment"].astype(str).str.startswith("curve")]
         if len(summary)
