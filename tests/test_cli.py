@@ -756,3 +756,77 @@ def test_failed_figure_and_vector_writes_keep_previous_files(tmp_path, capsys, m
     monkeypatch.undo()
     assert {path: path.read_bytes() for path in (png, vectors)} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.png", "megnet.json"]
+
+
+# ------------------------------------------------------------------------------ transfer
+
+
+@pytest.fixture
+def tiny_encoder(tmp_path) -> Path:
+    """A 12-wide, 1-convolution encoder on the CGCNN features, saved as an encoder file."""
+    import torch
+
+    from crysatom_featurizers.graphs import CGCNN_GRAPH
+    from crysatom_featurizers.nn import CGCNNEncoder, save_encoder
+
+    torch.manual_seed(0)
+    graph = {
+        "radius": CGCNN_GRAPH.radius,
+        "max_neighbors": CGCNN_GRAPH.max_neighbors,
+        "gaussian_step": CGCNN_GRAPH.gaussian_step,
+        "gaussian_width": CGCNN_GRAPH.gaussian_width,
+    }
+    path = tmp_path / "encoder.pt"
+    save_encoder(CGCNNEncoder(92, 12, 1), path, {"input_embedding": "cgcnn", "graph": graph})
+    return path
+
+
+TRAIN_SMALL = ["--epochs", "2", "--h-fea-len", "8", "--threads", "1", "--val-fraction", "0.25"]
+
+
+@pytest.mark.gnn
+def test_train_finetune_and_distill(tmp_path, capsys, cif_folder, tiny_encoder):
+    model_path = tmp_path / "ft.joblib"
+    args = ["train", cif_folder, "-o", model_path, *TRAIN_SMALL, "--finetune", tiny_encoder]
+    code, out, err = run([*args, "--freeze-encoder-epochs", "1"], capsys)
+    assert code == 0, err
+    assert "fine-tuned from" in out and "12-wide, 1 convolutions" in out
+    model = joblib.load(model_path)
+    assert model.embedding_name_ == "cgcnn" and model.model_.encoder.hidden_dim == 12
+    assert model.freeze_encoder_epochs == 1 and model.transfer_["mode"] == "finetune"
+
+    kd_path = tmp_path / "kd.joblib"
+    code, out, err = run(
+        ["train", cif_folder, "-o", kd_path, *TRAIN_SMALL, "-e", "cgcnn", "--atom-fea-len", "8",
+         "--n-conv", "1", "--distill", tiny_encoder, "--distill-delta", "0.3"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    model = joblib.load(kd_path)
+    assert "distilled from" in out and model.distill_delta == 0.3
+    assert model.model_.encoder.hidden_dim == 8
+
+
+@pytest.mark.gnn
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--atom-fea-len", "16"], "atom_fea_len=12"),
+        (["--freeze-encoder-epochs", "x"], "integer >= 0 or 'all'"),
+        (["-e", "random"], "reads the 'cgcnn' element vectors"),
+    ],
+)
+def test_train_finetune_errors_are_one_line(
+    tmp_path, capsys, cif_folder, tiny_encoder, extra, message
+):
+    args = ["train", cif_folder, "-o", tmp_path / "m.joblib", *TRAIN_SMALL]
+    code, out, err = run([*args, "--finetune", tiny_encoder, *extra], capsys)
+    assert code != 0
+    assert_one_line_error(err, message)
+
+
+@pytest.mark.gnn
+def test_train_finetune_and_distill_are_exclusive(tmp_path, capsys, cif_folder, tiny_encoder):
+    args = ["train", cif_folder, "-o", tmp_path / "m.joblib", "--finetune", "crysatom"]
+    code, out, err = run([*args, "--distill", "crysatom"], capsys)
+    assert code == 2 and "not allowed with argument --finetune" in err

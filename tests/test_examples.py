@@ -84,3 +84,13 @@ def test_regenerate_vectors_points_to_existing_commands():
         assert path.with_suffix(".py").exists() or (path / "__main__.py").exists(), module
     for config in re.findall(r"`(\w+)\.yaml`", text):
         assert (REPO / "training" / "configs" / f"{config}.yaml").exists(), config
+
+
+@pytest.mark.gnn
+def test_transfer_learning(run_example, tmp_path):
+    plot = tmp_path / "parity.png"
+    out = run_example("transfer_learning.py", "--plot", str(plot))
+    assert "300 training, 60 validation, 60 test crystals" in out
+    for label in ("vanilla", "vectors", r"transfer \(finetune\)"):
+        assert re.search(rf"{label}\s+test MAE [\d.]+", out), out
+    assert plot.stat().st_size > 0

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from crysatom_featurizers.cli._common import (
+    DEFAULT_EMBEDDING,
     ERROR_COLUMN,
     INPUT_FORMATS,
     MODEL_SUFFIXES,
@@ -69,7 +70,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from crysatom_featurizers.estimators import CGCNNRegressor
 
     output = _check_output_path(args.output, MODEL_SUFFIXES)
-    embedding = _load_embedding(args.embedding, args.dim)
+    freeze = _freeze_epochs(args.freeze_encoder_epochs)
+    input_name = args.embedding
+    if args.finetune is not None and input_name is None:
+        input_name = _encoder_input(args.finetune)  # the vectors the encoder was trained on
+    embedding = _load_embedding(input_name or DEFAULT_EMBEDDING, args.dim)
     table, positions = _training_table(args)
     errors = dict(table.errors)
     errors.update(_check_coverage(table, embedding, [p for p in positions if p not in errors]))
@@ -100,6 +105,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         dim=args.dim,
         atom_fea_len=args.atom_fea_len,
         n_conv=args.n_conv,
+        finetune=args.finetune,
+        freeze_encoder_epochs=freeze,
+        encoder_lr=args.encoder_lr,
+        distill=args.distill,
+        distill_delta=args.distill_delta,
         h_fea_len=args.h_fea_len,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -111,10 +121,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
         n_threads=args.threads,
         verbose=0 if args.quiet else 1,
     )
-    model.fit(structures.iloc[keep].reset_index(drop=True), targets[keep])
+    with user_errors():  # incompatible transfer settings, unreadable encoder files
+        model.fit(structures.iloc[keep].reset_index(drop=True), targets[keep])
     with user_errors():  # written atomically: a failed write leaves an older model intact
         save_model(model, output)
 
+    if model.transfer_ is not None:
+        t = model.transfer_
+        how = "fine-tuned from" if t["mode"] == "finetune" else "distilled from"
+        _echo(
+            args,
+            f"{how} the {t['encoder']!r} encoder ({t['hidden_dim']}-wide, {t['num_layers']} "
+            "convolutions)",
+        )
     history = model.history_
     best = history.loc[history["epoch"] == model.best_epoch_].iloc[0]
     units = f" {args.units}" if args.units else ""
@@ -154,6 +173,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
         _echo(args, "plots: " + ", ".join(str(p) for p in written))
     _echo(args, f"saved model to {output}")
     return 0
+
+
+def _freeze_epochs(value: str) -> int | str:
+    """``--freeze-encoder-epochs``: a non-negative integer or ``all``."""
+    if value == "all":
+        return value
+    try:
+        epochs = int(value)
+    except ValueError:
+        epochs = -1
+    if epochs < 0:
+        raise CLIError(f"--freeze-encoder-epochs must be an integer >= 0 or 'all', got {value!r}")
+    return epochs
+
+
+def _encoder_input(spec: str) -> str:
+    """Registry name of the element vectors an encoder file reads."""
+    from crysatom_featurizers.nn.pretrained import load_encoder
+
+    with user_errors():
+        _, metadata = load_encoder(spec)
+    return str(metadata.get("input_embedding", "cgcnn"))
 
 
 def _load_model(path: str):

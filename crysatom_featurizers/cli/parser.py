@@ -229,12 +229,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="MODEL", help="output .joblib file")
     p.add_argument("--target", default=None, metavar="COLUMN", help="target column (json/csv)")
     p.add_argument("--units", default=None, help="target units for messages, e.g. eV/atom")
-    _add_embedding_options(p, default=DEFAULT_EMBEDDING)
+    _add_embedding_options(p, default=None)
+    transfer = p.add_argument_group(
+        "transfer from a pretrained encoder (see 'crysatom embeddings list')"
+    )
+    source = transfer.add_mutually_exclusive_group()
+    source.add_argument(
+        "--finetune",
+        metavar="ENCODER",
+        default=None,
+        help="start from the encoder (e.g. crysatom, or an encoder .pt file) and train it with "
+        "a new head; its width, depth and input vectors replace --atom-fea-len, --n-conv and "
+        "--embedding",
+    )
+    source.add_argument(
+        "--distill",
+        metavar="ENCODER",
+        default=None,
+        help="train the usual CGCNN with CrysGNN's distillation loss against the frozen encoder",
+    )
+    transfer.add_argument(
+        "--distill-delta",
+        type=float,
+        default=0.5,
+        help="weight of the property loss with --distill, in [0, 1] (default: 0.5)",
+    )
+    transfer.add_argument(
+        "--freeze-encoder-epochs",
+        default="0",
+        metavar="N|all",
+        help="with --finetune: keep the encoder frozen for N epochs, or 'all' (default: 0)",
+    )
+    transfer.add_argument(
+        "--encoder-lr",
+        type=float,
+        default=None,
+        help="with --finetune: learning rate of the encoder (default: --lr)",
+    )
     p.add_argument("--epochs", type=_positive_int, default=100, help="default: 100")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="default: 64")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
-    p.add_argument("--atom-fea-len", type=_positive_int, default=64, help="default: 64")
-    p.add_argument("--n-conv", type=_positive_int, default=3, help="default: 3")
+    p.add_argument(
+        "--atom-fea-len", type=_positive_int, default=None, help="default: 64 (or the encoder's)"
+    )
+    p.add_argument(
+        "--n-conv", type=_positive_int, default=None, help="default: 3 (or the encoder's)"
+    )
     p.add_argument("--h-fea-len", type=_positive_int, default=128, help="default: 128")
     p.add_argument("--val-fraction", type=float, default=0.1, help="default: 0.1")
     p.add_argument("--test-fraction", type=float, default=0.0, help="default: 0 (no test set)")
