@@ -26,7 +26,8 @@ class CGCNNClassifier(ClassifierMixin, _CGCNNBase):
 
     Parameters
     ----------
-    embedding, dim, trainable_embeddings, atom_fea_len, n_conv, h_fea_len, n_h, pooling, radius, \
+    embedding, dim, trainable_embeddings, atom_fea_len, n_conv, h_fea_len, n_h, pooling, \
+finetune, freeze_encoder_epochs, encoder_lr, distill, distill_delta, distill_layer, radius, \
 max_neighbors, allow_isolated, epochs, batch_size, lr, weight_decay, lr_schedule, lr_milestones, \
 validation_fraction, patience, device, random_state, num_workers, n_threads, verbose, \
 atom_features
@@ -45,7 +46,8 @@ atom_features
     history_ : pandas.DataFrame
         One row per epoch: ``epoch``, ``train_loss`` (cross-entropy), ``train_accuracy``,
         ``val_loss``, ``val_accuracy``, ``lr`` and ``time_s``.
-    best_epoch_, n_iter_, validation_indices_, embedding_name_, embedding_dim_, timings_
+    best_epoch_, n_iter_, validation_indices_, embedding_name_, embedding_dim_, transfer_, \
+timings_
         As in :class:`CGCNNRegressor`.
 
     Examples

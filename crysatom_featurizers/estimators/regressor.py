@@ -25,27 +25,54 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
 
     Parameters
     ----------
-    embedding : str, path or ElementEmbedding, default="crysatom"
+    embedding : str, path, ElementEmbedding or None, default=None
         Input node vectors: a registry name (``"crysatom"``, ``"cgcnn"``, ``"skipatom"``,
         ``"atom2vec"``, ``"random"``, ``"onehot"``, ...), ``"name:dim"`` (e.g.
         ``"crysatom:100"``), the path of a vector file, or an
         :class:`~crysatom_featurizers.embeddings.ElementEmbedding`; anything
-        :func:`crysatom_featurizers.embeddings.resolve` accepts. The default is the
-        200-dimensional CrysAtom embedding.
+        :func:`crysatom_featurizers.embeddings.resolve` accepts. None: the 200-dimensional
+        CrysAtom embedding, or with ``finetune`` the vectors the encoder was trained on.
     dim : int, optional
         Dimension of a registry embedding (as ``"name:dim"``; give it once).
     trainable_embeddings : bool, default=False
         Fine-tune the element vectors. They are frozen by default, as in the CrysAtom paper.
-    atom_fea_len : int, default=64
-        Node feature size in the convolutions (CGCNN default).
-    n_conv : int, default=3
-        Number of gated graph convolutions (CGCNN default).
+    atom_fea_len : int or None, default=None
+        Node feature size in the convolutions; None: 64 (CGCNN default), or the encoder's
+        width with ``finetune``.
+    n_conv : int or None, default=None
+        Number of gated graph convolutions; None: 3 (CGCNN default), or the encoder's depth
+        with ``finetune``.
     h_fea_len : int, default=128
         Hidden size after pooling (CGCNN default).
     n_h : int, default=1
         Number of hidden layers after pooling (CGCNN default).
     pooling : {"mean", "sum", "max"}, default="mean"
         Readout over the sites of a crystal.
+    finetune : str, path or None, default=None
+        Start the input map and the convolutions from a pretrained encoder and train them with
+        a new head (CrysXPP, Das et al. 2022): a shipped encoder's name (``"crysatom"``, see
+        :func:`crysatom_featurizers.nn.available_encoders`) or an encoder file. Its width,
+        depth, input vectors and graph settings apply; ``atom_fea_len``, ``n_conv``,
+        ``embedding``, ``radius`` or ``max_neighbors`` that differ raise a ``ValueError``.
+    freeze_encoder_epochs : int or "all", default=0
+        With ``finetune``: keep the encoder frozen (no gradients, batch norms in eval mode)
+        for this many epochs, or throughout with ``"all"`` (only the head trains).
+    encoder_lr : float, optional
+        With ``finetune``: Adam learning rate of the encoder (default: ``lr``).
+    distill : str, path or None, default=None
+        Train this model (any ``embedding`` and architecture) with the knowledge-distillation
+        loss of CrysGNN (Das et al., AAAI 2023, Eq. 3-4) against a frozen pretrained encoder
+        (name or file, as ``finetune``): ``distill_delta * MSE + (1 - distill_delta) *
+        L_KD``, where L_KD is the mean squared distance between the model's node embeddings
+        after ``distill_layer``, projected linearly to the encoder's width, and the encoder's
+        node embeddings (standardised per dimension on the training crystals). The encoder
+        runs once per crystal at ``fit``; it is not needed to predict.
+    distill_delta : float, default=0.5
+        Weight of the property loss in [0, 1] (CrysGNN's delta; 1 switches distillation
+        off). Tune it on validation data, e.g. with ``GridSearchCV``.
+    distill_layer : int, default=-1
+        Layer of this model whose node embeddings are distilled: 0 after the input map,
+        ``k`` after the ``k``-th convolution, -1 the last.
     radius : float, default=8.0
         Neighbour cutoff, Å; also the last Gaussian centre of the distance expansion. The
         Gaussian step and width are those of CGCNN
@@ -103,9 +130,8 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
         for the graph construction. ``0``: silent.
     atom_features : str or ElementEmbedding, optional
         Deprecated alias of ``embedding`` (a ``FutureWarning`` at ``fit``; removed in the next
-        release). It takes precedence over ``embedding`` left at its default ``"crysatom"``
-        (an explicit ``embedding="crysatom"`` cannot be told apart from the default); with any
-        other ``embedding`` of a different value it is an error.
+        release), used when ``embedding`` is None; with any other ``embedding`` of a
+        different value it is an error.
 
     Attributes
     ----------
@@ -132,6 +158,9 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
         Name of the element embedding used as input.
     embedding_dim_ : int
         Its dimension.
+    transfer_ : dict or None
+        With ``finetune`` or ``distill``: the mode, the encoder (name or path), its checksum,
+        description, input vectors, width and depth. None otherwise.
     timings_ : dict
         ``graphs_s`` (graph construction and packing) and ``training_s`` wall times, s.
 
