@@ -130,8 +130,12 @@ def test_finetune_accepts_its_own_architecture_spelled_out(data, encoder_file):
         ({"encoder_lr": 1e-4}, "apply to a fine-tuned encoder"),
         ({"finetune": "x.pt", "freeze_encoder_epochs": "some"}, "'all'"),
         ({"finetune": "x.pt", "freeze_encoder_epochs": -1}, ">= 0"),
-        ({"finetune": "x.pt", "encoder_lr": 0.0}, "encoder_lr must be positive"),
-        ({"distill": "x.pt", "distill_delta": 1.5}, r"\[0, 1\]"),
+        ({"finetune": "x.pt", "encoder_lr": 0.0}, "encoder_lr must be a positive number"),
+        ({"distill": "x.pt", "distill_delta": 1.5}, r"\(0, 1\]"),
+        ({"distill": "x.pt", "distill_delta": 0}, "the head would never train"),
+        ({"distill": "x.pt", "distill_layer": 2}, r"distill_layer must be in \[-2, 1\]"),
+        ({"distill_delta": 0.3}, "apply to distillation"),
+        ({"finetune": "x.pt", "encoder_lr": "1e-4"}, "encoder_lr must be a positive number"),
         ({"distill": "x.pt", "distill_layer": 0.5}, "distill_layer must be an integer"),
         ({"finetune": 3}, "finetune must be None"),
     ],
@@ -139,7 +143,7 @@ def test_finetune_accepts_its_own_architecture_spelled_out(data, encoder_file):
 def test_bad_transfer_parameters_fail_before_reading_files(data, params, message):
     X, y = data
     with pytest.raises(ValueError, match=message):
-        CGCNNRegressor("cgcnn", **{**HEAD, **params}).fit(X, y)
+        CGCNNRegressor("cgcnn", n_conv=1, **{**HEAD, **params}).fit(X, y)
 
 
 def test_missing_or_corrupt_encoder_file(data, encoder_file, tmp_path):
@@ -225,12 +229,41 @@ def test_transfer_options_work_with_clone_pipeline_and_grid_search(data, encoder
     assert pipe.predict(X).shape == (len(X),)
 
 
-def test_distill_student_layer_out_of_range(data, encoder_file):
-    X, y = data
+def test_distilled_cgcnn_layer_out_of_range():
+    student = CGCNN("cgcnn", atom_fea_len=4, n_conv=1, h_fea_len=4)
     with pytest.raises(ValueError, match=r"layer must be in \[-2, 1\]"):
-        CGCNNRegressor(
-            "cgcnn", atom_fea_len=8, n_conv=1, distill=encoder_file, distill_layer=2, **HEAD
-        ).fit(X, y)
+        DistilledCGCNN(student, teacher_dim=6, layer=2)
+    with pytest.raises(ValueError, match=r"delta must be in \[0, 1\]"):
+        DistilledCGCNN(student, teacher_dim=6, delta=-0.1)
+
+
+def test_thawed_encoder_gets_its_own_patience(data, encoder_file):
+    X, y = data
+    params = {**HEAD, "epochs": 20, "patience": 2}
+    model = CGCNNRegressor(finetune=encoder_file, freeze_encoder_epochs=8, **params)
+    model.fit(X[:24], y[:24], X_val=X[24:], y_val=y[24:])
+    assert model.n_iter_ >= 8 + 2  # stopping waits for two epochs after the thaw
+
+
+def test_frozen_encoder_freezes_trainable_element_vectors(data, encoder_file):
+    X, y = data
+    model = CGCNNRegressor(
+        finetune=encoder_file, freeze_encoder_epochs="all", trainable_embeddings=True, **HEAD
+    ).fit(X, y)
+    start = CGCNN.from_encoder(_load(encoder_file), "cgcnn", trainable_embeddings=True)
+    assert torch.equal(model.model_.embedding.weight, start.embedding.weight)
+    thawed = CGCNNRegressor(
+        finetune=encoder_file, encoder_lr=1e-12, trainable_embeddings=True, **HEAD
+    ).fit(X, y)  # the table trains at the encoder's rate
+    torch.testing.assert_close(
+        thawed.model_.embedding.weight, start.embedding.weight, atol=1e-8, rtol=0
+    )
+
+
+def _load(path):
+    from crysatom_featurizers.nn import load_encoder
+
+    return load_encoder(path)[0]
 
 
 def test_models_pickled_before_transfer_options_load(data):
@@ -239,10 +272,23 @@ def test_models_pickled_before_transfer_options_load(data):
     state = model.__getstate__()
     for name in ("finetune", "freeze_encoder_epochs", "encoder_lr", "distill"):
         del state[name]
+    del state["transfer_"]
     old = CGCNNRegressor.__new__(CGCNNRegressor)
     old.__setstate__(pickle.loads(pickle.dumps(state)))
     assert old.get_params()["distill"] is None and old.get_params()["finetune"] is None
+    assert old.transfer_ is None
     np.testing.assert_allclose(old.predict(X), model.predict(X))
+    # the alias next to the then-default embedding="crysatom" refits without a conflict
+    unfitted = CGCNNRegressor("cgcnn", atom_fea_len=8, n_conv=1, **HEAD).__getstate__()
+    for name in ("finetune", "freeze_encoder_epochs", "encoder_lr", "distill"):
+        del unfitted[name]
+    unfitted.update(embedding="crysatom", atom_features="cgcnn")
+    alias = CGCNNRegressor.__new__(CGCNNRegressor)
+    alias.__setstate__(unfitted)
+    assert alias.embedding is None
+    with pytest.warns(FutureWarning, match="atom_features is deprecated"):
+        alias.fit(X, y)
+    assert alias.embedding_name_ == "cgcnn"
 
 
 # ---- nn modules ---------------------------------------------------------------------------------

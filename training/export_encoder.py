@@ -102,15 +102,42 @@ def export_encoder(run_dir: str | Path, out: str | Path) -> dict[str, Any]:
     return metadata
 
 
+def record_selection(path: str | Path, selection: dict[str, Any]) -> dict[str, Any]:
+    """Store how the encoder in ``path`` was chosen (candidates, scores, choice) in its
+    metadata as ``selection``; the weights and their checksum stay as they are."""
+    from crysatom_featurizers.nn import load_encoder
+
+    encoder, metadata = load_encoder(path)
+    metadata = {k: v for k, v in metadata.items() if k != "checksum"}
+    metadata["selection"] = selection
+    save_encoder(encoder, path, metadata)
+    return metadata
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training.export_encoder", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--run", required=True, help="pretraining run folder (checkpoint.pt)")
+    parser.add_argument("--run", help="pretraining run folder (checkpoint.pt)")
     parser.add_argument("--out", required=True, help="encoder file to write (.pt)")
+    parser.add_argument(
+        "--selection",
+        default=None,
+        help="JSON file: how the encoder was chosen; stored in the metadata of --out (without "
+        "--run, the existing file is annotated and its weights kept)",
+    )
     args = parser.parse_args(argv)
-    metadata = export_encoder(args.run, args.out)
-    print(f"wrote {args.out}: {metadata['description']}, epochs {metadata['epochs_in_checkpoint']}")
+    if args.run is None and args.selection is None:
+        parser.error("give --run (export) or --selection (annotate), or both")
+    if args.run is not None:
+        metadata = export_encoder(args.run, args.out)
+        print(
+            f"wrote {args.out}: {metadata['description']}, epochs "
+            f"{metadata['epochs_in_checkpoint']}"
+        )
+    if args.selection is not None:
+        record_selection(args.out, json.loads(Path(args.selection).read_text()))
+        print(f"recorded the selection of {args.selection} in {args.out}")
     return 0
 
 

@@ -170,6 +170,11 @@ class _CGCNNBase(BaseEstimator):
             state["embedding"] = state.pop("atom_features")
             state.setdefault("atom_features", None)
             state.setdefault("dim", None)
+        if "finetune" not in state:  # saved before the transfer options existed
+            if state.get("atom_features") is not None and state.get("embedding") == "crysatom":
+                state["embedding"] = None  # then the default, now None
+            if "model_" in state or "_model_bytes" in state:
+                state.setdefault("transfer_", None)
         for name, default in _ADDED_PARAMS.items():
             state.setdefault(name, default)  # saved before these parameters existed
         model_bytes = state.pop("_model_bytes", None)
@@ -371,16 +376,20 @@ class _CGCNNBase(BaseEstimator):
         its frozen epochs."""
         if transfer is None or transfer.mode != "finetune":
             return {}
-        encoder_ids = {id(p) for p in model.encoder.parameters()}
-        head = [p for p in model.parameters() if id(p) not in encoder_ids]
+        import torch
+
+        # the element table (when trainable) belongs with the encoder it feeds
+        pretrained = torch.nn.ModuleList([model.embedding, model.encoder])
+        pretrained_ids = {id(p) for p in pretrained.parameters()}
+        head = [p for p in model.parameters() if id(p) not in pretrained_ids]
         encoder_lr = float(self.lr if self.encoder_lr is None else self.encoder_lr)
         freeze = self.freeze_encoder_epochs
         return {
             "param_groups": [
                 {"params": head, "lr": float(self.lr)},
-                {"params": list(model.encoder.parameters()), "lr": encoder_lr},
+                {"params": list(pretrained.parameters()), "lr": encoder_lr},
             ],
-            "frozen": model.encoder,
+            "frozen": pretrained,
             "frozen_epochs": int(self.epochs) if freeze == FREEZE_ALL else int(freeze),
         }
 

@@ -70,19 +70,35 @@ def check_transfer_params(est: Any) -> None:
         raise ValueError(
             f"freeze_encoder_epochs must be an integer >= 0 or {FREEZE_ALL!r}, got {freeze!r}"
         )
-    if est.encoder_lr is not None and not est.encoder_lr > 0:
-        raise ValueError(f"encoder_lr must be positive or None, got {est.encoder_lr!r}")
+    lr = est.encoder_lr
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not lr > 0):
+        raise ValueError(f"encoder_lr must be a positive number or None, got {lr!r}")
     if finetune is None and (freeze != 0 or est.encoder_lr is not None):
         raise ValueError(
             "freeze_encoder_epochs and encoder_lr apply to a fine-tuned encoder; set "
             "finetune='crysatom' (or an encoder file) or leave them at their defaults"
         )
     delta = est.distill_delta
-    if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not 0 <= delta <= 1:
-        raise ValueError(f"distill_delta must be a number in [0, 1], got {delta!r}")
+    if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not 0 < delta <= 1:
+        raise ValueError(
+            f"distill_delta must be a number in (0, 1], got {delta!r} (0 would leave the "
+            "property loss out: the head would never train)"
+        )
     layer = est.distill_layer
     if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
         raise ValueError(f"distill_layer must be an integer, got {layer!r}")
+    n_conv = DEFAULT_N_CONV if est.n_conv is None else int(est.n_conv)
+    if distill is not None and not -(n_conv + 1) <= layer <= n_conv:
+        raise ValueError(
+            f"distill_layer must be in [{-(n_conv + 1)}, {n_conv}] for a student with "
+            f"n_conv={n_conv} (0: after the input map, k: after the k-th convolution), got "
+            f"{layer}"
+        )
+    if distill is None and (delta != 0.5 or layer != -1):
+        raise ValueError(
+            "distill_delta and distill_layer apply to distillation; set distill='crysatom' "
+            "(or an encoder file) or leave them at their defaults"
+        )
 
 
 def load_transfer(est: Any) -> Transfer | None:
@@ -174,8 +190,9 @@ def attach_teacher(
     )
     packed.node_targets = None
     raw = node_embeddings(teacher, packed, batch_size=max(int(batch_size), 256))
-    packed.node_targets = raw
-    train_nodes = packed.batch(torch.as_tensor(train_idx, dtype=torch.long)).node_targets
+    is_train = torch.zeros(len(packed), dtype=torch.bool, device=raw.device)
+    is_train[torch.as_tensor(train_idx, dtype=torch.long, device=raw.device)] = True
+    train_nodes = raw[torch.repeat_interleave(is_train, packed.num_nodes.to(raw.device))]
     mean = train_nodes.mean(dim=0)
     std = train_nodes.std(dim=0, unbiased=False).clamp_min(1e-6)
     packed.node_targets = (raw - mean) / std

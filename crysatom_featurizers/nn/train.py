@@ -266,7 +266,8 @@ def train_model(
 
     A model with a ``training_loss(batch, target, criterion) -> (loss, outputs)`` method (such
     as :class:`~crysatom_featurizers.nn.transfer.DistilledCGCNN`) trains on that loss; the
-    validation loss is always ``criterion`` on the model's outputs.
+    training and validation losses of the history are always ``criterion`` on the model's
+    outputs, so they compare with those of plain training.
 
     Parameters
     ----------
@@ -293,7 +294,8 @@ def train_model(
         The history's ``lr`` column is the rate of the first group.
     frozen : torch.nn.Module, optional
         A submodule of ``model`` kept frozen (no gradients, batch norms in eval mode) during
-        the first ``frozen_epochs`` epochs.
+        the first ``frozen_epochs`` epochs. The epochs after it get a fresh ``patience``
+        window.
     frozen_epochs : int
         See ``frozen``; ``settings.epochs`` or more freezes it throughout.
 
@@ -336,6 +338,8 @@ def train_model(
             freeze = frozen if frozen is not None and epoch <= frozen_epochs else None
             if frozen is not None:
                 frozen.requires_grad_(freeze is None)
+                if epoch == frozen_epochs + 1 and epoch > 1:
+                    stale = 0  # the thawed model gets its own patience window
             train_stats = _train_epoch(
                 model,
                 packed,
@@ -433,7 +437,8 @@ def _train_epoch(
         loss.backward()
         optimizer.step()
         with torch.no_grad():
-            total_loss += loss.detach() * index.numel()
+            task = loss if custom_loss is None else criterion(out.detach(), target)
+            total_loss += task.detach() * index.numel()
             total_metric += metric(out.detach(), target)
     n = int(order.numel())
     return float(total_loss) / n, float(total_metric) / n

@@ -687,6 +687,16 @@ def test_exported_encoder_reproduces_the_run_encoder(smoke_run, tmp_path):
         assert torch.equal(encoder.state_dict()[name], tensor), name
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         main(["--run", str(tmp_path), "--out", str(tmp_path / "x.pt")])
+    # annotate the existing file with how it was chosen: same weights, same checksum
+    selection = tmp_path / "selection.json"
+    selection.write_text('{"candidates": ["smoke"], "chosen": "smoke"}')
+    assert main(["--out", str(tmp_path / "enc.pt"), "--selection", str(selection)]) == 0
+    again, annotated = load_encoder(tmp_path / "enc.pt")
+    assert annotated["selection"]["chosen"] == "smoke"
+    assert annotated["checksum"] == loaded_meta["checksum"]
+    assert annotated["epochs_in_checkpoint"] == loaded_meta["epochs_in_checkpoint"]
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "enc.pt")])
 
 
 def test_readouts_final_is_the_run_vectors_and_others_are_unit_vectors(

@@ -11,9 +11,7 @@ import numpy as np
 
 from crysatom_featurizers.embeddings import spec_label
 from crysatom_featurizers.io import atomic_write_text
-from training.benchmark.config import (
-    LOG,
-)
+from training.benchmark.config import LOG, resolve_path
 from training.benchmark.data import PropertyData
 from training.benchmark.harness import Benchmark
 from training.benchmark.results import (
@@ -74,6 +72,12 @@ def fit_params(cfg, experiment: str, label: str) -> dict:
             params.pop("atom_fea_len", None)
             params.pop("n_conv", None)
         params.update({k: v for k, v in variant.items() if k != "embedding"})
+        from crysatom_featurizers.nn.pretrained import SHIPPED_ENCODERS
+
+        for key in ("finetune", "distill"):  # encoder files: relative to the repository
+            value = params.get(key)
+            if value is not None and str(value).lower() not in SHIPPED_ENCODERS:
+                params[key] = str(resolve_path(value))
     return params
 
 

@@ -199,7 +199,15 @@ class BenchConfig:
         variants = self.curve.get("variants", {}) or {}
         if not isinstance(variants, dict):
             raise ValueError("curve variants must map labels to CGCNNRegressor parameters")
+        from crysatom_featurizers.embeddings import spec_label
+
+        plain = {spec_label(s) for s in self.curve.get("embeddings", self.embeddings)}
         for label, params in variants.items():
+            if label in plain:
+                raise ValueError(
+                    f"curve variant {label!r} has the label of an embedding of the curve; "
+                    "give it another name"
+                )
             if not isinstance(params, dict) or "embedding" not in params:
                 raise ValueError(f"curve variant {label!r} must give at least an embedding")
             wrong = sorted(set(params) - (allowed | {"embedding"}))

@@ -54,6 +54,10 @@ def transfer_table(
             fits = cell[cell["embedding"].isin(labels)]
             if fits.empty:
                 continue
+            # settings compete on the seeds they all have (a failed fit drops its seed)
+            seed_sets = [set(fits.loc[fits["embedding"] == lab, "seed"]) for lab in labels]
+            common = set.intersection(*[s for s in seed_sets if s]) or set(fits["seed"])
+            fits = fits[fits["seed"].isin(common)]
             by_label = fits.groupby("embedding")["val_mae"].mean()
             chosen = str(by_label.idxmin()) if by_label.notna().any() else str(by_label.index[0])
             sub = fits[fits["embedding"] == chosen]
