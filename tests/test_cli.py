@@ -106,7 +106,7 @@ def test_featurize_example_default_embedding(tmp_path, capsys, examples):
     assert code == 0, err
     table = pd.read_csv(out)
     assert len(table) == len(examples)
-    assert "mean crysatom_0" in table.columns and "crysatom (200-dim)" in stdout
+    assert "mean crysatom_0" in table.columns and "crysatom (1200-dim)" in stdout
 
 
 @pytest.mark.skipif(CRYSATOM_SHIPPED, reason="the crysatom vectors are shipped")

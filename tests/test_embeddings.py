@@ -631,7 +631,7 @@ def test_load_unknown_name_lists_available():
 def test_load_unsupported_dim_lists_dims():
     with pytest.raises(ValueError, match=r"supported dims: \[200\]"):
         load("skipatom", dim=100)
-    with pytest.raises(ValueError, match=r"\[50, 100, 200\]"):
+    with pytest.raises(ValueError, match=r"\[50, 100, 200, 1200\]"):
         load("crysatom", dim=64)
 
 
@@ -648,7 +648,9 @@ def test_trained_embedding_not_generated(isolated_registry):
     with pytest.raises(EmbeddingNotAvailableError, match="python -m training.pretrain") as info:
         load("crysatom")
     assert isinstance(info.value, FileNotFoundError)
-    assert "not been generated" in str(info.value) and "crysatom_200.json" in str(info.value)
+    assert "not been generated" in str(info.value) and "crysatom_1200.json" in str(info.value)
+    with pytest.raises(EmbeddingNotAvailableError, match="crysatom_200.json"):
+        load("crysatom_final")  # the final-layer files of crysatom
     with pytest.raises(EmbeddingNotAvailableError, match="training.atom2vec"):
         load("atom2vec", dim=50)
 

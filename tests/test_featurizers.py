@@ -131,12 +131,17 @@ def test_named_subclasses_fix_their_embedding():
 
 def test_crysatom_vectors_when_trained():
     try:
-        embedding = load("crysatom", 200)
+        embedding = load("crysatom")
     except FileNotFoundError as error:
         pytest.skip(f"crysatom vectors not generated yet: {error}")
     featurizer = CrysAtomCompositionFeaturizer()
     assert featurizer.feature_labels()[0] == "mean crysatom_0"
-    np.testing.assert_allclose(block(featurizer.featurize("Fe"), 0, 200), vec(embedding, "Fe"))
+    dim = embedding.dim
+    np.testing.assert_allclose(block(featurizer.featurize("Fe"), 0, dim), vec(embedding, "Fe"))
+    final = CrysAtomCompositionFeaturizer(dim=200)
+    np.testing.assert_allclose(
+        block(final.featurize("Fe"), 0, 200), vec(load("crysatom_final", 200), "Fe")
+    )
     source = CrysAtomElementData()
     assert source.get_elemental_property(Element("O"), "crysatom_3") == pytest.approx(
         float(embedding.vector("O")[3])

@@ -232,12 +232,25 @@ def elementembeddings_embedding(name: str) -> ElementEmbedding:
 # name -> nominal dims, default dim, provenance and the command that writes the files
 TRAINED_EMBEDDINGS: dict[str, dict[str, Any]] = {
     "crysatom": {
-        "dims": (50, 100, 200),
-        "default_dim": 200,
-        "command": "python -m training.pretrain",
+        "dims": (50, 100, 200, 1200),
+        "default_dim": 1200,
+        "command": "python -m training.pretrain (50, 100, 200: final layer); python -m "
+        "training.readouts and python -m training.ship_vectors (1200)",
         "citation": "CrysAtom: arXiv:2409.04737, doi:10.48550/arXiv.2409.04737",
         "description": "CrysAtom: element vectors from a self-supervised CGCNN pretrained on "
-        "crystal graphs (this repository's training/)",
+        "crystal graphs (this repository's training/). Default (1200): the element averages "
+        "of the input map and of each of the 5 convolutions of the 200-wide encoder, side by "
+        "side, the read-out chosen on validation; 50, 100, 200: the final layer of the "
+        "50-, 100- and 200-wide encoders (also served as crysatom_final)",
+    },
+    "crysatom_final": {
+        "dims": (50, 100, 200),
+        "default_dim": 200,
+        "file_stem": "crysatom",  # the final-layer files of crysatom
+        "command": "python -m training.pretrain",
+        "citation": "CrysAtom: arXiv:2409.04737, doi:10.48550/arXiv.2409.04737",
+        "description": "CrysAtom final-layer read-out (the paper's method): element averages "
+        "of the last convolution of the pretrained encoder",
     },
     "atom2vec": {
         "dims": (50, 100, 200),
@@ -263,9 +276,15 @@ def _existing_file(name: str, dim: int) -> Path | None:
     return None
 
 
+def _file_stem(name: str) -> str:
+    """Name in the file names (and inside the files) of a trained embedding."""
+    return str(TRAINED_EMBEDDINGS[name].get("file_stem", name))
+
+
 def trained_dims(name: str) -> list[int]:
     """The nominal dimensions of ``name`` whose vector files exist."""
-    return [d for d in TRAINED_EMBEDDINGS[name]["dims"] if _existing_file(name, d) is not None]
+    stem = _file_stem(name)
+    return [d for d in TRAINED_EMBEDDINGS[name]["dims"] if _existing_file(stem, d) is not None]
 
 
 def _requested_dim(embedding: ElementEmbedding) -> int:
@@ -291,20 +310,21 @@ def trained_embedding(name: str, dim: int) -> ElementEmbedding:
     EmbeddingFileError
         If the file is invalid, or holds another embedding name or dimension.
     """
-    path = _existing_file(name, dim)
+    stem = _file_stem(name)
+    path = _existing_file(stem, dim)
     if path is None:
         info = TRAINED_EMBEDDINGS[name]
         raise EmbeddingNotAvailableError(
             f"the {name!r} vectors of dimension {dim} have not been generated: "
-            f"{vector_file_path(name, dim)} does not exist. They are produced by this "
+            f"{vector_file_path(stem, dim)} does not exist. They are produced by this "
             f"repository's training scripts ({info['command']}); generated dimensions: "
             f"{trained_dims(name) or 'none'}"
         )
     embedding = ElementEmbedding.from_json(path)
-    if embedding.name != name or _requested_dim(embedding) != dim:
+    if embedding.name != stem or _requested_dim(embedding) != dim:
         raise EmbeddingFileError(
             path,
             f"holds embedding {embedding.name!r} of dimension {embedding.dim}, "
-            f"expected {name!r} of dimension {dim}",
+            f"expected {stem!r} of dimension {dim}",
         )
-    return embedding
+    return embedding if stem == name else embedding.renamed(name)

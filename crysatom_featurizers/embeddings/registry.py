@@ -90,7 +90,7 @@ def _register_builtins() -> None:
                 default_dim=info["default_dim"],
                 info={
                     "source": f"this repository: {info['command']} "
-                    f"-> crysatom_featurizers/embeddings/data/{name}_<dim>.json",
+                    f"-> crysatom_featurizers/embeddings/data/{builtin._file_stem(name)}_<dim>.json",
                     "citation": info["citation"],
                     "license": "MIT (this package)",
                     "corpus": "see training/ configs and the file's metadata",

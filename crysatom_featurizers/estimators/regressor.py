@@ -30,8 +30,9 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
         ``"atom2vec"``, ``"random"``, ``"onehot"``, ...), ``"name:dim"`` (e.g.
         ``"crysatom:100"``), the path of a vector file, or an
         :class:`~crysatom_featurizers.embeddings.ElementEmbedding`; anything
-        :func:`crysatom_featurizers.embeddings.resolve` accepts. None: the 200-dimensional
-        CrysAtom embedding, or with ``finetune`` the vectors the encoder was trained on.
+        :func:`crysatom_featurizers.embeddings.resolve` accepts. None: the default CrysAtom
+        vectors (``"crysatom"``, 1,200 numbers per element), or with ``finetune`` the vectors
+        the encoder was trained on.
     dim : int, optional
         Dimension of a registry embedding (as ``"name:dim"``; give it once).
     trainable_embeddings : bool, default=False

@@ -225,7 +225,8 @@ class CrysAtomCompositionFeaturizer(_CompositionPreset):
     Parameters
     ----------
     dim : int, optional
-        50, 100 or 200 (``None``: 200).
+        1200 (``None``: the read-out chosen on validation) or 50, 100, 200 (final layer,
+        as ``crysatom_final``).
     stats : sequence of str, default ("mean", "std_dev", "min", "max", "range")
         As in :class:`ElementEmbeddingCompositionFeaturizer`.
     """

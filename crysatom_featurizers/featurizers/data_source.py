@@ -164,7 +164,8 @@ class CrysAtomElementData(PresetEmbeddingMixin, EmbeddingElementData):
     Parameters
     ----------
     dim : int, optional
-        50, 100 or 200 (``None``: 200).
+        1200 (``None``: the read-out chosen on validation) or 50, 100, 200 (final layer,
+        as ``crysatom_final``).
     missing : {"raise", "nan"}, default "raise"
         As in :class:`EmbeddingElementData`.
     """

@@ -375,7 +375,8 @@ class CrysAtomSiteFeaturizer(_SitePreset):
     Parameters
     ----------
     dim : int, optional
-        50, 100 or 200 (``None``: 200).
+        1200 (``None``: the read-out chosen on validation) or 50, 100, 200 (final layer,
+        as ``crysatom_final``).
     """
 
     preset = "crysatom"

@@ -22,7 +22,7 @@ from training.benchmark.curve import ALPHA, attach_validation, paired_verdict
 #: Options of the report, in order, with their description.
 OPTIONS = {
     "vanilla": "CGCNN on CGCNN's features (64 x 3)",
-    "vectors": "CGCNN on the CrysAtom vectors",
+    "vectors": "CGCNN on CrysAtom vectors (final layer or the shipped read-out, on validation)",
     "finetune": "fine-tuned CrysAtom encoder (200 x 5, new head)",
     "distill": "CGCNN distilled from the CrysAtom encoder (delta on validation)",
     "distill_vectors": "CGCNN on CrysAtom vectors, distilled (delta on validation)",
