@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--distill-delta",
         type=float,
         default=0.5,
-        help="weight of the property loss with --distill, in [0, 1] (default: 0.5)",
+        help="weight of the property loss with --distill, in (0, 1] (default: 0.5)",
     )
     transfer.add_argument(
         "--freeze-encoder-epochs",

@@ -22,6 +22,7 @@ from crysatom_featurizers.estimators._transfer import (
     DEFAULT_EMBEDDING,
     DEFAULT_N_CONV,
     FREEZE_ALL,
+    TRANSFER_DEFAULTS,
     Transfer,
     attach_teacher,
     check_input_embedding,
@@ -32,15 +33,6 @@ from crysatom_featurizers.graphs import CGCNN_GRAPH, gaussian_centers
 from crysatom_featurizers.graphs.inputs import type_name
 
 _POOLINGS = ("mean", "sum", "max")
-#: Parameters added after the first release, with the value that reproduces older models.
-_ADDED_PARAMS = {
-    "finetune": None,
-    "freeze_encoder_epochs": 0,
-    "encoder_lr": None,
-    "distill": None,
-    "distill_delta": 0.5,
-    "distill_layer": -1,
-}
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,7 +167,7 @@ class _CGCNNBase(BaseEstimator):
                 state["embedding"] = None  # then the default, now None
             if "model_" in state or "_model_bytes" in state:
                 state.setdefault("transfer_", None)
-        for name, default in _ADDED_PARAMS.items():
+        for name, default in TRANSFER_DEFAULTS.items():
             state.setdefault(name, default)  # saved before these parameters existed
         model_bytes = state.pop("_model_bytes", None)
         if model_bytes is not None:
@@ -410,17 +402,12 @@ class _CGCNNBase(BaseEstimator):
         self._check_params(given_validation=X_val is not None)
         transfer = load_transfer(self)
         spec, param = self._embedding_spec()
+        finetuning = transfer is not None and transfer.mode == "finetune"
         if spec is None:
-            spec = (
-                transfer.input_embedding
-                if transfer is not None and transfer.mode == "finetune"
-                else DEFAULT_EMBEDDING
-            )
-            embedding = resolve(spec, self.dim, param=param)
-        else:
-            embedding = resolve(spec, self.dim, param=param)
-            if transfer is not None and transfer.mode == "finetune":
-                check_input_embedding(transfer, embedding)
+            spec = transfer.input_embedding if finetuning else DEFAULT_EMBEDDING
+        embedding = resolve(spec, self.dim, param=param)
+        if finetuning:
+            check_input_embedding(transfer, embedding)
         _, covered = embedding.lookup_table()
         emb_name = str(getattr(embedding, "name", "custom"))
 

@@ -16,6 +16,16 @@ DEFAULT_N_CONV = 3
 DEFAULT_EMBEDDING = "crysatom"
 #: ``freeze_encoder_epochs`` value that keeps the encoder frozen throughout.
 FREEZE_ALL = "all"
+#: The transfer parameters and their defaults (plain training); models pickled before these
+#: parameters existed get these values.
+TRANSFER_DEFAULTS: dict[str, Any] = {
+    "finetune": None,
+    "freeze_encoder_epochs": 0,
+    "encoder_lr": None,
+    "distill": None,
+    "distill_delta": 0.5,
+    "distill_layer": -1,
+}
 
 
 @dataclass
@@ -73,7 +83,10 @@ def check_transfer_params(est: Any) -> None:
     lr = est.encoder_lr
     if lr is not None and (isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not lr > 0):
         raise ValueError(f"encoder_lr must be a positive number or None, got {lr!r}")
-    if finetune is None and (freeze != 0 or est.encoder_lr is not None):
+    defaults = TRANSFER_DEFAULTS
+    if finetune is None and (
+        freeze != defaults["freeze_encoder_epochs"] or lr != defaults["encoder_lr"]
+    ):
         raise ValueError(
             "freeze_encoder_epochs and encoder_lr apply to a fine-tuned encoder; set "
             "finetune='crysatom' (or an encoder file) or leave them at their defaults"
@@ -94,7 +107,9 @@ def check_transfer_params(est: Any) -> None:
             f"n_conv={n_conv} (0: after the input map, k: after the k-th convolution), got "
             f"{layer}"
         )
-    if distill is None and (delta != 0.5 or layer != -1):
+    if distill is None and (
+        delta != defaults["distill_delta"] or layer != defaults["distill_layer"]
+    ):
         raise ValueError(
             "distill_delta and distill_layer apply to distillation; set distill='crysatom' "
             "(or an encoder file) or leave them at their defaults"
