@@ -234,6 +234,22 @@ def test_curve_resume_skips_done_fits(curve_run):
     assert len(after) == len(before)
 
 
+def test_sizes_filter_runs_only_the_named_training_sizes(tmp_path):
+    """--sizes narrows both learning curves (CGCNN and matminer) to the named sizes."""
+    base = ["--config", str(CURVE_SMOKE), "--out-dir", str(tmp_path)]
+    with pytest.raises(ValueError, match="need --resume"):
+        benchmark.main([*base, "--sizes", "32"])
+    with pytest.raises(ValueError, match=r"unknown sizes \[64\]"):
+        benchmark.main([*base, "--resume", "--sizes", "64"])
+    with pytest.raises(SystemExit):
+        benchmark.main([*base, "--resume", "--sizes", "a lot"])
+    args = [*base, "--resume", "--sizes", "32", "--embeddings", "cgcnn"]
+    assert benchmark.main([*args, "--experiments", "curve,matminer"]) == 0
+    frame = pd.read_csv(tmp_path / "bench_curve_smoke" / "results.csv")
+    assert sorted(frame["experiment"].unique()) == ["curve", "curve_matminer"]
+    assert set(frame["n_train"]) == {32} and set(frame["embedding"]) == {"cgcnn"}
+
+
 def test_paired_verdict_rules():
     from training.benchmark.curve import paired_verdict
 

@@ -52,6 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "experiments (needs --resume), e.g. to run the baselines while new vectors train",
     )
     parser.add_argument(
+        "--sizes",
+        default=None,
+        help="comma-separated subset of the learning curve's training sizes (needs --resume), "
+        "e.g. to give the largest size its own processes",
+    )
+    parser.add_argument(
         "--report-only", action="store_true", help="rewrite results.md from results.csv"
     )
     args = parser.parse_args(argv)
@@ -77,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     properties = (
         [p.strip() for p in args.properties.split(",") if p.strip()] if args.properties else None
     )
+    try:
+        sizes = [int(n) for n in args.sizes.split(",") if n.strip()] if args.sizes else None
+    except ValueError:
+        parser.error(f"--sizes takes integers, got {args.sizes!r}")
     bench = Benchmark(
         cfg,
         run_dir,
@@ -89,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.embeddings
             else None
         ),
+        sizes=sizes,
     )
     try:
         if args.report_only:

@@ -21,8 +21,13 @@ def run_experiments(bench: Benchmark, experiments: Sequence[str], argv: Sequence
     """Run ``experiments`` of a :class:`Benchmark` in order, then write the report."""
     bench.write_run_info(experiments, argv)
     if not bench.resume:
-        if bench.only_properties is not None or bench.only_embeddings is not None:
-            raise ValueError("--properties/--embeddings need --resume (rows of the others stay)")
+        if any(
+            only is not None
+            for only in (bench.only_properties, bench.only_embeddings, bench.only_sizes)
+        ):
+            raise ValueError(
+                "--properties/--embeddings/--sizes need --resume (rows of the others stay)"
+            )
         if bench.others_running():
             raise ValueError(
                 f"another process is running experiments in {bench.run_dir}; a run without "

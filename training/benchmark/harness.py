@@ -66,6 +66,7 @@ class Benchmark:
         data_dir: str | os.PathLike | None = None,
         properties: Sequence[str] | None = None,
         embeddings: Sequence[str] | None = None,
+        sizes: Sequence[int] | None = None,
     ) -> None:
         self.cfg = cfg
         self.only_embeddings = None if embeddings is None else set(embeddings)
@@ -77,6 +78,15 @@ class Benchmark:
                     f"{[p.name for p in cfg.properties]}"
                 )
         self.only_properties = None if properties is None else list(properties)
+        if sizes is not None:
+            known = {int(n) for n in cfg.curve.get("sizes", [])}
+            known |= {int(n) for n in cfg.matminer.get("curve_sizes", [])}
+            unknown = sorted(set(sizes) - known)
+            if unknown:
+                raise ValueError(
+                    f"unknown sizes {unknown}; the learning curves have {sorted(known)}"
+                )
+        self.only_sizes = None if sizes is None else {int(n) for n in sizes}
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.resume = resume

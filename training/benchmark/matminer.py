@@ -157,7 +157,11 @@ def run_matminer(bench: Benchmark) -> None:
     plans: list[tuple[str, str, int | None]] = [
         (f"matminer_{w}", w, None) for w in workflows if w in mm.get("at_max_train", workflows)
     ]
-    plans += [("curve_matminer", "composition", int(n)) for n in mm.get("curve_sizes", [])]
+    plans += [
+        ("curve_matminer", "composition", int(n))
+        for n in mm.get("curve_sizes", [])
+        if bench.only_sizes is None or int(n) in bench.only_sizes
+    ]
     # Workflows outside properties: a run stopped by --max-minutes has the first workflow
     # on every property.
     for experiment, workflow, size in plans:
