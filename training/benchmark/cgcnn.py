@@ -51,7 +51,7 @@ def cgcnn_jobs(
         budgets = [
             (math.nan, int(n), small if int(n) <= small_max else seeds)
             for n in cc.get("sizes", [100, 300, 1000])
-            if bench.only_sizes is None or int(n) in bench.only_sizes
+            if bench.wanted_size(n)
         ]
         variants = [(label, v["embedding"]) for label, v in curve_variants(cfg).items()]
         return [(spec_label(s), s) for s in specs] + variants, budgets

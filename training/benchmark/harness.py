@@ -371,6 +371,10 @@ class Benchmark:
         """Whether ``--embeddings`` (if given) selects ``label``."""
         return self.only_embeddings is None or label in self.only_embeddings
 
+    def wanted_size(self, n_train: int) -> bool:
+        """Whether ``--sizes`` (if given) selects the learning-curve size ``n_train``."""
+        return self.only_sizes is None or int(n_train) in self.only_sizes
+
     def is_done(
         self, experiment: str, prop: str, label: str, seed: int, frac: float, n_train: int
     ) -> bool:

@@ -160,7 +160,7 @@ def run_matminer(bench: Benchmark) -> None:
     plans += [
         ("curve_matminer", "composition", int(n))
         for n in mm.get("curve_sizes", [])
-        if bench.only_sizes is None or int(n) in bench.only_sizes
+        if bench.wanted_size(n)
     ]
     # Workflows outside properties: a run stopped by --max-minutes has the first workflow
     # on every property.
