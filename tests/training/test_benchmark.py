@@ -250,6 +250,20 @@ def test_sizes_filter_runs_only_the_named_training_sizes(tmp_path):
     assert set(frame["n_train"]) == {32} and set(frame["embedding"]) == {"cgcnn"}
 
 
+def test_curve_styles_are_distinct_past_the_palette():
+    from training.benchmark.curve import FIXED_COLOURS, TARGET, curve_styles
+
+    labels = ["cgcnn", TARGET, "random", *[f"emb{i}" for i in range(9)], "skipatom"]
+    style = curve_styles(labels)
+    assert set(style) == set(labels)
+    assert len(set(style.values())) == len(labels)  # no two lines look alike
+    assert style["cgcnn"][0] == FIXED_COLOURS["cgcnn"] and style[TARGET][0] == "black"
+    # another target keeps black; a label's style does not depend on the labels after it
+    other = curve_styles(["x", TARGET, "cgcnn"], target="x")
+    assert other["x"][0] == "black" and other[TARGET][0] != "black"
+    assert curve_styles(labels[:5])["emb0"] == style["emb0"]
+
+
 def test_paired_verdict_rules():
     from training.benchmark.curve import paired_verdict
 

@@ -280,6 +280,25 @@ def curve_markdown(
     return lines
 
 
+def curve_styles(labels: list[str], target: str = TARGET) -> dict[str, tuple[str, str]]:
+    """A distinct (colour, marker) pair per embedding label, stable across properties.
+
+    The target and the references keep fixed colours (:data:`FIXED_COLOURS`, circles); the
+    others take tab10's remaining six colours in order, and past six labels the marker changes.
+    """
+    palette = ["tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
+    shapes = ["o", "^", "D", "v", "P", "X"]
+    fixed = {label: c for label, c in FIXED_COLOURS.items() if label != TARGET}
+    fixed[target] = "black"
+    others = [label for label in labels if label not in fixed]
+    style = {
+        label: (palette[i % len(palette)], shapes[i // len(palette) % len(shapes)])
+        for i, label in enumerate(others)
+    }
+    style.update({label: (fixed[label], "o") for label in labels if label in fixed})
+    return style
+
+
 def plot_curves(
     frame: pd.DataFrame, folder: Path, dpi: int = 110, target: str = TARGET
 ) -> list[Path]:
@@ -297,12 +316,7 @@ def plot_curves(
     if summary.empty:
         return paths
     folder.mkdir(parents=True, exist_ok=True)
-    labels = [e for e in dict.fromkeys(summary["embedding"]) if e not in FIXED_COLOURS]
-    # tab10 without the blue, green, red and grey of FIXED_COLOURS
-    palette = ["tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
-    colour = {label: palette[i % len(palette)] for i, label in enumerate(labels)}
-    colour.update(FIXED_COLOURS)
-    colour.setdefault(target, "black")
+    style = curve_styles(list(dict.fromkeys(summary["embedding"])), target)
     for prop, group in summary.groupby("property", sort=False):
         fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.6), layout="constrained", sharey=True)
         panels = (("cgcnn", "CGCNN, early stopping"), ("hgb", "matminer composition + HGB"))
@@ -314,10 +328,10 @@ def plot_curves(
                     sub["n_train"],
                     sub["mae_mean"],
                     yerr=sub["mae_std"].fillna(0.0),
-                    marker="o" if kind == "cgcnn" else "s",
+                    marker=style[emb][1],
                     linestyle="-" if kind == "cgcnn" else "--",
                     linewidth=2.6 if emb == target else 1.2,
-                    color=colour[emb],
+                    color=style[emb][0],
                     capsize=3,
                     label=emb,
                 )
