@@ -418,6 +418,36 @@ def test_curve_transfer_variants_and_report(curve_run):
     assert (curve_run / "figures" / "transfer.png").stat().st_size > 1000
 
 
+def test_transfer_table_scores_every_option_on_the_shared_seeds(tmp_path):
+    from training.benchmark.transfer import transfer_table
+
+    rows = []
+    maes = {"cgcnn": [1.0, 1.2, 1.1, 0.5, 0.5], "finetune": [0.9, 1.1, 1.0]}
+    for label, values in maes.items():
+        for seed, mae in enumerate(values):
+            rows.append(
+                {
+                    "experiment": "curve",
+                    "property": "p",
+                    "unit": "eV",
+                    "embedding": label,
+                    "seed": seed,
+                    "train_fraction": 1.0,
+                    "n_train": 100,
+                    "test_mae": mae,
+                    "best_epoch": np.nan,
+                    "epochs_run": 50,
+                    "fit_seconds": 1.0,
+                }
+            )
+    groups = {"vanilla": ["cgcnn"], "finetune": ["finetune"]}
+    table = transfer_table(pd.DataFrame(rows), tmp_path, groups).set_index("option")
+    # vanilla's extra seeds 3 and 4 would pull its mean to 0.86; the row keeps seeds 0-2
+    assert table.loc["vanilla", "n_seeds"] == 3
+    assert table.loc["vanilla", "mae_mean"] == pytest.approx(1.1)
+    assert table.loc["finetune", "rel_vs_vanilla_pct"] == pytest.approx(-100 / 11)
+
+
 def test_curve_variant_config_errors():
     base = BenchConfig.from_yaml(CURVE_SMOKE)
     data = {k: getattr(base, k) for k in ("name", "properties")}

@@ -44,12 +44,21 @@ def transfer_table(
     frame: pd.DataFrame, run_dir: Path, groups: Mapping[str, Sequence[str]]
 ) -> pd.DataFrame:
     """One row per property x training size x option: the setting chosen on validation, its
-    test MAE (mean, std over seeds) and its paired comparison with ``vanilla``."""
+    test MAE (mean, std over seeds) and its paired comparison with ``vanilla``.
+
+    Within a cell every option is scored on the seeds that all the options have, so that the
+    means of one row compare alike when some embeddings were run with more seeds.
+    """
     rows = attach_validation(frame, run_dir)
     rows = rows[rows["experiment"] == "curve"]
     vanilla = (groups.get("vanilla") or [None])[0]
     out = []
     for (prop, n), cell in rows.groupby(["property", "n_train"], sort=True):
+        present = [cell[cell["embedding"].isin(labels)] for labels in groups.values()]
+        seed_sets = [set(fits["seed"]) for fits in present if not fits.empty]
+        shared = set.intersection(*seed_sets) if seed_sets else set()
+        if shared:
+            cell = cell[cell["seed"].isin(shared)]
         for option, labels in groups.items():
             fits = cell[cell["embedding"].isin(labels)]
             if fits.empty:
@@ -77,7 +86,7 @@ def transfer_table(
             }
             base = cell[cell["embedding"] == vanilla]
             if option != "vanilla" and len(base):
-                verdict = paired_verdict(rows, prop, int(n), chosen, vanilla)
+                verdict = paired_verdict(cell, prop, int(n), chosen, vanilla)
                 # the change of the means over the seeds both have (all seeds when one pair)
                 seeds = sorted(set(sub["seed"]) & set(base["seed"])) or sorted(sub["seed"])
                 ours = sub[sub["seed"].isin(seeds)]["test_mae"].mean()
