@@ -281,10 +281,11 @@ def curve_markdown(
 
 
 def curve_styles(labels: list[str], target: str = TARGET) -> dict[str, tuple[str, str]]:
-    """A distinct (colour, marker) pair per embedding label, stable across properties.
+    """A (colour, marker) pair per embedding label, the same in every figure of a run.
 
-    The target and the references keep fixed colours (:data:`FIXED_COLOURS`, circles); the
-    others take tab10's remaining six colours in order, and past six labels the marker changes.
+    ``target`` is black and the other labels of :data:`FIXED_COLOURS` keep their colours, all
+    with circles. The remaining labels take tab10's six other colours in order; every six of
+    them the marker changes, so the pairs stay distinct for up to 36 such labels.
     """
     palette = ["tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
     shapes = ["o", "^", "D", "v", "P", "X"]
@@ -305,7 +306,8 @@ def plot_curves(
     """One PNG per property: test MAE against training size, log-log, error bars = std.
 
     Left panel: CGCNN at convergence per embedding; right panel: the matminer workflow
-    (composition featurizer + HistGradientBoosting). An embedding has the same colour in both.
+    (composition featurizer + HistGradientBoosting, dashed). An embedding has the same colour
+    and marker in both.
     """
     import matplotlib.pyplot as plt
 

@@ -40,33 +40,39 @@ def transfer_groups(section: Mapping[str, object]) -> dict[str, list[str]]:
     return out
 
 
+def option_seeds(fits: pd.DataFrame, labels: Sequence[str]) -> set:
+    """The seeds that every setting of an option has (all its seeds if they share none)."""
+    sets = [set(fits.loc[fits["embedding"] == lab, "seed"]) for lab in labels]
+    return set.intersection(*[s for s in sets if s] or [set()]) or set(fits["seed"])
+
+
 def transfer_table(
     frame: pd.DataFrame, run_dir: Path, groups: Mapping[str, Sequence[str]]
 ) -> pd.DataFrame:
     """One row per property x training size x option: the setting chosen on validation, its
     test MAE (mean, std over seeds) and its paired comparison with ``vanilla``.
 
-    Within a cell every option is scored on the seeds that all the options have, so that the
-    means of one row compare alike when some embeddings were run with more seeds.
+    Each option's settings compete on the seeds they all have (a failed fit drops its seed).
+    Within a cell, every option is then scored on the seeds that all the options share, so the
+    means and verdicts of one table compare alike when some embeddings were run with more
+    seeds; with fewer than two shared seeds, each option keeps its own.
     """
     rows = attach_validation(frame, run_dir)
     rows = rows[rows["experiment"] == "curve"]
     vanilla = (groups.get("vanilla") or [None])[0]
     out = []
     for (prop, n), cell in rows.groupby(["property", "n_train"], sort=True):
-        present = [cell[cell["embedding"].isin(labels)] for labels in groups.values()]
-        seed_sets = [set(fits["seed"]) for fits in present if not fits.empty]
-        shared = set.intersection(*seed_sets) if seed_sets else set()
-        if shared:
-            cell = cell[cell["seed"].isin(shared)]
+        own = {
+            option: option_seeds(cell[cell["embedding"].isin(labels)], labels)
+            for option, labels in groups.items()
+        }
+        own = {option: seeds for option, seeds in own.items() if seeds}
+        shared = set.intersection(*own.values()) if own else set()
         for option, labels in groups.items():
-            fits = cell[cell["embedding"].isin(labels)]
-            if fits.empty:
+            if option not in own:
                 continue
-            # settings compete on the seeds they all have (a failed fit drops its seed)
-            seed_sets = [set(fits.loc[fits["embedding"] == lab, "seed"]) for lab in labels]
-            common = set.intersection(*[s for s in seed_sets if s]) or set(fits["seed"])
-            fits = fits[fits["seed"].isin(common)]
+            seeds = shared if len(shared) >= 2 else own[option]
+            fits = cell[cell["embedding"].isin(labels) & cell["seed"].isin(seeds)]
             by_label = fits.groupby("embedding")["val_mae"].mean()
             chosen = str(by_label.idxmin()) if by_label.notna().any() else str(by_label.index[0])
             sub = fits[fits["embedding"] == chosen]
@@ -85,8 +91,10 @@ def transfer_table(
                 "fit_seconds_median": float(sub["fit_seconds"].median()),
             }
             base = cell[cell["embedding"] == vanilla]
+            if len(shared) >= 2:
+                base = base[base["seed"].isin(shared)]
             if option != "vanilla" and len(base):
-                verdict = paired_verdict(cell, prop, int(n), chosen, vanilla)
+                verdict = paired_verdict(pd.concat([sub, base]), prop, int(n), chosen, vanilla)
                 # the change of the means over the seeds both have (all seeds when one pair)
                 seeds = sorted(set(sub["seed"]) & set(base["seed"])) or sorted(sub["seed"])
                 ours = sub[sub["seed"].isin(seeds)]["test_mae"].mean()
@@ -109,7 +117,9 @@ def transfer_markdown(table: pd.DataFrame, target_pct: float = -10.0) -> list[st
         "",
         "In brackets: the change of the mean test MAE against vanilla CGCNN, and the paired "
         f"verdict over seeds (two-sided paired t-test, p < {ALPHA}). Distillation's delta is "
-        "chosen per property and size on the validation MAE (the chosen label is named).",
+        "chosen per property and size on the validation MAE (the chosen label is named). "
+        "Every option of a cell is scored on the seeds all the options share, so where the "
+        "embedding curves have more seeds their numbers can differ from this table's.",
         "",
     ]
     for prop, group in table.groupby("property", sort=False):
