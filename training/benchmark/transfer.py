@@ -68,11 +68,13 @@ def transfer_table(
         }
         own = {option: seeds for option, seeds in own.items() if seeds}
         shared = set.intersection(*own.values()) if own else set()
+        if len(shared) < 2:  # too few to pair: each option keeps its own seeds
+            shared = set()
         for option, labels in groups.items():
             if option not in own:
                 continue
-            seeds = shared if len(shared) >= 2 else own[option]
-            fits = cell[cell["embedding"].isin(labels) & cell["seed"].isin(seeds)]
+            scored = shared or own[option]
+            fits = cell[cell["embedding"].isin(labels) & cell["seed"].isin(scored)]
             by_label = fits.groupby("embedding")["val_mae"].mean()
             chosen = str(by_label.idxmin()) if by_label.notna().any() else str(by_label.index[0])
             sub = fits[fits["embedding"] == chosen]
@@ -91,7 +93,7 @@ def transfer_table(
                 "fit_seconds_median": float(sub["fit_seconds"].median()),
             }
             base = cell[cell["embedding"] == vanilla]
-            if len(shared) >= 2:
+            if shared:
                 base = base[base["seed"].isin(shared)]
             if option != "vanilla" and len(base):
                 verdict = paired_verdict(pd.concat([sub, base]), prop, int(n), chosen, vanilla)
