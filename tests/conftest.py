@@ -21,6 +21,7 @@ GNN_TEST_MODULES = [
     "test_graphs.py",
     "test_train.py",
     "test_transfer.py",
+    "test_label_vectors.py",
     "training",
 ]
 collect_ignore = [] if HAS_GNN else GNN_TEST_MODULES

@@ -72,3 +72,83 @@ def test_train_model_returns_history_and_best_epoch(nacl, perovskite, bcc_fe, di
     assert out.shape == (len(graphs), 1)
     again = predict_packed(fit(0).model, packed, torch.arange(len(graphs)))
     assert torch.equal(out, again)  # same seed, same weights
+
+
+def _checkpointed_fit(packed, targets, epochs, checkpoint, fingerprint="run", patience=None):
+    settings = TrainSettings(
+        epochs=epochs, batch_size=3, lr=1e-2, lr_schedule="cosine", patience=patience
+    )
+    with torch_runtime(torch.device("cpu"), 1, 0):
+        model = CGCNN("cgcnn", atom_fea_len=8, n_conv=1, h_fea_len=8, dropout=0.2)
+        return train_model(
+            model,
+            packed,
+            targets,
+            torch.arange(6),
+            torch.arange(6, 8),
+            torch.nn.MSELoss(),
+            lambda out, t: (out - t).abs().sum(),
+            settings,
+            0,
+            checkpoint=checkpoint,
+            fingerprint=fingerprint,
+        )
+
+
+def test_train_model_resumes_from_its_checkpoint_bitwise(tmp_path, nacl, perovskite, bcc_fe):
+    graphs = structures_to_graphs([nacl, perovskite, bcc_fe] * 3, expand_edges=False)
+    packed = PackedGraphs.from_graphs(graphs)
+    targets = torch.linspace(-1.0, 1.0, len(graphs)).unsqueeze(1)
+    whole = _checkpointed_fit(packed, targets, 5, None)
+
+    path = tmp_path / "fit.ckpt"
+    first = _checkpointed_fit(packed, targets, 5, path, patience=None)
+    assert path.exists() and first.n_epochs == 5
+    # an interrupted run: the checkpoint of epoch 2 (a 5-epoch schedule cut short)
+    path.unlink()
+    settings_cut = TrainSettings(epochs=5, batch_size=3, lr=1e-2, lr_schedule="cosine")
+    with torch_runtime(torch.device("cpu"), 1, 0):
+        model = CGCNN("cgcnn", atom_fea_len=8, n_conv=1, h_fea_len=8, dropout=0.2)
+
+        class Stop(Exception):
+            pass
+
+        calls = {"n": 0}
+
+        def metric(out, t):
+            calls["n"] += 1
+            if calls["n"] > 2 * 3:  # 2 batches (+ 1 validation call) per epoch: stop in epoch 3
+                raise Stop
+            return (out - t).abs().sum()
+
+        with pytest.raises(Stop):
+            train_model(
+                model, packed, targets, torch.arange(6), torch.arange(6, 8),
+                torch.nn.MSELoss(), metric, settings_cut, 0, checkpoint=path, fingerprint="run",
+            )  # fmt: skip
+    assert torch.load(path, weights_only=True)["epoch"] == 2
+    resumed = _checkpointed_fit(packed, targets, 5, path)
+    assert resumed.history == {**whole.history, "time_s": resumed.history["time_s"]}
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    everything = torch.arange(len(graphs))
+    assert torch.equal(
+        predict_packed(whole.model, packed, everything),
+        predict_packed(resumed.model, packed, everything),
+    )
+
+
+def test_train_model_refuses_a_foreign_or_broken_checkpoint(tmp_path, nacl, perovskite, bcc_fe):
+    graphs = structures_to_graphs([nacl, perovskite, bcc_fe] * 3, expand_edges=False)
+    packed = PackedGraphs.from_graphs(graphs)
+    targets = torch.linspace(-1.0, 1.0, len(graphs)).unsqueeze(1)
+    path = tmp_path / "fit.ckpt"
+    _checkpointed_fit(packed, targets, 2, path)
+    with pytest.raises(ValueError, match="another run"):
+        _checkpointed_fit(packed, targets, 3, path, fingerprint="other data")
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot read the training checkpoint"):
+        _checkpointed_fit(packed, targets, 3, path)
+    torch.save({"format": "something else"}, path)
+    with pytest.raises(ValueError, match="is not a training checkpoint"):
+        _checkpointed_fit(packed, targets, 3, path)

@@ -9,6 +9,8 @@
   scikit-learn step that builds the graphs.
 * :mod:`~crysatom_featurizers.graphs.packing`: :class:`PackedGraphs`, many graphs as flat
   tensors from which :class:`GraphBatch` mini-batches are gathered.
+* :mod:`~crysatom_featurizers.graphs.atom_sets`: :class:`AtomSets`, crystals as sets of atoms
+  with coordinates and minimum-image distances, batched with padding (for attention models).
 
 Only the settings are imported eagerly; the torch-based names load on first use, so reading
 :data:`CGCNN_GRAPH` does not import torch.
@@ -39,6 +41,8 @@ _LAZY = {
     "GraphBatch": "packing",
     "PackedGraphs": "packing",
     "pack_graphs": "packing",
+    "AtomSetBatch": "atom_sets",
+    "AtomSets": "atom_sets",
 }
 
 __all__ = [

@@ -6,6 +6,7 @@ from crysatom_featurizers.deps import require_gnn
 require_gnn("crysatom_featurizers.nn")
 
 # ruff: noqa: E402  (the dependency check above runs before the torch imports)
+from crysatom_featurizers.nn.element_vectors import element_embedding_from_model
 from crysatom_featurizers.nn.encoder import CGCNNEncoder
 from crysatom_featurizers.nn.heads import (
     ConnectivityReconstructionHead,
@@ -27,15 +28,18 @@ from crysatom_featurizers.nn.pretrained import (
     save_encoder,
 )
 from crysatom_featurizers.nn.ssl import barlow_twins_loss, nt_xent_loss, vicreg_loss
+from crysatom_featurizers.nn.transformer import CrystalTransformer
 
 __all__ = [
     "CGCNN",
     "CGCNNConv",
     "CGCNNEncoder",
+    "CrystalTransformer",
     "EncoderFileError",
     "ElementEmbeddingLayer",
     "GaussianExpansion",
     "check_covered",
+    "element_embedding_from_model",
     "available_encoders",
     "load_encoder",
     "save_encoder",

@@ -181,6 +181,12 @@ class CGCNN(nn.Module):
         model.encoder.checkpoint_convs = False
         return model
 
+    def element_input_vectors(self) -> tuple[Tensor, Tensor]:
+        """``(Float[max_z + 1, atom_fea_len], Bool[max_z + 1])``: each element's node vector
+        after the input map (before any convolution), and which elements the table covers."""
+        with torch.no_grad():
+            return self.encoder.input(self.embedding.weight), self.embedding.covered
+
     def encode(self, batch: Any) -> Tensor:
         """Node embeddings ``Float[N, atom_fea_len]`` after the convolutions."""
         return self.encode_layers(batch)[-1]

@@ -256,6 +256,8 @@ def train_model(
     param_groups: Sequence[dict[str, Any]] | None = None,
     frozen: nn.Module | None = None,
     frozen_epochs: int = 0,
+    checkpoint: str | os.PathLike | None = None,
+    fingerprint: str = "",
 ) -> TrainResult:
     """Train ``model`` on the crystals ``train_index`` of ``packed``.
 
@@ -298,6 +300,15 @@ def train_model(
         window.
     frozen_epochs : int
         See ``frozen``; ``settings.epochs`` or more freezes it throughout.
+    checkpoint : path-like, optional
+        After every epoch, everything needed to continue (weights, optimiser, schedule,
+        shuffling generator, early-stopping state, history) is written here atomically, as
+        plain tensors and numbers (read back with ``torch.load(weights_only=True)``). When the
+        file exists, training resumes after its last epoch and ends as an uninterrupted run
+        would.
+    fingerprint : str
+        Identifies the data and settings of the run; a checkpoint written under another
+        fingerprint is refused instead of resumed.
 
     Returns
     -------
@@ -307,6 +318,8 @@ def train_model(
     ------
     FloatingPointError
         If the training loss becomes NaN or infinite.
+    ValueError
+        If ``checkpoint`` holds another run (another fingerprint) or is not a checkpoint.
     """
     optimizer = torch.optim.Adam(
         model.parameters() if param_groups is None else [dict(g) for g in param_groups],
@@ -323,15 +336,34 @@ def train_model(
 
     history: dict[str, list[float]] = {k: [] for k in history_keys(settings.metric_name)}
     best_loss, best_epoch, best_state, stale = math.inf, 0, None, 0
+    start, spent = 1, 0.0
+    if checkpoint is not None and os.path.exists(checkpoint):
+        state = _load_checkpoint(checkpoint, fingerprint)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history = {k: list(v) for k, v in state["history"].items()}
+        best_loss, best_epoch, stale = state["best_loss"], state["best_epoch"], state["stale"]
+        best_state = state["best_state"]
+        start, spent = int(state["epoch"]) + 1, float(state["training_s"])
     bar = None
     if settings.progress is not None:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=int(settings.epochs), desc=settings.progress, unit="epoch")
-    t_train = time.perf_counter()
-    epoch = 0
+        bar = tqdm(
+            total=int(settings.epochs), initial=start - 1, desc=settings.progress, unit="epoch"
+        )
+    t_train = time.perf_counter() - spent
+    epoch = start - 1
+    stopped = start > 1 and (
+        (settings.patience is not None and stale >= settings.patience)
+        or not math.isfinite(history["train_loss"][-1])
+    )
     try:
-        for epoch in range(1, int(settings.epochs) + 1):
+        for epoch in range(start, 0 if stopped else int(settings.epochs) + 1):
             t_epoch = time.perf_counter()
             lr_now = optimizer.param_groups[0]["lr"]
             order = train_t[torch.randperm(train_t.numel(), generator=generator)]
@@ -371,6 +403,23 @@ def train_model(
             if bar is not None:
                 bar.set_postfix(_postfix(history), refresh=False)
                 bar.update(1)
+            if checkpoint is not None:
+                _save_checkpoint(
+                    checkpoint,
+                    fingerprint=fingerprint,
+                    epoch=epoch,
+                    model=model.state_dict(),
+                    optimizer=optimizer.state_dict(),
+                    scheduler=None if scheduler is None else scheduler.state_dict(),
+                    generator=generator.get_state(),
+                    torch_rng=torch.get_rng_state(),
+                    history=history,
+                    best_loss=best_loss,
+                    best_epoch=best_epoch,
+                    best_state=best_state,
+                    stale=stale,
+                    training_s=time.perf_counter() - t_train,
+                )
             if not math.isfinite(train_stats[0]):
                 raise FloatingPointError(
                     f"the training loss became {train_stats[0]} at epoch {epoch}; "
@@ -389,6 +438,34 @@ def train_model(
         best_epoch = epoch
     model.eval()
     return TrainResult(model, history, int(best_epoch), int(epoch), time.perf_counter() - t_train)
+
+
+CHECKPOINT_FORMAT = "crysatom-featurizers/train-checkpoint"
+
+
+def _save_checkpoint(path: str | os.PathLike, **state: Any) -> None:
+    import io
+
+    from crysatom_featurizers.io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _load_checkpoint(path: str | os.PathLike, fingerprint: str) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"cannot read the training checkpoint {str(path)!r}: {exc}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{str(path)!r} is not a training checkpoint")
+    if state.get("fingerprint") != fingerprint:
+        raise ValueError(
+            f"the checkpoint {str(path)!r} belongs to another run (other data or settings); "
+            "remove it or choose another checkpoint path"
+        )
+    return state
 
 
 def predict_packed(

@@ -1,0 +1,358 @@
+"""Element vectors and encoders learned from property labels (CrystalTransformer's "universal
+atomic embeddings", Jin et al. 2024), leak-free.
+
+``python -m training.supervised --config training/configs/supervised_cpu.yaml --frontend NAME``
+trains one front-end of the config on the leak-free labels of :mod:`training.labels`
+(JARVIS formation energy and MBJ band gap, MP formation energy; every crystal whose reduced
+formula is held out by a benchmark split removed), single- or multi-task: the loss is the sum
+over tasks of the mean squared error of the standardised targets, over the crystals that have
+the label. Front-ends:
+
+* ``kind: transformer``: :class:`~crysatom_featurizers.nn.CrystalTransformer` (as published:
+  Cartesian coordinates, first-token read-out; or with minimum-image distance attention bias
+  and a mean read-out);
+* ``kind: cgcnn``: a CGCNN on one-hot element inputs (the learned input map is the element
+  table), or the shipped CrysAtom encoder trained further (``finetune: crysatom``).
+
+Training early-stops on the front-end's own validation crystals (held-out formulas), writes a
+checkpoint after every epoch and resumes from it when run again. The run writes, under
+``training/results/supervised/<frontend>/``: ``summary.json`` (history, validation MAE per
+task in the label's unit, wall time, s/epoch, the leak guard's counts) and
+``uae_<frontend>.json`` (the learned element vectors: each element's node vector after the
+input map, for the elements of the training crystals). A CGCNN front-end's encoder goes to
+``training/runs/supervised/<frontend>/encoder.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import Tensor
+
+from crysatom_featurizers.io import atomic_write_text
+from crysatom_featurizers.nn import element_embedding_from_model, save_encoder
+from crysatom_featurizers.nn.train import TrainSettings, predict_packed, torch_runtime, train_model
+from training.corpus import REPO_ROOT
+from training.labels import FRONTEND_VAL_MODULUS, LABEL_TASKS, LabelSet, build_label_set
+from training.provenance import cpu_model, git_commit, package_version
+
+CONFIG_DIR = REPO_ROOT / "training" / "configs"
+RESULTS_DIR = REPO_ROOT / "training" / "results" / "supervised"
+RUNS_DIR = REPO_ROOT / "training" / "runs" / "supervised"
+TRANSFORMER_KEYS = (
+    "d_model", "n_layers", "n_heads", "dim_feedforward", "readout", "coordinates",
+    "distance_bias",
+)  # fmt: skip
+CGCNN_KEYS = ("atom_fea_len", "n_conv", "h_fea_len", "n_h")
+TRAIN_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "lr_schedule", "patience")
+
+
+def load_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The YAML config (a name such as ``supervised_cpu`` looks in ``training/configs``)."""
+    p = Path(path)
+    if not p.exists() and (CONFIG_DIR / f"{p.name}.yaml").exists():
+        p = CONFIG_DIR / f"{p.name}.yaml"
+    cfg = yaml.safe_load(p.read_text())
+    if not isinstance(cfg, dict) or "frontends" not in cfg:
+        raise ValueError(f"{p}: a supervised config needs a 'frontends' mapping")
+    return cfg
+
+
+def frontend_settings(cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    """The config's defaults overlaid with the front-end ``name``'s own entries."""
+    if name not in cfg["frontends"]:
+        raise KeyError(f"unknown front-end {name!r}; the config has {sorted(cfg['frontends'])}")
+    merged = {**cfg.get("defaults", {}), **cfg["frontends"][name]}
+    merged.setdefault("tasks", [t.name for t in LABEL_TASKS])
+    unknown = sorted(set(merged["tasks"]) - {t.name for t in LABEL_TASKS})
+    if unknown:
+        raise ValueError(f"front-end {name!r}: unknown tasks {unknown}")
+    return merged
+
+
+# --------------------------------------------------------------------------------------------
+# Losses on partly labelled targets
+# --------------------------------------------------------------------------------------------
+
+
+def masked_mse(outputs: Tensor, targets: Tensor) -> Tensor:
+    """Sum over tasks of the mean squared error over the crystals that have the label
+    (``targets`` is NaN where a crystal lacks it; tasks absent from the batch add nothing)."""
+    mask = torch.isfinite(targets)
+    diff = torch.where(mask, outputs - torch.nan_to_num(targets), torch.zeros_like(outputs))
+    per_task = (diff * diff).sum(0) / mask.sum(0).clamp(min=1)
+    return per_task.sum()
+
+
+def masked_abs_sum(outputs: Tensor, targets: Tensor) -> Tensor:
+    """Sum over the crystals of a batch of their mean absolute error over their labels."""
+    mask = torch.isfinite(targets)
+    diff = torch.where(mask, (outputs - torch.nan_to_num(targets)).abs(), torch.zeros_like(outputs))
+    return (diff.sum(1) / mask.sum(1).clamp(min=1)).sum()
+
+
+# --------------------------------------------------------------------------------------------
+# Front-ends
+# --------------------------------------------------------------------------------------------
+
+
+def build_inputs(settings: dict[str, Any], labels: LabelSet) -> Any:
+    """Packed graphs (CGCNN front-ends) or atom sets (transformers) of the label crystals."""
+    structures = list(labels.frame["structure"])
+    if settings["kind"] == "transformer":
+        from crysatom_featurizers.graphs import AtomSets
+
+        return AtomSets(structures)
+    from crysatom_featurizers.graphs import PackedGraphs, structures_to_graphs
+
+    graphs = structures_to_graphs(
+        structures, expand_edges=False, allow_isolated=True, progress=True
+    )
+    packed = PackedGraphs.from_graphs(graphs)
+    return packed
+
+
+def build_model(settings: dict[str, Any], n_targets: int) -> tuple[torch.nn.Module, dict]:
+    """The front-end network and what describes it (for the metadata)."""
+    kind = settings["kind"]
+    if kind == "transformer":
+        from crysatom_featurizers.nn import CrystalTransformer
+
+        arch = {k: settings[k] for k in TRANSFORMER_KEYS if k in settings}
+        model = CrystalTransformer(settings.get("embedding", "onehot"), n_targets=n_targets, **arch)
+        return model, {"model": "CrystalTransformer", "embedding": "onehot", **arch}
+    if kind != "cgcnn":
+        raise ValueError(f"front-end kind must be 'transformer' or 'cgcnn', got {kind!r}")
+    from crysatom_featurizers.nn import CGCNN, load_encoder
+
+    if settings.get("finetune"):
+        encoder, enc_meta = load_encoder(settings["finetune"])
+        model = CGCNN.from_encoder(
+            encoder, enc_meta["input_embedding"], n_targets=n_targets, h_fea_len=128
+        )
+        arch = {
+            "model": "CGCNN",
+            "start": f"encoder {settings['finetune']!r}",
+            "embedding": enc_meta["input_embedding"],
+            "atom_fea_len": encoder.hidden_dim,
+            "n_conv": encoder.num_layers,
+        }
+        return model, arch
+    arch = {k: settings[k] for k in CGCNN_KEYS if k in settings}
+    embedding = settings.get("embedding", "onehot")
+    model = CGCNN(embedding, n_targets=n_targets, **arch)
+    return model, {"model": "CGCNN", "embedding": embedding, **arch}
+
+
+def _fingerprint(settings: dict[str, Any], labels: LabelSet) -> str:
+    # the epoch cap and patience only decide where a run stops, not its trajectory
+    kept = {k: v for k, v in settings.items() if k not in ("epochs", "patience")}
+    payload = json.dumps(
+        {"settings": kept, "guard": labels.info["leak_guard"]["formula_checksum"],
+         "n": labels.info["n_crystals"]},
+        sort_keys=True, default=str,
+    )  # fmt: skip
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _element_counts(labels: LabelSet) -> Counter:
+    counts: Counter = Counter()
+    for structure in labels.frame.loc[labels.frame["fold"] == "train", "structure"]:
+        counts.update({el.symbol for el in structure.composition.elements})
+    return counts
+
+
+def train_frontend(
+    cfg: dict[str, Any],
+    name: str,
+    *,
+    frames: dict[str, Any] | None = None,
+    data_dir: str | os.PathLike | None = None,
+    results_dir: str | os.PathLike = RESULTS_DIR,
+    runs_dir: str | os.PathLike = RUNS_DIR,
+    splits_dir: str | os.PathLike | None = None,
+    max_epochs: int | None = None,
+) -> dict[str, Any]:
+    """Train the front-end ``name`` of ``cfg`` (resuming its checkpoint) and write its results.
+
+    ``max_epochs`` lowers the config's epoch cap (a resumed run past it ends at once with the
+    best epoch so far; the summary says the cap stopped it). Returns the summary written to
+    ``results_dir/name/summary.json``.
+    """
+    settings = frontend_settings(cfg, name)
+    if max_epochs is not None:
+        settings["epochs"] = min(int(settings["epochs"]), int(max_epochs))
+    tasks = tuple(t for t in LABEL_TASKS if t.name in settings["tasks"])
+    t0 = time.perf_counter()
+    if frames is None:
+        from training.benchmark.data import load_dataset
+
+        frames = {d: load_dataset(d, data_dir) for d in sorted({t.dataset for t in tasks})}
+    labels = build_label_set(
+        frames,
+        tasks,
+        splits_dir=splits_dir or REPO_ROOT / cfg.get("splits_dir", "training/results/splits"),
+        max_sites=settings.get("max_sites"),
+        val_modulus=int(cfg.get("frontend_val_modulus", FRONTEND_VAL_MODULUS)),
+    )
+    folds = labels.frame["fold"].to_numpy()
+    for task in labels.task_names:
+        for fold in ("train", "val"):
+            if not np.isfinite(labels.frame.loc[folds == fold, task]).any():
+                raise ValueError(
+                    f"front-end {name!r}: no {fold} crystal has the label {task!r} after the "
+                    "leak guard; use more data or another frontend_val_modulus"
+                )
+    inputs = build_inputs(settings, labels)
+    setup_s = time.perf_counter() - t0
+
+    y = labels.targets()
+    train_pos = np.flatnonzero(labels.frame["fold"].to_numpy() == "train")
+    val_pos = np.flatnonzero(labels.frame["fold"].to_numpy() == "val")
+    mean = np.nanmean(y[train_pos], axis=0)
+    std = np.nanstd(y[train_pos], axis=0)
+    y_std = torch.as_tensor((y - mean) / std, dtype=torch.float32)
+
+    train = TrainSettings(
+        **{k: settings[k] for k in TRAIN_KEYS if k in settings},
+        progress=f"{name}",
+    )
+    seed = int(cfg.get("seed", 0))
+    run_dir = Path(runs_dir) / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cpu")
+    with torch_runtime(device, settings.get("threads", 1), seed=seed):
+        model, arch = build_model(settings, len(tasks))
+        result = train_model(
+            model,
+            inputs,
+            y_std,
+            torch.as_tensor(train_pos),
+            torch.as_tensor(val_pos),
+            criterion=masked_mse,
+            metric=masked_abs_sum,
+            settings=train,
+            seed=seed,
+            checkpoint=run_dir / "checkpoint.pt",
+            fingerprint=_fingerprint(settings, labels),
+        )
+        pred = predict_packed(result.model, inputs, torch.as_tensor(val_pos)).numpy()
+    pred = pred * std + mean
+    val_mae = {}
+    for k, task in enumerate(tasks):
+        have = np.isfinite(y[val_pos, k])
+        val_mae[task.name] = {
+            "mae": float(np.abs(pred[have, k] - y[val_pos][have, k]).mean()),
+            "unit": task.unit,
+            "n": int(have.sum()),
+        }
+    history = result.history
+    epoch_times = history["time_s"]
+    counts = _element_counts(labels)
+    summary = {
+        "frontend": name,
+        "settings": settings,
+        "architecture": arch,
+        "labels": labels.info,
+        "target_standardisation": {
+            t.name: {"mean": float(m), "std": float(s)} for t, m, s in zip(tasks, mean, std)
+        },
+        "validation_loss": float(min(history["val_loss"])),
+        "validation_mae": val_mae,
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.n_epochs,
+        "stopped_by": "early stopping"
+        if result.n_epochs - result.best_epoch >= int(settings.get("patience") or 0) > 0
+        else f"epoch cap ({settings['epochs']})",
+        "s_per_epoch_median": float(np.median(epoch_times)),
+        "setup_s": round(setup_s, 1),
+        "train_wall_time_s": round(result.training_s, 1),
+        "history": history,
+        "element_training_counts": dict(sorted(counts.items())),
+        "hardware": {"cpu": cpu_model(), "torch_threads": settings.get("threads", 1),
+                     "platform": platform.platform()},
+        "git_commit": git_commit(),
+        "package_version": package_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }  # fmt: skip
+    out_dir = Path(results_dir) / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metadata = {
+        "method": "element vectors learned from property labels: each element's node vector "
+        "after the trained front-end's element input map (training/supervised.py)",
+        "citation": "L. Jin et al., Crystal Transformer based universal atomic embedding, "
+        "arXiv:2401.09755 (2024)",
+        "frontend": name,
+        "architecture": arch,
+        "tasks": labels.info["tasks"],
+        "seen_properties": labels.info["seen_properties"],
+        "unseen_properties": labels.info["unseen_properties"],
+        "leak_guard": labels.info["leak_guard"],
+        "label_counts": labels.info["label_counts"],
+        "frontend_split": labels.info["frontend_split"],
+        "validation_mae": val_mae,
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.n_epochs,
+        "stopped_by": summary["stopped_by"],
+        "train_wall_time_s": summary["train_wall_time_s"],
+        "hardware": summary["hardware"],
+        "git_commit": summary["git_commit"],
+        "license": "MIT (trained on JARVIS-DFT (NIST) and Materials Project (CC-BY 4.0) labels)",
+    }
+    vectors = element_embedding_from_model(
+        result.model, f"uae_{name}", elements=sorted(counts), metadata=metadata
+    )
+    vectors.to_json(out_dir / f"uae_{name}.json")
+    if settings["kind"] == "cgcnn":
+        graph = {"radius": 8.0, "max_neighbors": 12, "gaussian_step": 0.2, "gaussian_width": 0.2}
+        save_encoder(
+            result.model.encoder,
+            run_dir / "encoder.pt",
+            {**metadata, "input_embedding": arch["embedding"], "graph": graph,
+             "description": f"CGCNN encoder trained on property labels ({name})"},
+        )  # fmt: skip
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.supervised", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--config", default="supervised_cpu", help="YAML config or its name")
+    parser.add_argument("--frontend", required=True, action="append", help="front-end name(s)")
+    parser.add_argument("--data-dir", default=None, help="shared data folder")
+    parser.add_argument(
+        "--max-epochs", type=int, default=None, help="lower epoch cap (ends a resumed run)"
+    )
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config)
+    for name in args.frontend:
+        frontend_settings(cfg, name)  # unknown names fail before any work
+    for name in args.frontend:
+        summary = train_frontend(cfg, name, data_dir=args.data_dir, max_epochs=args.max_epochs)
+        print(
+            f"{name}: best epoch {summary['best_epoch']} of {summary['epochs_run']}, "
+            f"validation MAE "
+            + ", ".join(
+                f"{k} {v['mae']:.4g} {v['unit']}" for k, v in summary["validation_mae"].items()
+            )
+            + f", {summary['train_wall_time_s']:.0f} s"
+        )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
