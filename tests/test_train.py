@@ -152,3 +152,20 @@ def test_train_model_refuses_a_foreign_or_broken_checkpoint(tmp_path, nacl, pero
     torch.save({"format": "something else"}, path)
     with pytest.raises(ValueError, match="is not a training checkpoint"):
         _checkpointed_fit(packed, targets, 3, path)
+
+
+def test_size_bucketed_batches_cover_every_crystal_once_in_size_groups():
+    from crysatom_featurizers.nn.train import size_bucketed_batches
+
+    sizes = torch.tensor([5, 1, 9, 3, 3, 7, 2, 8, 4, 6, 1, 2])
+    batcher = size_bucketed_batches(sizes, pool=2)
+    order = torch.randperm(12, generator=torch.Generator().manual_seed(1))
+    batches = batcher(order, 3, torch.Generator().manual_seed(0))
+    assert sorted(torch.cat(batches).tolist()) == list(range(12))
+    # within each pool of 2 x 3 crystals, the batches hold the smaller and the larger half
+    for start in (0, 6):
+        pool = order[start : start + 6]
+        small = set(pool[torch.argsort(sizes[pool], stable=True)][:3].tolist())
+        assert any(set(b.tolist()) == small for b in batches)
+    again = batcher(order, 3, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(batches, again))

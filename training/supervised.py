@@ -43,7 +43,13 @@ from torch import Tensor
 
 from crysatom_featurizers.io import atomic_write_text
 from crysatom_featurizers.nn import element_embedding_from_model, save_encoder
-from crysatom_featurizers.nn.train import TrainSettings, predict_packed, torch_runtime, train_model
+from crysatom_featurizers.nn.train import (
+    TrainSettings,
+    predict_packed,
+    size_bucketed_batches,
+    torch_runtime,
+    train_model,
+)
 from training.corpus import REPO_ROOT
 from training.labels import FRONTEND_VAL_MODULUS, LABEL_TASKS, LabelSet, build_label_set
 from training.provenance import cpu_model, git_commit, package_version
@@ -225,6 +231,11 @@ def train_frontend(
     std = np.nanstd(y[train_pos], axis=0)
     y_std = torch.as_tensor((y - mean) / std, dtype=torch.float32)
 
+    batcher = None
+    if settings["kind"] == "transformer":
+        # padded batches: crystals of similar size together, and validation sorted by size
+        batcher = size_bucketed_batches(inputs.sizes)
+        val_pos = val_pos[np.argsort(inputs.sizes[val_pos].numpy(), kind="stable")]
     train = TrainSettings(
         **{k: settings[k] for k in TRAIN_KEYS if k in settings},
         progress=f"{name}",
@@ -247,6 +258,7 @@ def train_frontend(
             seed=seed,
             checkpoint=run_dir / "checkpoint.pt",
             fingerprint=_fingerprint(settings, labels),
+            batcher=batcher,
         )
         pred = predict_packed(result.model, inputs, torch.as_tensor(val_pos)).numpy()
     pred = pred * std + mean
@@ -269,7 +281,7 @@ def train_frontend(
         "target_standardisation": {
             t.name: {"mean": float(m), "std": float(s)} for t, m, s in zip(tasks, mean, std)
         },
-        "validation_loss": float(min(history["val_loss"])),
+        "validation_loss": float(np.nanmin(history["val_loss"])),
         "validation_mae": val_mae,
         "best_epoch": result.best_epoch,
         "epochs_run": result.n_epochs,

@@ -5,7 +5,7 @@
 * ``cgcnn``: see :mod:`crysatom_featurizers.embeddings.cgcnn`.
 * ``skipatom``, ``mat2vec``, ``megnet16``, ``magpie``, ``matscholar``: read
   from the data files shipped by the ``elementembeddings`` package (MIT).
-* ``crysatom``, ``atom2vec``: vectors produced by this project's ``training/``
+* ``crysatom``, ``atom2vec``, ``uae``: vectors produced by this project's ``training/``
   scripts and stored as ``data/{name}_{dim}.json`` (or ``.json.gz``).
 """
 
@@ -251,6 +251,16 @@ TRAINED_EMBEDDINGS: dict[str, dict[str, Any]] = {
         "citation": "CrysAtom: arXiv:2409.04737, doi:10.48550/arXiv.2409.04737",
         "description": "CrysAtom final-layer read-out (the paper's method): element averages "
         "of the last convolution of the pretrained encoder",
+    },
+    "uae": {
+        "dims": (64,),
+        "default_dim": 64,
+        "command": "python -m training.supervised (front-ends), then python -m "
+        "training.ship_label_vectors (the validation winner)",
+        "citation": "Universal atomic embeddings: L. Jin et al., arXiv:2401.09755 (2024)",
+        "description": "element vectors learned from property labels (JARVIS formation energy "
+        "and MBJ band gap, MP formation energy; multi-task), leak-free: no crystal whose reduced "
+        "formula is a benchmark validation or test formula; the moduli are unseen",
     },
     "atom2vec": {
         "dims": (50, 100, 200),

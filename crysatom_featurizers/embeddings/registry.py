@@ -7,6 +7,7 @@ name        dims               default dim  origin
 ==========  =================  ===========  ================================================
 crysatom    50, 100, 200       200          this repository's ``training/`` (files in data/)
 atom2vec    50, 100, 200       200          this repository's ``training/`` (files in data/)
+uae         64                 64           this repository's ``training/``, from labels
 skipatom    200                200          elementembeddings (MIT)
 mat2vec     200                200          elementembeddings (MIT)
 matscholar  200                200          elementembeddings (MIT)
@@ -17,7 +18,7 @@ onehot      103                103          one-hot of the element, H..Lr
 random      any                200          N(0, 1), seeded (``seed=0``), H..Fm
 ==========  =================  ===========  ================================================
 
-For ``crysatom`` and ``atom2vec`` only the dimensions whose vector files exist
+For ``crysatom``, ``atom2vec`` and ``uae`` only the dimensions whose vector files exist
 are listed by :func:`available`.
 """
 

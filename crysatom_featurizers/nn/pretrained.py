@@ -59,6 +59,11 @@ SHIPPED_ENCODERS: dict[str, tuple[str, str]] = {
         "CrysAtom pretraining, cpu config (200-dim, 5 convolutions): python -m "
         "training.pretrain --config cpu --dim 200, then python -m training.export_encoder",
     ),
+    "uae": (
+        "uae_encoder_64.pt",
+        "CGCNN front-end (64 x 3, one-hot inputs) trained on property labels, leak-free: "
+        "python -m training.supervised, then python -m training.ship_label_vectors",
+    ),
 }
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "make_scheduler",
     "predict_packed",
     "resolve_device",
+    "size_bucketed_batches",
     "torch_runtime",
     "train_model",
 ]
@@ -131,6 +132,40 @@ def index_batches(order: Tensor, batch_size: int) -> list[Tensor]:
     if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
         del bounds[-2]
     return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+#: ``batcher(order, batch_size, generator)``: the mini-batches of one epoch from the shuffled
+#: training positions ``order``.
+Batcher = Callable[[Tensor, int, torch.Generator], list[Tensor]]
+
+
+def size_bucketed_batches(sizes: Tensor, pool: int = 50) -> Batcher:
+    """A :data:`Batcher` that groups crystals of similar size (for padded batches).
+
+    The shuffled order is cut into pools of ``pool * batch_size`` crystals; each pool is sorted
+    by ``sizes`` and cut into mini-batches, and the batches of the epoch are shuffled. Padding
+    to the largest crystal of a batch then costs little, and each epoch still sees new batches.
+
+    Parameters
+    ----------
+    sizes : Tensor
+        ``Long[C]`` size of every crystal (e.g. its number of sites).
+    pool : int
+        Batches per sorting pool.
+    """
+    sizes = torch.as_tensor(sizes).cpu()
+
+    def batches(order: Tensor, batch_size: int, generator: torch.Generator) -> list[Tensor]:
+        order = order.cpu()
+        span = int(batch_size) * int(pool)
+        out: list[Tensor] = []
+        for start in range(0, int(order.numel()), span):
+            chunk = order[start : start + span]
+            chunk = chunk[torch.argsort(sizes[chunk], stable=True)]
+            out.extend(index_batches(chunk, batch_size))
+        return [out[i] for i in torch.randperm(len(out), generator=generator).tolist()]
+
+    return batches
 
 
 def make_scheduler(
@@ -258,6 +293,7 @@ def train_model(
     frozen_epochs: int = 0,
     checkpoint: str | os.PathLike | None = None,
     fingerprint: str = "",
+    batcher: Batcher | None = None,
 ) -> TrainResult:
     """Train ``model`` on the crystals ``train_index`` of ``packed``.
 
@@ -309,6 +345,9 @@ def train_model(
     fingerprint : str
         Identifies the data and settings of the run; a checkpoint written under another
         fingerprint is refused instead of resumed.
+    batcher : callable, optional
+        How an epoch's shuffled order becomes mini-batches (:data:`Batcher`, e.g.
+        :func:`size_bucketed_batches`); default: consecutive chunks (:func:`index_batches`).
 
     Returns
     -------
@@ -372,15 +411,20 @@ def train_model(
                 frozen.requires_grad_(freeze is None)
                 if epoch == frozen_epochs + 1 and epoch > 1:
                     stale = 0  # the thawed model gets its own patience window
+            if batcher is None:
+                batches = index_batches(order.to(device), int(settings.batch_size))
+            else:
+                batches = [
+                    b.to(device) for b in batcher(order, int(settings.batch_size), generator)
+                ]
             train_stats = _train_epoch(
                 model,
                 packed,
                 targets,
-                order.to(device),
+                batches,
                 criterion,
                 metric,
                 optimizer,
-                int(settings.batch_size),
                 freeze,
             )
             if scheduler is not None:
@@ -487,22 +531,22 @@ def _train_epoch(
     model: nn.Module,
     packed: PackedGraphs,
     targets: Tensor,
-    order: Tensor,
+    batches: Sequence[Tensor],
     criterion: Callable[[Tensor, Tensor], Tensor],
     metric: Metric,
     optimizer: torch.optim.Optimizer,
-    batch_size: int,
     frozen: nn.Module | None = None,
 ) -> tuple[float, float]:
-    """One pass over ``order``; mean loss and metric per crystal (training mode, except the
-    ``frozen`` submodule, which stays in eval mode)."""
+    """One pass over the mini-batches ``batches``; mean loss and metric per crystal (training
+    mode, except the ``frozen`` submodule, which stays in eval mode)."""
     model.train()
     if frozen is not None:
         frozen.eval()
     custom_loss = getattr(model, "training_loss", None)
-    total_loss = torch.zeros((), device=order.device)
-    total_metric = torch.zeros((), device=order.device)
-    for index in index_batches(order, batch_size):
+    device = batches[0].device
+    total_loss = torch.zeros((), device=device)
+    total_metric = torch.zeros((), device=device)
+    for index in batches:
         batch = packed.batch(index)
         target = targets[index]
         if custom_loss is not None:
@@ -517,7 +561,7 @@ def _train_epoch(
             task = loss if custom_loss is None else criterion(out.detach(), target)
             total_loss += task.detach() * index.numel()
             total_metric += metric(out.detach(), target)
-    n = int(order.numel())
+    n = sum(int(b.numel()) for b in batches)
     return float(total_loss) / n, float(total_metric) / n
 
 

@@ -120,11 +120,18 @@ class CrystalTransformer(nn.Module):
         expanded = None
         if self.distance_expansion is not None:
             expanded = self.distance_expansion(batch.dist)  # [B, N, N, G]
-        for i, layer in enumerate(self.layers):
-            mask = key_block.expand(b, self.n_heads, n, n)
-            if expanded is not None:
-                mask = mask + self.distance_bias[i](expanded).permute(0, 3, 1, 2)
-            tokens = layer(tokens, src_mask=mask.reshape(b * self.n_heads, n, n))
+        # PyTorch's inference fast path returns NaN with per-head float masks; the regular
+        # path computes the same layers
+        fastpath = torch.backends.mha.get_fastpath_enabled()
+        torch.backends.mha.set_fastpath_enabled(False)
+        try:
+            for i, layer in enumerate(self.layers):
+                mask = key_block.expand(b, self.n_heads, n, n)
+                if expanded is not None:
+                    mask = mask + self.distance_bias[i](expanded).permute(0, 3, 1, 2)
+                tokens = layer(tokens, src_mask=mask.reshape(b * self.n_heads, n, n))
+        finally:
+            torch.backends.mha.set_fastpath_enabled(fastpath)
         return tokens
 
     def forward(self, batch: Any) -> Tensor:
