@@ -94,3 +94,16 @@ def test_transfer_learning(run_example, tmp_path):
     for label in ("vanilla", "vectors", r"transfer \(finetune\)"):
         assert re.search(rf"{label}\s+test MAE [\d.]+", out), out
     assert plot.stat().st_size > 0
+
+
+@pytest.mark.gnn
+def test_your_own_vectors(run_example, tmp_path):
+    out_file = tmp_path / "mine.json"
+    out = run_example("your_own_vectors.py", "--n", "42", "--out", str(out_file))
+    assert "trained on 42 crystals" in out
+    assert re.search(r"my_vectors: \d+ elements x 32 dims", out), out
+    from crysatom_featurizers.embeddings import ElementEmbedding
+
+    assert ElementEmbedding.from_json(out_file).dim == 32
+    with pytest.raises(SystemExit):  # never overwrites
+        run_example("your_own_vectors.py", "--out", str(out_file))
