@@ -102,3 +102,12 @@ def test_element_vectors_of_a_fitted_estimator_and_its_errors(nacl, perovskite, 
         element_embedding_from_model(est, "x", elements=["Og"])
     with pytest.raises(TypeError, match="no element table"):
         element_embedding_from_model(torch.nn.Linear(2, 2), "x")
+
+
+def test_atom_sets_refuse_positions_outside_the_set(nacl, perovskite):
+    sets = AtomSets([nacl, perovskite])
+    with pytest.raises(IndexError, match=r"must lie in \[0, 2\)"):
+        sets.batch([0, -1])
+    with pytest.raises(IndexError, match="empty batch"):
+        sets.batch([])
+    assert sets.to("cpu").batch([1]).z.device.type == "cpu"

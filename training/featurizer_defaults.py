@@ -89,20 +89,20 @@ def validation_scores(
 
 
 def rank(scores: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
-    """Geometric mean over the cells of each candidate's validation MAE / the reference's."""
-    ref = scores[scores["candidate"] == reference].set_index(["property", "n_train"])["val_mae"]
-    out = []
-    for candidate, sub in scores.groupby("candidate", sort=False):
-        ratio = sub.set_index(["property", "n_train"])["val_mae"] / ref
-        out.append(
-            {
-                "candidate": candidate,
-                "columns": int(sub["columns"].iloc[0]),
-                "n_cells": int(ratio.notna().sum()),
-                "val_ratio_to_reference": float(np.exp(np.log(ratio.dropna()).mean())),
-            }
-        )
-    return pd.DataFrame(out).sort_values("val_ratio_to_reference").reset_index(drop=True)
+    """Geometric mean of each candidate's validation MAE / the reference's, over the cells
+    (property x size) that every candidate has."""
+    table = scores.pivot_table(index=["property", "n_train"], columns="candidate", values="val_mae")
+    ratios = np.log(table.div(table[reference], axis=0)).dropna()
+    columns = scores.groupby("candidate")["columns"].first()
+    out = pd.DataFrame(
+        {
+            "candidate": ratios.columns,
+            "columns": [int(columns[c]) for c in ratios.columns],
+            "n_cells": len(ratios),
+            "val_ratio_to_reference": np.exp(ratios.mean()).to_numpy(),
+        }
+    )
+    return out.sort_values("val_ratio_to_reference").reset_index(drop=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,6 +45,7 @@ __all__ = [
     "formula_checksum",
     "reduced_formula",
     "remove_excluded",
+    "split_datasets",
 ]
 
 DEFAULT_SPLITS_DIR = REPO_ROOT / "training" / "results" / "splits"
@@ -54,11 +55,11 @@ DEFAULT_SPLITS_DIR = REPO_ROOT / "training" / "results" / "splits"
 class LabelTask:
     """One training label: a column of a shared dataset, and the benchmark property it is."""
 
-    name: str
-    dataset: str  # "jarvis" or "mp"
-    column: str
-    unit: str
-    benchmark_property: str  # the name of the same property in the benchmark config
+    name: str  #: name of the task (a column of the label table)
+    dataset: str  #: "jarvis" or "mp"
+    column: str  #: column of the dataset
+    unit: str  #: unit of the label (eV/atom, eV)
+    benchmark_property: str  #: the name of the same property in the benchmark config
 
 
 #: The training labels (the properties they cover are *seen* in the benchmark).
@@ -86,14 +87,24 @@ def reduced_formula(formula: str) -> str:
     return Composition(formula).reduced_formula
 
 
-def _reduced_formulas(formulas: Iterable[str]) -> list[str]:
+def _reduced_formulas(frame: pd.DataFrame) -> list[str]:
+    """Reduced formula of every row: from its structure when there is a ``structure`` column
+    (the crystal itself decides, whatever its ``formula`` text says), else from ``formula``."""
+    if "structure" in frame.columns:
+        return [s.composition.reduced_formula for s in frame["structure"]]
     cache: dict[str, str] = {}
     out = []
-    for f in formulas:
+    for f in frame["formula"]:
         if f not in cache:
             cache[f] = reduced_formula(f)
         out.append(cache[f])
     return out
+
+
+def split_datasets(splits_dir: str | os.PathLike = DEFAULT_SPLITS_DIR) -> list[str]:
+    """The datasets that the benchmark split files in ``splits_dir`` hold out rows of."""
+    names = {json.loads(p.read_text()).get("dataset") for p in Path(splits_dir).glob("*.json")}
+    return sorted(str(n) for n in names)
 
 
 def formula_checksum(formulas: Iterable[str]) -> str:
@@ -115,7 +126,9 @@ def excluded_formulas(
     ----------
     frames : mapping of str to DataFrame
         The datasets by name (``"jarvis"``, ``"mp"``), indexed by their row ids, with a
-        ``formula`` column.
+        ``structure`` column (or, without one, a ``formula`` column). Every dataset that a
+        split file names must be given: a held-out formula of one dataset is removed from
+        the labels of all.
     splits_dir : path-like
         Folder of the split files (one JSON per benchmark property, with ``dataset``,
         ``val`` and ``test`` id lists).
@@ -123,6 +136,7 @@ def excluded_formulas(
     Returns
     -------
     formulas : set of str
+        The reduced formulas (pymatgen's ``reduced_formula``) of the held-out crystals.
     info : dict
         The split files read (name and SHA-256), the number of held-out rows per file, and
         the number and checksum of the formulas.
@@ -153,7 +167,7 @@ def excluded_formulas(
                 f"{path.name}: {len(missing)} held-out ids are not in the {dataset!r} data "
                 f"(first: {list(missing[:3])})"
             )
-        formulas.update(_reduced_formulas(frame.loc[held_out, "formula"]))
+        formulas.update(_reduced_formulas(frame.loc[held_out]))
         per_file[path.name] = {"sha256": _file_sha256(path), "held_out_rows": len(held_out)}
     info = {
         "splits": per_file,
@@ -200,6 +214,7 @@ class LabelSet:
 
     @property
     def task_names(self) -> list[str]:
+        """Names of the tasks, in column order."""
         return [t.name for t in self.tasks]
 
     def targets(self) -> np.ndarray:
@@ -230,10 +245,16 @@ def build_label_set(
     val_modulus : int
         A formula goes to the front-end's validation part when its SHA-256 is 0 modulo this.
 
+    Returns
+    -------
+    LabelSet
+
     Raises
     ------
     ValueError
         If a task names a benchmark property the guard treats as unseen.
+    KeyError
+        If ``frames`` lacks a dataset that a split file names (see :func:`excluded_formulas`).
     """
     bad = [t.name for t in tasks if t.benchmark_property in UNSEEN_PROPERTIES]
     if bad:
@@ -251,7 +272,7 @@ def build_label_set(
             {
                 "dataset": dataset,
                 "source_id": frame.index[labelled],
-                "reduced_formula": _reduced_formulas(frame["formula"].to_numpy()[labelled]),
+                "reduced_formula": _reduced_formulas(frame.loc[labelled]),
                 "structure": frame["structure"].to_numpy()[labelled],
             }
         )

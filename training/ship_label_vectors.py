@@ -31,11 +31,12 @@ from typing import Any
 import pandas as pd
 
 from crysatom_featurizers.embeddings import ElementEmbedding, resolve
-from crysatom_featurizers.embeddings.builtin import DATA_DIR
+from crysatom_featurizers.embeddings.builtin import DATA_DIR, TRAINED_EMBEDDINGS
 from crysatom_featurizers.nn import load_encoder, save_encoder
-from crysatom_featurizers.nn.pretrained import ENCODER_DATA_DIR
+from crysatom_featurizers.nn.pretrained import ENCODER_DATA_DIR, SHIPPED_ENCODERS
 from training.benchmark.config import BenchConfig, resolve_path
 from training.benchmark.results import ResultsFile
+from training.labels import LABEL_TASKS
 from training.provenance import git_commit
 from training.supervised import RESULTS_DIR, RUNS_DIR
 
@@ -49,6 +50,7 @@ def frontend_of(label: str) -> str:
 
 
 def frontend_summary(frontend: str, results_dir: Path = RESULTS_DIR) -> dict[str, Any]:
+    """The ``summary.json`` that :mod:`training.supervised` wrote for ``frontend``."""
     path = results_dir / frontend / "summary.json"
     if not path.exists():
         raise FileNotFoundError(f"no summary of front-end {frontend!r} at {path}")
@@ -77,6 +79,7 @@ def selection_record(
             "validation_loss": summary["validation_loss"],
             "validation_mae": summary["validation_mae"],
             "architecture": summary["architecture"],
+            "tasks": summary["settings"]["tasks"],
             "epochs_run": summary["epochs_run"],
             "best_epoch": summary["best_epoch"],
             "stopped_by": summary.get("stopped_by"),
@@ -100,12 +103,27 @@ def selection_record(
 
 
 def ship_vectors(label: str, record: dict[str, Any], cfg: BenchConfig, out_dir: Path) -> Path:
+    """Write the chosen candidate's vectors as ``out_dir/uae_<dim>.json`` (name ``uae``), with
+    the selection ``record`` in their metadata.
+
+    Raises
+    ------
+    ValueError
+        If the candidate is not an embedding of the config, or its dimension is not one the
+        registry serves under ``uae``.
+    """
     specs = {Path(str(s)).name.split(".")[0]: s for s in cfg.embeddings}
     if label not in specs:
         raise ValueError(f"candidate {label!r} is not among the config's embeddings")
     candidate = resolve(str(resolve_path(specs[label])), None)
     metadata = {k: v for k, v in candidate.metadata.items() if k != "checksum"}
     metadata["selection"] = record
+    dims = TRAINED_EMBEDDINGS[SHIPPED_NAME]["dims"]
+    if candidate.dim not in dims:
+        raise ValueError(
+            f"the chosen vectors have {candidate.dim} dimensions; the registry serves "
+            f"{SHIPPED_NAME!r} at {list(dims)} (add the dimension to TRAINED_EMBEDDINGS first)"
+        )
     shipped = ElementEmbedding(SHIPPED_NAME, candidate.symbols, candidate.vectors, metadata)
     path = out_dir / f"{SHIPPED_NAME}_{shipped.dim}.json"
     shipped.to_json(path)
@@ -113,13 +131,27 @@ def ship_vectors(label: str, record: dict[str, Any], cfg: BenchConfig, out_dir: 
 
 
 def ship_encoder(record: dict[str, Any], out_dir: Path, runs_dir: Path = RUNS_DIR) -> Path:
+    """Write the encoder of the best multi-task CGCNN front-end of ``record`` as
+    ``out_dir/uae_encoder_<width>.pt``, with the selection in its metadata.
+
+    Only front-ends trained on every label task compete (their validation losses sum the
+    same tasks over the same formulas).
+
+    Raises
+    ------
+    ValueError
+        If no multi-task CGCNN front-end is among the candidates, or the file name would not
+        be the one the package serves under ``uae``.
+    """
+    every_task = sorted(t.name for t in LABEL_TASKS)
     cgcnn = {
         label: info
         for label, info in record["frontends"].items()
         if info["architecture"].get("model") == "CGCNN"
+        and sorted(info.get("tasks", every_task)) == every_task
     }
     if not cgcnn:
-        raise ValueError("no CGCNN front-end among the candidates: no encoder to ship")
+        raise ValueError("no multi-task CGCNN front-end among the candidates: no encoder to ship")
     label = min(cgcnn, key=lambda k: cgcnn[k]["validation_loss"])
     source = runs_dir / frontend_of(label) / "encoder.pt"
     encoder, metadata = load_encoder(source)
@@ -132,6 +164,11 @@ def ship_encoder(record: dict[str, Any], out_dir: Path, runs_dir: Path = RUNS_DI
         "vectors_selection": record,
     }
     path = out_dir / f"{SHIPPED_NAME}_encoder_{encoder.hidden_dim}.pt"
+    if path.name != SHIPPED_ENCODERS[SHIPPED_NAME][0]:
+        raise ValueError(
+            f"the chosen encoder would be {path.name}; the package serves "
+            f"{SHIPPED_ENCODERS[SHIPPED_NAME][0]!r} as {SHIPPED_NAME!r}"
+        )
     save_encoder(encoder, path, metadata)
     return path
 

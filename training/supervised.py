@@ -41,6 +41,7 @@ import torch
 import yaml
 from torch import Tensor
 
+from crysatom_featurizers.graphs import CGCNN_GRAPH
 from crysatom_featurizers.io import atomic_write_text
 from crysatom_featurizers.nn import element_embedding_from_model, save_encoder
 from crysatom_featurizers.nn.train import (
@@ -51,7 +52,13 @@ from crysatom_featurizers.nn.train import (
     train_model,
 )
 from training.corpus import REPO_ROOT
-from training.labels import FRONTEND_VAL_MODULUS, LABEL_TASKS, LabelSet, build_label_set
+from training.labels import (
+    FRONTEND_VAL_MODULUS,
+    LABEL_TASKS,
+    LabelSet,
+    build_label_set,
+    split_datasets,
+)
 from training.provenance import cpu_model, git_commit, package_version
 
 CONFIG_DIR = REPO_ROOT / "training" / "configs"
@@ -94,8 +101,19 @@ def frontend_settings(cfg: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def masked_mse(outputs: Tensor, targets: Tensor) -> Tensor:
-    """Sum over tasks of the mean squared error over the crystals that have the label
-    (``targets`` is NaN where a crystal lacks it; tasks absent from the batch add nothing)."""
+    """Sum over tasks of the mean squared error over the crystals that have the label.
+
+    Parameters
+    ----------
+    outputs, targets : Tensor
+        ``Float[B, T]`` predictions and standardised targets; a target is NaN where the
+        crystal lacks that label. Tasks absent from the batch add nothing.
+
+    Returns
+    -------
+    Tensor
+        0-d loss, in squared standardised units.
+    """
     mask = torch.isfinite(targets)
     diff = torch.where(mask, outputs - torch.nan_to_num(targets), torch.zeros_like(outputs))
     per_task = (diff * diff).sum(0) / mask.sum(0).clamp(min=1)
@@ -103,7 +121,11 @@ def masked_mse(outputs: Tensor, targets: Tensor) -> Tensor:
 
 
 def masked_abs_sum(outputs: Tensor, targets: Tensor) -> Tensor:
-    """Sum over the crystals of a batch of their mean absolute error over their labels."""
+    """Sum over the crystals of a batch of their mean absolute error over their labels.
+
+    In standardised units, averaged over each crystal's labels: the history's ``train_mae`` and
+    ``val_mae`` of a multi-task run, not a per-task MAE (the summary has those, in units).
+    """
     mask = torch.isfinite(targets)
     diff = torch.where(mask, (outputs - torch.nan_to_num(targets)).abs(), torch.zeros_like(outputs))
     return (diff.sum(1) / mask.sum(1).clamp(min=1)).sum()
@@ -123,8 +145,16 @@ def build_inputs(settings: dict[str, Any], labels: LabelSet) -> Any:
         return AtomSets(structures)
     from crysatom_featurizers.graphs import PackedGraphs, structures_to_graphs
 
+    graph = settings.get("graph", {})
     graphs = structures_to_graphs(
-        structures, expand_edges=False, allow_isolated=True, progress=True
+        structures,
+        radius=graph.get("radius", CGCNN_GRAPH.radius),
+        max_neighbors=graph.get("max_neighbors", CGCNN_GRAPH.max_neighbors),
+        gaussian_step=graph.get("gaussian_step", CGCNN_GRAPH.gaussian_step),
+        gaussian_width=graph.get("gaussian_width", CGCNN_GRAPH.gaussian_width),
+        expand_edges=False,
+        allow_isolated=True,
+        progress=True,
     )
     packed = PackedGraphs.from_graphs(graphs)
     return packed
@@ -137,14 +167,20 @@ def build_model(settings: dict[str, Any], n_targets: int) -> tuple[torch.nn.Modu
         from crysatom_featurizers.nn import CrystalTransformer
 
         arch = {k: settings[k] for k in TRANSFORMER_KEYS if k in settings}
-        model = CrystalTransformer(settings.get("embedding", "onehot"), n_targets=n_targets, **arch)
-        return model, {"model": "CrystalTransformer", "embedding": "onehot", **arch}
+        embedding = settings.get("embedding", "onehot")
+        model = CrystalTransformer(embedding, n_targets=n_targets, **arch)
+        return model, {"model": "CrystalTransformer", "embedding": embedding, **arch}
     if kind != "cgcnn":
         raise ValueError(f"front-end kind must be 'transformer' or 'cgcnn', got {kind!r}")
     from crysatom_featurizers.nn import CGCNN, load_encoder
 
     if settings.get("finetune"):
         encoder, enc_meta = load_encoder(settings["finetune"])
+        if enc_meta.get("graph") and enc_meta["graph"] != settings.get("graph", enc_meta["graph"]):
+            raise ValueError(
+                f"the encoder {settings['finetune']!r} was trained on graphs {enc_meta['graph']}; "
+                "set the front-end's graph to the same"
+            )
         model = CGCNN.from_encoder(
             encoder, enc_meta["input_embedding"], n_targets=n_targets, h_fea_len=128
         )
@@ -162,12 +198,21 @@ def build_model(settings: dict[str, Any], n_targets: int) -> tuple[torch.nn.Modu
     return model, {"model": "CGCNN", "embedding": embedding, **arch}
 
 
-def _fingerprint(settings: dict[str, Any], labels: LabelSet) -> str:
-    # the epoch cap and patience only decide where a run stops, not its trajectory
-    kept = {k: v for k, v in settings.items() if k not in ("epochs", "patience")}
+def _fingerprint(settings: dict[str, Any], labels: LabelSet, seed: int) -> str:
+    """What a checkpoint must match to be resumed: the settings (the epoch cap and patience
+    only where they cannot change the trajectory), the seed, and every crystal's id, fold and
+    labels."""
+    kept = dict(settings)
+    kept.pop("patience", None)
+    if settings.get("lr_schedule", "constant") == "constant":
+        kept.pop("epochs", None)  # other schedules depend on the epoch count
+    digest = hashlib.sha256()
+    frame = labels.frame
+    for row in zip(frame["dataset"], frame["source_id"], frame["fold"]):
+        digest.update("|".join(map(str, row)).encode())
+    digest.update(np.ascontiguousarray(labels.targets()).tobytes())
     payload = json.dumps(
-        {"settings": kept, "guard": labels.info["leak_guard"]["formula_checksum"],
-         "n": labels.info["n_crystals"]},
+        {"settings": kept, "seed": seed, "crystals": digest.hexdigest()},
         sort_keys=True, default=str,
     )  # fmt: skip
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -202,14 +247,17 @@ def train_frontend(
         settings["epochs"] = min(int(settings["epochs"]), int(max_epochs))
     tasks = tuple(t for t in LABEL_TASKS if t.name in settings["tasks"])
     t0 = time.perf_counter()
+    splits_dir = splits_dir or REPO_ROOT / cfg.get("splits_dir", "training/results/splits")
     if frames is None:
         from training.benchmark.data import load_dataset
 
-        frames = {d: load_dataset(d, data_dir) for d in sorted({t.dataset for t in tasks})}
+        # every dataset the splits hold out rows of: their formulas leave all labels
+        names = sorted({t.dataset for t in tasks} | set(split_datasets(splits_dir)))
+        frames = {d: load_dataset(d, data_dir) for d in names}
     labels = build_label_set(
         frames,
         tasks,
-        splits_dir=splits_dir or REPO_ROOT / cfg.get("splits_dir", "training/results/splits"),
+        splits_dir=splits_dir,
         max_sites=settings.get("max_sites"),
         val_modulus=int(cfg.get("frontend_val_modulus", FRONTEND_VAL_MODULUS)),
     )
@@ -229,6 +277,9 @@ def train_frontend(
     val_pos = np.flatnonzero(labels.frame["fold"].to_numpy() == "val")
     mean = np.nanmean(y[train_pos], axis=0)
     std = np.nanstd(y[train_pos], axis=0)
+    flat = [t for t, sd in zip(labels.task_names, std) if not sd > 0]
+    if flat:
+        raise ValueError(f"front-end {name!r}: the training labels of {flat} do not vary")
     y_std = torch.as_tensor((y - mean) / std, dtype=torch.float32)
 
     batcher = None
@@ -257,7 +308,7 @@ def train_frontend(
             settings=train,
             seed=seed,
             checkpoint=run_dir / "checkpoint.pt",
-            fingerprint=_fingerprint(settings, labels),
+            fingerprint=_fingerprint(settings, labels, seed),
             batcher=batcher,
         )
         pred = predict_packed(result.model, inputs, torch.as_tensor(val_pos)).numpy()
@@ -328,7 +379,13 @@ def train_frontend(
     )
     vectors.to_json(out_dir / f"uae_{name}.json")
     if settings["kind"] == "cgcnn":
-        graph = {"radius": 8.0, "max_neighbors": 12, "gaussian_step": 0.2, "gaussian_width": 0.2}
+        graph = {
+            "radius": CGCNN_GRAPH.radius,
+            "max_neighbors": CGCNN_GRAPH.max_neighbors,
+            "gaussian_step": CGCNN_GRAPH.gaussian_step,
+            "gaussian_width": CGCNN_GRAPH.gaussian_width,
+            **settings.get("graph", {}),
+        }
         save_encoder(
             result.model.encoder,
             run_dir / "encoder.pt",

@@ -43,6 +43,7 @@ class AtomSetBatch:
 
     @property
     def num_graphs(self) -> int:
+        """Number of crystals ``B``."""
         return int(self.z.shape[0])
 
 
@@ -53,6 +54,19 @@ class AtomSets:
     ----------
     structures : sequence of pymatgen Structure
         Ordered structures (one element per site).
+
+    Attributes
+    ----------
+    sizes : LongTensor ``[C]``
+        Sites per crystal.
+    z : ShortTensor ``[sum(sizes)]``
+        Atomic numbers of all sites, crystal after crystal.
+    pos : FloatTensor ``[sum(sizes), 3]``
+        Cartesian coordinates, Å.
+    dist : FloatTensor ``[sum(sizes**2)]``
+        Each crystal's minimum-image distance matrix (Å), row-major, crystal after crystal.
+    site_offsets, pair_offsets : LongTensor ``[C]``
+        Where each crystal starts in ``z``/``pos`` and in ``dist``.
 
     Raises
     ------
@@ -80,13 +94,36 @@ class AtomSets:
         self.dist = torch.from_numpy(np.concatenate(dist))
         self.site_offsets = torch.cumsum(self.sizes, 0) - self.sizes
         self.pair_offsets = torch.cumsum(self.sizes**2, 0) - self.sizes**2
+        self.device = torch.device("cpu")
 
     def __len__(self) -> int:
         return int(self.sizes.numel())
 
+    def to(self, device: torch.device | str) -> AtomSets:
+        """Gather batches onto ``device`` (the stored tensors stay on the CPU); returns self."""
+        self.device = torch.device(device)
+        return self
+
     def batch(self, index: Any) -> AtomSetBatch:
-        """The crystals at positions ``index``, padded to the largest of them."""
-        index = torch.as_tensor(index, dtype=torch.long).cpu()
+        """The crystals at positions ``index``, padded to the largest of them.
+
+        Parameters
+        ----------
+        index : sequence of int or LongTensor
+            Positions of the crystals (``0 <= i < len(self)``), in batch order.
+
+        Raises
+        ------
+        IndexError
+            If ``index`` is empty or holds a position outside the set.
+        """
+        index = torch.as_tensor(index, dtype=torch.long).cpu().reshape(-1)
+        if index.numel() == 0:
+            raise IndexError("an empty batch: give at least one crystal position")
+        if int(index.min()) < 0 or int(index.max()) >= len(self):
+            raise IndexError(
+                f"crystal positions must lie in [0, {len(self)}), got {index.tolist()}"
+            )
         sizes = self.sizes[index]
         b, n = int(index.numel()), int(sizes.max())
         mask = torch.arange(n).unsqueeze(0) < sizes.unsqueeze(1)  # [B, N]
@@ -101,4 +138,6 @@ class AtomSets:
         flat = self.pair_offsets[index][pb] + pi * sizes[pb] + pj
         dist = torch.zeros((b, n, n), dtype=torch.float32)
         dist[pb, pi, pj] = self.dist[flat]
-        return AtomSetBatch(z=z, pos=pos, dist=dist, mask=mask)
+        device = self.device
+        return AtomSetBatch(z=z.to(device), pos=pos.to(device), dist=dist.to(device),
+                            mask=mask.to(device))  # fmt: skip

@@ -341,7 +341,7 @@ def train_model(
         shuffling generator, early-stopping state, history) is written here atomically, as
         plain tensors and numbers (read back with ``torch.load(weights_only=True)``). When the
         file exists, training resumes after its last epoch and ends as an uninterrupted run
-        would.
+        would (bitwise on the CPU). An epoch whose loss is not finite is never saved.
     fingerprint : str
         Identifies the data and settings of the run; a checkpoint written under another
         fingerprint is refused instead of resumed.
@@ -384,6 +384,8 @@ def train_model(
             scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         history = {k: list(v) for k, v in state["history"].items()}
         best_loss, best_epoch, stale = state["best_loss"], state["best_epoch"], state["stale"]
         best_state = state["best_state"]
@@ -397,10 +399,7 @@ def train_model(
         )
     t_train = time.perf_counter() - spent
     epoch = start - 1
-    stopped = start > 1 and (
-        (settings.patience is not None and stale >= settings.patience)
-        or not math.isfinite(history["train_loss"][-1])
-    )
+    stopped = start > 1 and settings.patience is not None and stale >= settings.patience
     try:
         for epoch in range(start, 0 if stopped else int(settings.epochs) + 1):
             t_epoch = time.perf_counter()
@@ -447,6 +446,11 @@ def train_model(
             if bar is not None:
                 bar.set_postfix(_postfix(history), refresh=False)
                 bar.update(1)
+            if not math.isfinite(train_stats[0]):
+                raise FloatingPointError(
+                    f"the training loss became {train_stats[0]} at epoch {epoch}; "
+                    "lower lr or check the targets"
+                )
             if checkpoint is not None:
                 _save_checkpoint(
                     checkpoint,
@@ -457,17 +461,13 @@ def train_model(
                     scheduler=None if scheduler is None else scheduler.state_dict(),
                     generator=generator.get_state(),
                     torch_rng=torch.get_rng_state(),
+                    cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                     history=history,
                     best_loss=best_loss,
                     best_epoch=best_epoch,
                     best_state=best_state,
                     stale=stale,
                     training_s=time.perf_counter() - t_train,
-                )
-            if not math.isfinite(train_stats[0]):
-                raise FloatingPointError(
-                    f"the training loss became {train_stats[0]} at epoch {epoch}; "
-                    "lower lr or check the targets"
                 )
             if settings.patience is not None and stale >= settings.patience:
                 break
@@ -488,13 +488,10 @@ CHECKPOINT_FORMAT = "crysatom-featurizers/train-checkpoint"
 
 
 def _save_checkpoint(path: str | os.PathLike, **state: Any) -> None:
-    import io
+    from crysatom_featurizers.io import atomic_write
 
-    from crysatom_featurizers.io import atomic_write_bytes
-
-    buffer = io.BytesIO()
-    torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    with atomic_write(path, "wb") as handle:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
 
 
 def _load_checkpoint(path: str | os.PathLike, fingerprint: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ def _setup(tmp_path, val: dict[str, list[float]]):
         folder = results / frontend
         folder.mkdir(parents=True)
         vectors = ElementEmbedding.from_dict(
-            {s: rng.normal(size=4) for s in SYMBOLS},
+            {s: rng.normal(size=64) for s in SYMBOLS},
             name=f"uae_{frontend}",
             metadata={"leak_guard": {"removed_crystals": {"jarvis": 3}}},
         )
@@ -38,12 +38,14 @@ def _setup(tmp_path, val: dict[str, list[float]]):
             "validation_loss": loss, "validation_mae": {"t": {"mae": loss}},
             "architecture": {"model": model}, "epochs_run": 9, "best_epoch": 4,
             "stopped_by": "early stopping", "train_wall_time_s": 10.0,
+            "settings": {"tasks": ["jarvis_formation_energy", "jarvis_mbj_bandgap",
+                                   "mp_formation_energy"]},
         }  # fmt: skip
         (folder / "summary.json").write_text(json.dumps(summary))
         if model == "CGCNN":
             (runs / frontend).mkdir(parents=True)
             save_encoder(
-                CGCNNEncoder(103, 8, 1),
+                CGCNNEncoder(103, 64, 1),
                 runs / frontend / "encoder.pt",
                 {"input_embedding": "onehot", "graph": {"radius": 8.0}},
             )
@@ -88,14 +90,14 @@ def test_the_validation_winner_ships_as_uae_with_its_record(tmp_path):
     out.mkdir()
     path = ship_vectors(label, record, cfg, out)
     shipped = ElementEmbedding.from_json(path)
-    assert path.name == "uae_4.json" and shipped.name == "uae"
+    assert path.name == "uae_64.json" and shipped.name == "uae"
     assert shipped.metadata["leak_guard"]["removed_crystals"] == {"jarvis": 3}
     assert shipped.metadata["selection"]["chosen"] == "uae_cgcnn_mt"
 
     # the encoder: the CGCNN front-end (the transformer has none), with the record
     encoder_path = ship_encoder(record, out, runs)
     encoder, meta = load_encoder(encoder_path)
-    assert encoder_path.name == "uae_encoder_8.pt" and encoder.in_dim == 103
+    assert encoder_path.name == "uae_encoder_64.pt" and encoder.in_dim == 103
     assert meta["selection"]["chosen"] == "uae_cgcnn_mt"
     assert meta["input_embedding"] == "onehot"
 
@@ -108,5 +110,19 @@ def test_no_scores_no_candidates_no_encoder_are_errors(tmp_path):
     with pytest.raises(ValueError, match="no curve.label_candidates"):
         selection_record(run, cfg, results)
     record = {"frontends": {"uae_ct": {"architecture": {"model": "CrystalTransformer"}}}}
-    with pytest.raises(ValueError, match="no CGCNN front-end"):
+    with pytest.raises(ValueError, match="no multi-task CGCNN front-end"):
         ship_encoder(record, tmp_path, runs)
+    single = {"architecture": {"model": "CGCNN"}, "tasks": ["jarvis_formation_energy"]}
+    with pytest.raises(ValueError, match="no multi-task CGCNN front-end"):
+        ship_encoder({"frontends": {"uae_cgcnn_ef": single}}, tmp_path, runs)
+
+
+def test_a_width_the_registry_does_not_serve_is_refused(tmp_path):
+    run, cfg, results, _ = _setup(
+        tmp_path, {"cgcnn": [1.0, 1.0], "uae_cgcnn_mt": [0.8, 0.8], "uae_ct_geometry": [1.0, 1]}
+    )
+    label, record = selection_record(run, cfg, results)
+    small = ElementEmbedding.from_dict({"H": [0.0, 1.0]}, name="uae_cgcnn_mt")
+    small.to_json(results / "cgcnn_mt" / "uae_cgcnn_mt.json")
+    with pytest.raises(ValueError, match="serves 'uae' at"):
+        ship_vectors(label, record, cfg, tmp_path)
