@@ -34,7 +34,8 @@ CGCNN_EXPERIMENTS = ("comparison", "dimension", "ssl", "scarce", "curve")
 #: embeddings, seeds (``small_seeds`` at sizes up to ``small_max``), and the embedding that the
 #: report judges against ``references`` with paired seeds; ``candidates`` (labels) are ranked
 #: on validation MAE at ``select_sizes`` to choose the shipped vectors (``label_candidates`` at
-#: ``label_select_sizes``: the label-trained vectors of ``training.supervised``). ``variants`` maps a
+#: ``label_select_sizes``: the label-trained vectors of ``training.supervised``; ``label_report``
+#: names the options of :mod:`training.benchmark.label_vectors`). ``variants`` maps a
 #: label to CGCNNRegressor parameters that replace those of the ``cgcnn`` section for that
 #: label (``embedding`` included): transfer from a pretrained encoder (``finetune``,
 #: ``distill``, ``distill_delta``) on the same curve. ``transfer`` names the labels of the
@@ -52,6 +53,7 @@ CURVE_KEYS = (
     "select_sizes",
     "label_candidates",
     "label_select_sizes",
+    "label_report",
     "variants",
     "transfer",
 )
