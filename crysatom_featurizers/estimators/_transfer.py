@@ -64,7 +64,7 @@ def check_transfer_params(est: Any) -> None:
     for name, value in (("finetune", finetune), ("distill", distill)):
         if value is not None and not _is_spec(value):
             raise ValueError(
-                f"{name} must be None, a shipped encoder name ('crysatom') or the path of an "
+                f"{name} must be None, a shipped encoder name ('crysatom', 'uae') or the path of an "
                 f"encoder file, got {type(value).__name__}"
             )
     if finetune is not None and distill is not None:

@@ -51,7 +51,8 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
         Readout over the sites of a crystal.
     finetune : str, path or None, default=None
         Start the input map and the convolutions from a pretrained encoder and train them with
-        a new head (CrysXPP, Das et al. 2022): a shipped encoder's name (``"crysatom"``, see
+        a new head (CrysXPP, Das et al. 2022): a shipped encoder's name (``"crysatom"``, the
+        label-free CrysAtom encoder, or ``"uae"``, learned from property labels; see
         :func:`crysatom_featurizers.nn.available_encoders`) or an encoder file. Its width,
         depth, input vectors and graph settings apply; ``atom_fea_len``, ``n_conv``,
         ``embedding``, ``radius`` or ``max_neighbors`` that differ raise a ``ValueError``.
