@@ -8,8 +8,8 @@ at ``curve.label_select_sizes``); each front-end's own validation MAE is recorde
 chosen vectors are written to ``crysatom_featurizers/embeddings/data/uae_<dim>.json`` under
 the name ``uae``, with the candidates, scores, criterion and choice in their metadata.
 
-The encoder is that of the CGCNN front-end among the candidates with the lowest front-end
-validation loss (a transformer's attention layers are no CGCNN encoder), copied from
+The encoder is that of the multi-task CGCNN front-end among the candidates with the lowest
+front-end validation loss (``--encoder-only`` ships it before the learning curve has run) (a transformer's attention layers are no CGCNN encoder), copied from
 ``training/runs/supervised/<frontend>/encoder.pt`` to
 ``crysatom_featurizers/nn/data/uae_encoder_<width>.pt`` with the same selection record.
 
@@ -57,6 +57,24 @@ def frontend_summary(frontend: str, results_dir: Path = RESULTS_DIR) -> dict[str
     return json.loads(path.read_text())
 
 
+def frontend_records(labels: Sequence[str], results_dir: Path = RESULTS_DIR) -> dict[str, Any]:
+    """What each candidate's front-end run recorded: validation loss and MAE, tasks, cost."""
+    frontends = {}
+    for label in labels:
+        summary = frontend_summary(frontend_of(label), results_dir)
+        frontends[label] = {
+            "validation_loss": summary["validation_loss"],
+            "validation_mae": summary["validation_mae"],
+            "architecture": summary["architecture"],
+            "tasks": summary["settings"]["tasks"],
+            "epochs_run": summary["epochs_run"],
+            "best_epoch": summary["best_epoch"],
+            "stopped_by": summary.get("stopped_by"),
+            "train_wall_time_s": summary["train_wall_time_s"],
+        }
+    return frontends
+
+
 def selection_record(
     run_dir: Path, cfg: BenchConfig, results_dir: Path = RESULTS_DIR
 ) -> tuple[str, dict[str, Any]]:
@@ -72,19 +90,7 @@ def selection_record(
     chosen = table.loc[table["chosen"], "candidate"]
     if chosen.empty:
         raise ValueError(f"no label candidate has validation scores in {run_dir}")
-    frontends = {}
-    for label in labels:
-        summary = frontend_summary(frontend_of(label), results_dir)
-        frontends[label] = {
-            "validation_loss": summary["validation_loss"],
-            "validation_mae": summary["validation_mae"],
-            "architecture": summary["architecture"],
-            "tasks": summary["settings"]["tasks"],
-            "epochs_run": summary["epochs_run"],
-            "best_epoch": summary["best_epoch"],
-            "stopped_by": summary.get("stopped_by"),
-            "train_wall_time_s": summary["train_wall_time_s"],
-        }
+    frontends = frontend_records(labels, results_dir)
     record = {
         "criterion": (
             "validation MAE of CGCNN on the candidate vectors (early stopping, the fixed 500 "
@@ -131,8 +137,9 @@ def ship_vectors(label: str, record: dict[str, Any], cfg: BenchConfig, out_dir: 
 
 
 def ship_encoder(record: dict[str, Any], out_dir: Path, runs_dir: Path = RUNS_DIR) -> Path:
-    """Write the encoder of the best multi-task CGCNN front-end of ``record`` as
-    ``out_dir/uae_encoder_<width>.pt``, with the selection in its metadata.
+    """Write the encoder of the best multi-task CGCNN front-end of ``record`` (its
+    ``frontends``, see :func:`frontend_records`) as ``out_dir/uae_encoder_<width>.pt``, with
+    the selection in its metadata.
 
     Only front-ends trained on every label task compete (their validation losses sum the
     same tasks over the same formulas).
@@ -161,7 +168,7 @@ def ship_encoder(record: dict[str, Any], out_dir: Path, runs_dir: Path = RUNS_DI
         "validation formulas (summed standardised MSE of its tasks)",
         "candidates": {k: v["validation_loss"] for k, v in cgcnn.items()},
         "chosen": label,
-        "vectors_selection": record,
+        "frontends": record["frontends"],
     }
     path = out_dir / f"{SHIPPED_NAME}_encoder_{encoder.hidden_dim}.pt"
     if path.name != SHIPPED_ENCODERS[SHIPPED_NAME][0]:
@@ -181,8 +188,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", default="training/configs/bench_curve.yaml")
     parser.add_argument("--out", default=str(DATA_DIR), help="folder of the vector files")
     parser.add_argument("--encoder-out", default=str(ENCODER_DATA_DIR), help="encoder folder")
+    parser.add_argument(
+        "--encoder-only",
+        action="store_true",
+        help="ship the encoder alone (it is chosen on the front-ends' own validation, so it "
+        "needs no learning-curve results)",
+    )
     args = parser.parse_args(argv)
     cfg = BenchConfig.from_yaml(args.config)
+    if args.encoder_only:
+        labels = list(cfg.curve.get("label_candidates", []))
+        trained = [
+            lab for lab in labels if (RESULTS_DIR / frontend_of(lab) / "summary.json").exists()
+        ]
+        if trained != labels:
+            print(f"not trained yet, left out: {sorted(set(labels) - set(trained))}")
+        record = {"frontends": frontend_records(trained)}
+        print(f"wrote {ship_encoder(record, Path(args.encoder_out))}")
+        return 0
     label, record = selection_record(Path(args.run), cfg)
     print(pd.DataFrame(record["candidates"]).to_string(index=False))
     print(f"wrote {ship_vectors(label, record, cfg, Path(args.out))}")
