@@ -111,3 +111,22 @@ def test_atom_sets_refuse_positions_outside_the_set(nacl, perovskite):
     with pytest.raises(IndexError, match="empty batch"):
         sets.batch([])
     assert sets.to("cpu").batch([1]).z.device.type == "cpu"
+
+
+def test_the_shipped_label_encoder_fine_tunes_and_distils_by_name(nacl, perovskite, bcc_fe):
+    from crysatom_featurizers.nn import available_encoders, load_encoder
+
+    encoder, meta = load_encoder("uae")
+    assert (encoder.in_dim, meta["input_embedding"]) == (103, "onehot")
+    guard = meta["leak_guard"]
+    assert guard["removed_crystals"]["jarvis"] > 0 and guard["n_formulas"] > 0
+    assert meta["unseen_properties"] == ["bulk_modulus_kv", "shear_modulus_gv"]
+    assert meta["selection"]["chosen"].startswith("uae_")
+    assert "uae" in {row["name"] for row in available_encoders() if row["present"]}
+
+    X = [nacl, perovskite, bcc_fe] * 3
+    y = np.array([s.volume / len(s) for s in X])
+    tuned = CGCNNRegressor(finetune="uae", epochs=2, random_state=0).fit(X, y)
+    assert tuned.transfer_["input_embedding"] == "onehot" and tuned.embedding_dim_ == 103
+    distilled = CGCNNRegressor(embedding="cgcnn", distill="uae", epochs=2, random_state=0)
+    assert np.isfinite(distilled.fit(X, y).predict(X)).all()

@@ -45,8 +45,9 @@ SHIPPED_NAME = "uae"
 
 
 def frontend_of(label: str) -> str:
-    """``"uae_cgcnn_mt"`` -> ``"cgcnn_mt"``."""
-    return label.removeprefix(f"{SHIPPED_NAME}_")
+    """The front-end of a candidate label: ``"uae_cgcnn_mt"`` and ``"uae_cgcnn_mt_concat"``
+    (its depth read-out) -> ``"cgcnn_mt"``."""
+    return label.removeprefix(f"{SHIPPED_NAME}_").removesuffix("_concat")
 
 
 def frontend_summary(frontend: str, results_dir: Path = RESULTS_DIR) -> dict[str, Any]:
@@ -55,6 +56,10 @@ def frontend_summary(frontend: str, results_dir: Path = RESULTS_DIR) -> dict[str
     if not path.exists():
         raise FileNotFoundError(f"no summary of front-end {frontend!r} at {path}")
     return json.loads(path.read_text())
+
+
+def _trained(label: str, results_dir: Path = RESULTS_DIR) -> bool:
+    return (results_dir / frontend_of(label) / "summary.json").exists()
 
 
 def frontend_records(labels: Sequence[str], results_dir: Path = RESULTS_DIR) -> dict[str, Any]:
@@ -84,6 +89,8 @@ def selection_record(
     labels = list(cfg.curve.get("label_candidates", []))
     if not labels:
         raise ValueError("the config lists no curve.label_candidates")
+    untrained = [lab for lab in labels if not _trained(lab, results_dir)]
+    labels = [lab for lab in labels if lab not in untrained]
     sizes = [int(n) for n in cfg.curve.get("label_select_sizes", (100,))]
     frame = ResultsFile(run_dir / "results.csv").read()
     table = candidate_selection(frame, run_dir, labels, sizes)
@@ -101,6 +108,7 @@ def selection_record(
         "candidates": table.to_dict("records"),
         "frontends": frontends,
         "chosen": str(chosen.iloc[0]),
+        "not_trained": untrained,
         "results": f"training/results/{run_dir.name}/results.csv",
         "selected": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "selection_git_commit": git_commit(),

@@ -218,6 +218,37 @@ def _fingerprint(settings: dict[str, Any], labels: LabelSet, seed: int) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def depth_readout(
+    model: torch.nn.Module, packed: Any, positions: np.ndarray, symbols: Sequence[str]
+) -> np.ndarray:
+    """Element vectors from every depth of a CGCNN front-end: the element averages of the node
+    embeddings after the input map and after each convolution over the crystals
+    ``positions`` (eval mode), each depth scaled to unit length, side by side, scaled to unit
+    length (the read-out chosen for the CrysAtom vectors). Rows follow ``symbols``."""
+    from pymatgen.core import Element
+
+    sums: list[Tensor] | None = None
+    counts = torch.zeros(119)
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(positions), 256):
+            batch = packed.batch(torch.as_tensor(positions[start : start + 256]))
+            layers = model.encode_layers(batch)
+            z = batch.z.long()
+            if sums is None:
+                sums = [torch.zeros(119, h.shape[1]) for h in layers]
+            for total, h in zip(sums, layers):
+                total.index_add_(0, z, h)
+            counts.index_add_(0, z, torch.ones_like(z, dtype=counts.dtype))
+    rows = [Element(s).Z for s in symbols]
+    blocks = []
+    for total in sums or []:
+        mean = (total[rows] / counts[rows].clamp(min=1).unsqueeze(1)).double().numpy()
+        blocks.append(mean / np.linalg.norm(mean, axis=1, keepdims=True))
+    joined = np.concatenate(blocks, axis=1)
+    return joined / np.linalg.norm(joined, axis=1, keepdims=True)
+
+
 def _element_counts(labels: LabelSet) -> Counter:
     counts: Counter = Counter()
     for structure in labels.frame.loc[labels.frame["fold"] == "train", "structure"]:
@@ -379,6 +410,22 @@ def train_frontend(
     )
     vectors.to_json(out_dir / f"uae_{name}.json")
     if settings["kind"] == "cgcnn":
+        from crysatom_featurizers.embeddings import ElementEmbedding
+
+        symbols = sorted(counts)
+        readout = ElementEmbedding(
+            f"uae_{name}_concat",
+            symbols,
+            depth_readout(result.model, inputs, train_pos, symbols),
+            {
+                **metadata,
+                "method": "element averages of the front-end's node embeddings after the input "
+                "map and after each convolution, over its training crystals (eval mode), each "
+                "depth scaled to unit length, side by side, scaled to unit length "
+                "(training/supervised.py: depth_readout)",
+            },
+        )
+        readout.to_json(out_dir / f"uae_{name}_concat.json")
         graph = {
             "radius": CGCNN_GRAPH.radius,
             "max_neighbors": CGCNN_GRAPH.max_neighbors,

@@ -253,14 +253,16 @@ TRAINED_EMBEDDINGS: dict[str, dict[str, Any]] = {
         "of the last convolution of the pretrained encoder",
     },
     "uae": {
-        "dims": (64,),
-        "default_dim": 64,
+        "dims": (256, 64),
+        "default_dim": 256,
         "command": "python -m training.supervised (front-ends), then python -m "
         "training.ship_label_vectors (the validation winner)",
         "citation": "Universal atomic embeddings: L. Jin et al., arXiv:2401.09755 (2024)",
         "description": "element vectors learned from property labels (JARVIS formation energy "
         "and MBJ band gap, MP formation energy; multi-task), leak-free: no crystal whose reduced "
-        "formula is a benchmark validation or test formula; the moduli are unseen",
+        "formula is a benchmark validation or test formula; the moduli are unseen. Default "
+        "(256): the element averages of the input map and the 3 convolutions of the label-"
+        "trained CGCNN side by side, chosen on validation",
     },
     "atom2vec": {
         "dims": (50, 100, 200),

@@ -7,7 +7,7 @@ name        dims               default dim  origin
 ==========  =================  ===========  ================================================
 crysatom    50, 100, 200       200          this repository's ``training/`` (files in data/)
 atom2vec    50, 100, 200       200          this repository's ``training/`` (files in data/)
-uae         64                 64           this repository's ``training/``, from labels
+uae         256, 64            256          this repository's ``training/``, from labels
 skipatom    200                200          elementembeddings (MIT)
 mat2vec     200                200          elementembeddings (MIT)
 matscholar  200                200          elementembeddings (MIT)

@@ -198,6 +198,9 @@ def test_train_frontend_writes_vectors_with_the_guard_and_resumes(tmp_path, kind
     if kind == "cgcnn":
         encoder, meta = load_encoder(encoder_file)
         assert encoder.in_dim == 103 and meta["input_embedding"] == "onehot"
+        concat = ElementEmbedding.from_json(tmp_path / "results" / "tiny" / "uae_tiny_concat.json")
+        assert concat.dim == 8 * 2 and set(concat.symbols) == set(vectors.symbols)
+        np.testing.assert_allclose(np.linalg.norm(concat.vectors, axis=1), 1.0, rtol=1e-6)
 
     # a checkpoint of other settings is refused, not silently restarted
     cfg["frontends"]["tiny"]["lr"] = 0.5
