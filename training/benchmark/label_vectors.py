@@ -34,7 +34,7 @@ from crysatom_featurizers.io import atomic_write_text
 from training.benchmark.config import BenchConfig
 from training.benchmark.curve import paired_verdict
 from training.benchmark.results import ResultsFile
-from training.benchmark.transfer import transfer_table
+from training.benchmark.transfer import option_table, transfer_table
 from training.labels import SEEN_PROPERTIES
 
 LABEL_OPTIONS = ("vanilla", "megnet16", "crysatom", "uae", "finetune", "distill")
@@ -178,29 +178,8 @@ def label_markdown(
         "",
     ]
     for prop, group in table.groupby("property", sort=True):
-        sizes = sorted(group["n_train"].unique())
         lines += [f"## {prop} ({group['unit'].iloc[0]}), {seen(prop)}", ""]
-        lines.append("| option | " + " | ".join(f"n = {n}" for n in sizes) + " |")
-        lines.append("|---|" + "---|" * len(sizes))
-        for option in LABEL_OPTIONS:
-            sub = group[group["option"] == option]
-            if sub.empty:
-                continue
-            cells = []
-            for n in sizes:
-                match = sub[sub["n_train"] == n]
-                if match.empty:
-                    cells.append("–")
-                    continue
-                r = match.iloc[0]
-                text = f"{_fmt(r.mae_mean)} ± {_fmt(r.mae_std)} ({int(r.n_seeds)})"
-                rel = getattr(r, "rel_vs_vanilla_pct", math.nan)
-                if option != "vanilla" and np.isfinite(rel):
-                    text += f" ({rel:+.1f}%, {r.verdict})"
-                if r.settings_tried > 1:
-                    text += f" [{r.chosen}]"
-                cells.append(text)
-            lines.append(f"| {option} | " + " | ".join(cells) + " |")
+        lines += option_table(group, LABEL_OPTIONS, seeds=True)
         lines.append("")
     lines += ["## Targets", "", "| target | measured | met |", "|---|---:|---|"]
     for c in checks:

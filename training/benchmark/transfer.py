@@ -110,6 +110,37 @@ def transfer_table(
     return pd.DataFrame(out)
 
 
+def option_table(group: pd.DataFrame, options: Sequence[str], seeds: bool = False) -> list[str]:
+    """Markdown rows of one property of a :func:`transfer_table`: an option per row, a
+    training size per column; each cell the mean ± std test MAE (``seeds``: and the number of
+    seeds), the change against vanilla with the verdict, and the setting chosen."""
+    sizes = sorted(group["n_train"].unique())
+    lines = ["| option | " + " | ".join(f"n = {n}" for n in sizes) + " |"]
+    lines.append("|---|" + "---|" * len(sizes))
+    for option in options:
+        sub = group[group["option"] == option]
+        if sub.empty:
+            continue
+        cells = []
+        for n in sizes:
+            match = sub[sub["n_train"] == n]
+            if match.empty:
+                cells.append("–")
+                continue
+            r = match.iloc[0]
+            std = f" ± {r.mae_std:.3g}" if np.isfinite(r.mae_std) else ""
+            text = f"{r.mae_mean:.3g}{std}" + (f" ({int(r.n_seeds)})" if seeds else "")
+            rel = getattr(r, "rel_vs_vanilla_pct", math.nan)
+            if option != "vanilla" and np.isfinite(rel):
+                verdict = "" if r.verdict == "n/a" else f", {r.verdict}"
+                text += f" ({rel:+.1f}%{verdict})"
+            if r.settings_tried > 1:
+                text += f" [{r.chosen}]"
+            cells.append(text)
+        lines.append(f"| {option} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def transfer_markdown(table: pd.DataFrame, target_pct: float = -10.0) -> list[str]:
     """Markdown: test MAE per option and size, the change against vanilla, and the target."""
     if table.empty:
@@ -125,31 +156,8 @@ def transfer_markdown(table: pd.DataFrame, target_pct: float = -10.0) -> list[st
         "",
     ]
     for prop, group in table.groupby("property", sort=False):
-        sizes = sorted(group["n_train"].unique())
         lines += [f"### {prop} ({group['unit'].iloc[0]})", ""]
-        lines.append("| option | " + " | ".join(f"n = {n}" for n in sizes) + " |")
-        lines.append("|---|" + "---|" * len(sizes))
-        for option in OPTIONS:
-            sub = group[group["option"] == option]
-            if sub.empty:
-                continue
-            cells = []
-            for n in sizes:
-                match = sub[sub["n_train"] == n]
-                if match.empty:
-                    cells.append("–")
-                    continue
-                r = match.iloc[0]
-                std = f" ± {r.mae_std:.3g}" if np.isfinite(r.mae_std) else ""
-                text = f"{r.mae_mean:.3g}{std}"
-                rel = getattr(r, "rel_vs_vanilla_pct", math.nan)
-                if option != "vanilla" and np.isfinite(rel):
-                    verdict = "" if r.verdict == "n/a" else f", {r.verdict}"
-                    text += f" ({rel:+.1f}%{verdict})"
-                if r.settings_tried > 1:
-                    text += f" [{r.chosen}]"
-                cells.append(text)
-            lines.append(f"| {option} | " + " | ".join(cells) + " |")
+        lines += option_table(group, OPTIONS)
         lines.append("")
     best = best_transfer(table)
     if not best.empty:
