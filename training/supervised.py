@@ -136,6 +136,17 @@ def masked_abs_sum(outputs: Tensor, targets: Tensor) -> Tensor:
 # --------------------------------------------------------------------------------------------
 
 
+def graph_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The front-end's crystal-graph settings: CGCNN's, overlaid with its ``graph`` entries."""
+    return {
+        "radius": CGCNN_GRAPH.radius,
+        "max_neighbors": CGCNN_GRAPH.max_neighbors,
+        "gaussian_step": CGCNN_GRAPH.gaussian_step,
+        "gaussian_width": CGCNN_GRAPH.gaussian_width,
+        **settings.get("graph", {}),
+    }
+
+
 def build_inputs(settings: dict[str, Any], labels: LabelSet) -> Any:
     """Packed graphs (CGCNN front-ends) or atom sets (transformers) of the label crystals."""
     structures = list(labels.frame["structure"])
@@ -145,19 +156,11 @@ def build_inputs(settings: dict[str, Any], labels: LabelSet) -> Any:
         return AtomSets(structures)
     from crysatom_featurizers.graphs import PackedGraphs, structures_to_graphs
 
-    graph = settings.get("graph", {})
     graphs = structures_to_graphs(
-        structures,
-        radius=graph.get("radius", CGCNN_GRAPH.radius),
-        max_neighbors=graph.get("max_neighbors", CGCNN_GRAPH.max_neighbors),
-        gaussian_step=graph.get("gaussian_step", CGCNN_GRAPH.gaussian_step),
-        gaussian_width=graph.get("gaussian_width", CGCNN_GRAPH.gaussian_width),
-        expand_edges=False,
-        allow_isolated=True,
+        structures, **graph_settings(settings), expand_edges=False, allow_isolated=True,
         progress=True,
-    )
-    packed = PackedGraphs.from_graphs(graphs)
-    return packed
+    )  # fmt: skip
+    return PackedGraphs.from_graphs(graphs)
 
 
 def build_model(settings: dict[str, Any], n_targets: int) -> tuple[torch.nn.Module, dict]:
@@ -426,13 +429,7 @@ def train_frontend(
             },
         )
         readout.to_json(out_dir / f"uae_{name}_concat.json")
-        graph = {
-            "radius": CGCNN_GRAPH.radius,
-            "max_neighbors": CGCNN_GRAPH.max_neighbors,
-            "gaussian_step": CGCNN_GRAPH.gaussian_step,
-            "gaussian_width": CGCNN_GRAPH.gaussian_width,
-            **settings.get("graph", {}),
-        }
+        graph = graph_settings(settings)
         save_encoder(
             result.model.encoder,
             run_dir / "encoder.pt",

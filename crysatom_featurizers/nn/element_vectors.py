@@ -75,7 +75,8 @@ def element_embedding_from_model(
     """
     if hasattr(model, "get_params") and not hasattr(model, "model_"):
         raise TypeError(f"this {type(model).__name__} is not fitted yet: call fit first")
-    table, covered = _network(model).element_input_vectors()
+    network = _network(model)
+    table, covered = network.element_input_vectors()
     table = table.detach().cpu().numpy().astype(np.float64)
     covered = covered.detach().cpu().numpy()
     z_covered = [int(z) for z in np.flatnonzero(covered)]
@@ -91,5 +92,5 @@ def element_embedding_from_model(
                 f"{len(by_symbol)} elements"
             )
     rows = [by_symbol[s] for s in symbols]
-    info = {"source": f"element input map of a trained {type(_network(model)).__name__}"}
+    info = {"source": f"element input map of a trained {type(network).__name__}"}
     return ElementEmbedding(name, symbols, table[rows], {**info, **dict(metadata or {})})
