@@ -20,10 +20,13 @@ from crysatom_featurizers.graphs import (
     GraphBatch,
     GraphSettings,
     IsolatedSiteError,
+    PackedField,
     PackedGraphs,
     gaussian_centers,
     normalize_species_weights,
+    pack_graphs,
     prime_structure_caches,
+    register_packed_field,
     site_occupancies,
     structure_to_graph,
     structures_to_graphs,
@@ -52,14 +55,37 @@ def test_graph_settings_are_the_cgcnn_defaults_everywhere():
     ):
         with pytest.raises(ValueError):
             GraphSettings(**bad)
-    for fn in (structure_to_graph, CrystalGraphTransformer):
-        params = inspect.signature(fn).parameters
-        assert params["radius"].default == CGCNN_GRAPH.radius
-        assert params["gaussian_width"].default == CGCNN_GRAPH.gaussian_width
+    for fn in (structure_to_graph, structures_to_graphs):
+        assert inspect.signature(fn).parameters["settings"].default is CGCNN_GRAPH
+    params = inspect.signature(CrystalGraphTransformer).parameters
+    assert params["radius"].default == CGCNN_GRAPH.radius
+    assert params["gaussian_width"].default == CGCNN_GRAPH.gaussian_width
+    assert CrystalGraphTransformer().settings() == CGCNN_GRAPH
     est = CGCNNRegressor()
     assert (est.radius, est.max_neighbors) == (CGCNN_GRAPH.radius, CGCNN_GRAPH.max_neighbors)
     assert GaussianExpansion().num_gaussians == CGCNN_GRAPH.num_gaussians
     assert CGCNN("cgcnn").distance_expansion.width == CGCNN_GRAPH.gaussian_width
+
+
+def test_functions_take_graph_settings(nacl):
+    settings = GraphSettings(radius=6.0, max_neighbors=8, gaussian_step=0.5, gaussian_width=0.5)
+    given = structure_to_graph(nacl, settings)
+    spelled = structure_to_graph(
+        nacl, radius=6.0, max_neighbors=8, gaussian_step=0.5, gaussian_width=0.5
+    )
+    for key in ("edge_index", "edge_dist", "edge_attr"):
+        assert torch.equal(getattr(given, key), getattr(spelled, key)), key
+    assert given.edge_attr.shape[1] == settings.num_gaussians == 13
+    (many,) = structures_to_graphs([nacl], settings)
+    assert torch.equal(many.edge_index, given.edge_index)
+    with pytest.raises(TypeError, match="must be a GraphSettings"):
+        structure_to_graph(nacl, 6.0)
+    with pytest.raises(TypeError, match="unknown graph setting"):
+        structures_to_graphs([nacl], stop=6.0)
+    assert CGCNN_GRAPH.replace(radius=6.0) == GraphSettings(6.0, 12, 0.2, 0.2)
+    assert GraphSettings.from_dict({**settings.as_dict(), "checksum": "x"}) == settings
+    with pytest.raises(ValueError, match="radius must be positive"):
+        CGCNN_GRAPH.replace(radius=-1.0)
 
 
 def test_graph_settings_and_estimator_parameters_load_without_torch():
@@ -437,3 +463,53 @@ def test_packed_batch_matches_pyg_batch(request):
     for key in ("z", "species_z", "species_site_index", "edge_index", "batch", "ptr"):
         assert torch.equal(getattr(whole, key), getattr(ref, key).long()), key
     torch.testing.assert_close(whole.edge_dist, ref.edge_dist.float())
+
+
+def _with_edge_pairs(graph, prefix: str):
+    """A copy of ``graph`` with consecutive edge pairs and a number per pair (a stand-in for a
+    line graph and its bond-angle cosines)."""
+    out = graph.clone()
+    e = int(graph.edge_index.shape[1])
+    setattr(out, f"{prefix}_index", torch.stack([torch.arange(e - 1), torch.arange(1, e)]))
+    setattr(out, f"{prefix}_cos", torch.linspace(-1.0, 1.0, e - 1))
+    return out
+
+
+def test_registered_fields_pack_and_batch_with_their_offsets(nacl, fe2o3, bcc_fe):
+    index = register_packed_field(
+        PackedField("pairs_test_index", "pairs_test", torch.int32, torch.long, "edges", axis=1)
+    )
+    register_packed_field(PackedField("pairs_test_cos", "pairs_test", torch.float32, torch.float32))
+    assert register_packed_field(index) is index  # the same field again: a no-op
+    graphs = [
+        _with_edge_pairs(g, "pairs_test")
+        for g in structures_to_graphs([nacl, fe2o3, bcc_fe], expand_edges=False)
+    ]
+    packed = PackedGraphs.from_graphs(graphs)
+    assert packed.tensors["pairs_test_index"].dtype == torch.int32
+    assert packed.tensors["num_pairs_test"].tolist() == [g.edge_index.shape[1] - 1 for g in graphs]
+    batch = packed.to("cpu").batch([2, 0])
+    first = graphs[2].edge_index.shape[1]
+    expected = torch.cat([graphs[2].pairs_test_index, graphs[0].pairs_test_index + first], dim=1)
+    assert torch.equal(batch.pairs_test_index, expected)
+    assert torch.equal(
+        batch.pairs_test_cos, torch.cat([graphs[2].pairs_test_cos, graphs[0].pairs_test_cos])
+    )
+    # the pairs point at the batch's own edges
+    assert int(batch.pairs_test_index.max()) < batch.num_edges
+    assert torch.equal(batch.to("cpu").pairs_test_index, expected)
+    # graphs without the field pack as before; only some graphs with it is an error
+    plain = structures_to_graphs([nacl], expand_edges=False)
+    assert "pairs_test_index" not in pack_graphs(plain)
+    with pytest.raises(ValueError, match="graph 1 lacks 'pairs_test_index'"):
+        pack_graphs([graphs[0], plain[0]])
+    with pytest.raises(ValueError, match="core field"):
+        register_packed_field(PackedField("edge_dist", "edges", torch.float16, torch.float32))
+    with pytest.raises(ValueError, match="already registered"):
+        register_packed_field(
+            PackedField("pairs_test_cos", "pairs_test", torch.float16, torch.float32)
+        )
+    with pytest.raises(ValueError, match="unknown segment"):
+        register_packed_field(PackedField("x_test", "x", torch.int32, torch.long, "nowhere"))
+    with pytest.raises(AttributeError):
+        batch.not_a_field  # noqa: B018

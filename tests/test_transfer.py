@@ -329,7 +329,7 @@ def test_from_encoder_checks_input_and_edges():
     with pytest.raises(ValueError, match="92-dim element vectors"):
         CGCNN.from_encoder(encoder, "random:8")
     with pytest.raises(ValueError, match="41 Gaussian edge features"):
-        CGCNN.from_encoder(encoder, "cgcnn", gaussian_stop=6.0)
+        CGCNN.from_encoder(encoder, "cgcnn", graph=CGCNN_GRAPH.replace(radius=6.0))
     with pytest.raises(TypeError, match="come from the encoder"):
         CGCNN.from_encoder(encoder, "cgcnn", atom_fea_len=8)
     model = CGCNN.from_encoder(encoder, "cgcnn")

@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     structures = [frame["structure"].iloc[i] for i in rows]
     torch.manual_seed(0)
     encoder, metadata = load_encoder(args.encoder)
-    kwargs = dict(gaussian_stop=CGCNN_GRAPH.radius)
+    kwargs = dict(graph=CGCNN_GRAPH)
     random = CGCNNEncoder(encoder.in_dim, encoder.hidden_dim, encoder.num_layers, encoder.edge_dim)
     results = {
         "encoder": args.encoder,

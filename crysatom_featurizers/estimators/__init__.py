@@ -17,6 +17,16 @@ Table 2, middle block); see the ``lr`` parameter for how this relates to the ori
 defaults. The epochs themselves run in :func:`crysatom_featurizers.nn.train.train_model`; this
 package holds the scikit-learn surface (parameters, input and target checks, ``fit``,
 ``predict``).
+
+How an estimator is made
+------------------------
+Each estimator is a task mixin (regression or classification: targets, loss, metric, ``fit``,
+``predict``), a model base that builds the network (``_build_model``) and checks its own
+parameters (``_check_model_params``), and the graph-estimator base that holds everything else:
+validation, graphs (one :class:`~crysatom_featurizers.graphs.GraphSettings`), early stopping,
+fine-tuning and distillation, pickling. ``CGCNNRegressor`` is ``RegressorMixin +
+_RegressionTask + _CGCNNBase``; another network joins with its own model base and an
+``__init__`` listing its parameters.
 """
 
 from crysatom_featurizers.estimators.classifier import CGCNNClassifier

@@ -1,5 +1,13 @@
-"""Shared implementation of the CGCNN estimators: parameter checks, input handling, fit and
-predict around :func:`crysatom_featurizers.nn.train.train_model` (not public API)."""
+"""The graph-estimator base: the scikit-learn surface shared by every GNN estimator (parameter
+checks, input handling, validation split and early stopping, transfer options, fit and predict
+around :func:`crysatom_featurizers.nn.train.train_model`, pickling). Not public API.
+
+A concrete estimator is a short class: a task mixin from
+:mod:`~crysatom_featurizers.estimators._tasks` (regression or classification), a model base
+such as :class:`~crysatom_featurizers.estimators._cgcnn._CGCNNBase` that implements
+:meth:`_GraphEstimator._build_model` and :meth:`_GraphEstimator._check_model_params`, and an
+``__init__`` that lists its parameters (scikit-learn reads them from its signature).
+"""
 
 from __future__ import annotations
 
@@ -18,22 +26,16 @@ from sklearn.utils.validation import check_is_fitted, check_random_state
 from crysatom_featurizers.deps import require_gnn
 from crysatom_featurizers.embeddings import resolve
 from crysatom_featurizers.estimators._transfer import (
-    DEFAULT_ATOM_FEA_LEN,
     DEFAULT_EMBEDDING,
-    DEFAULT_N_CONV,
     FREEZE_ALL,
     TRANSFER_DEFAULTS,
     Transfer,
     attach_teacher,
     check_input_embedding,
-    check_transfer_params,
     load_transfer,
 )
-from crysatom_featurizers.graphs import CGCNN_GRAPH, gaussian_centers
+from crysatom_featurizers.graphs import CGCNN_GRAPH, GraphSettings
 from crysatom_featurizers.graphs.inputs import type_name
-
-_POOLINGS = ("mean", "sum", "max")
-
 
 # --------------------------------------------------------------------------------------------
 # Input handling
@@ -84,15 +86,16 @@ def _same_spec(a: Any, b: Any) -> bool:
     return isinstance(a, (str, os.PathLike)) and isinstance(b, (str, os.PathLike)) and a == b
 
 
-def _graph_settings_error(label: Any, detail: str, radius: float, max_neighbors: int) -> ValueError:
+def _graph_settings_error(label: Any, detail: str, settings: GraphSettings) -> ValueError:
     return ValueError(
         f"the graph at row {label!r} does not match the estimator's graph settings "
-        f"(radius={radius} Å, max_neighbors={max_neighbors}): {detail}. Build the graphs with "
-        "CrystalGraphTransformer(radius=..., max_neighbors=...) set to the estimator's values"
+        f"(radius={settings.radius} Å, max_neighbors={settings.max_neighbors}): {detail}. Build "
+        "the graphs with CrystalGraphTransformer(radius=..., max_neighbors=...) set to the "
+        "estimator's values"
     )
 
 
-def _check_graph(g: Any, label: Any, radius: float, max_neighbors: int | None) -> None:
+def _check_graph(g: Any, label: Any, settings: GraphSettings) -> None:
     """Reject graphs built with other neighbour settings than the estimator's."""
     import torch
 
@@ -102,38 +105,67 @@ def _check_graph(g: Any, label: Any, radius: float, max_neighbors: int | None) -
             "crysatom_featurizers.graphs.structures_to_graph or CrystalGraphTransformer"
         )
     edge_attr = getattr(g, "edge_attr", None)
-    n_centres = len(gaussian_centers(0.0, radius, CGCNN_GRAPH.gaussian_step))
+    n_centres = settings.num_gaussians
     if edge_attr is not None and edge_attr.shape[-1] != n_centres:
         raise _graph_settings_error(
             label,
             f"its edges carry {edge_attr.shape[-1]} Gaussian features, the estimator expects "
             f"{n_centres}",
-            radius,
-            max_neighbors,
+            settings,
         )
     dist = g.edge_dist
-    if dist.numel() and float(dist.max()) > radius + 1e-4:
+    if dist.numel() and float(dist.max()) > settings.radius + 1e-4:
         raise _graph_settings_error(
-            label, f"it has an edge of length {float(dist.max()):.3f} Å", radius, max_neighbors
+            label, f"it has an edge of length {float(dist.max()):.3f} Å", settings
         )
+    max_neighbors = settings.max_neighbors
     if max_neighbors is not None and dist.numel():
         degree = torch.bincount(g.edge_index[1], minlength=int(g.num_nodes))
         if int(degree.max()) > max_neighbors:
             raise _graph_settings_error(
-                label, f"a site has {int(degree.max())} neighbours", radius, max_neighbors
+                label, f"a site has {int(degree.max())} neighbours", settings
             )
 
 
 # --------------------------------------------------------------------------------------------
-# Estimators
+# The base
 # --------------------------------------------------------------------------------------------
 
 
-class _CGCNNBase(BaseEstimator):
-    """Shared implementation of the CGCNN estimators (not part of the public API)."""
+class _GraphEstimator(BaseEstimator):
+    """Shared implementation of the graph-network estimators (not part of the public API).
+
+    The network that a subclass builds in :meth:`_build_model` reads a
+    :class:`~crysatom_featurizers.graphs.GraphBatch` and has an ``embedding``
+    (:class:`~crysatom_featurizers.nn.ElementEmbeddingLayer`); an optional
+    ``distance_expansion`` is applied once to every edge before training. Fine-tuning needs
+    ``embedding`` and ``encoder`` modules (see :meth:`_pretrained_modules`); distillation
+    needs the student interface of :class:`~crysatom_featurizers.nn.transfer.DistilledModel`.
+    Every subclass has the parameters ``radius``, ``max_neighbors``, ``allow_isolated``,
+    ``embedding``, ``dim``, the transfer parameters, and those of training (``epochs``,
+    ``batch_size``, ``lr``, ..., ``verbose``).
+    """
 
     _task = "regression"
     _metric_name = "mae"  # history columns train_<name>, val_<name>
+
+    # ---- hooks of a model --------------------------------------------------------------------
+
+    def _build_model(self, embedding: Any, n_outputs: int, transfer: Transfer | None) -> Any:
+        """The network to train, on ``embedding`` with ``n_outputs`` outputs."""
+        raise NotImplementedError
+
+    def _check_model_params(self) -> None:
+        """Raise ``ValueError`` on the model's own parameters (architecture, transfer)."""
+
+    def _graph_settings(self) -> GraphSettings:
+        """The crystal graphs this estimator builds and accepts."""
+        return CGCNN_GRAPH.replace(radius=float(self.radius), max_neighbors=int(self.max_neighbors))
+
+    def _pretrained_modules(self, model: Any) -> list[Any]:
+        """The parts of a fine-tuned model that come from the encoder (the element table, when
+        trainable, belongs with the encoder it feeds)."""
+        return [model.embedding, model.encoder]
 
     # ---- sklearn plumbing ------------------------------------------------------------------
 
@@ -180,26 +212,16 @@ class _CGCNNBase(BaseEstimator):
 
     # ---- validation ------------------------------------------------------------------------
 
-    def _check_params(self, given_validation: bool = False) -> None:
-        def positive_int(name: str, minimum: int = 1) -> None:
-            value = getattr(self, name)
-            if (
-                not isinstance(value, numbers.Integral)
-                or isinstance(value, bool)
-                or value < minimum
-            ):
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    def _positive_int(self, name: str, minimum: int = 1) -> None:
+        value = getattr(self, name)
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
-        for name in ("h_fea_len", "n_h", "epochs", "batch_size"):
-            positive_int(name)
-        if self.atom_fea_len is not None:
-            positive_int("atom_fea_len")
-        if self.n_conv is not None:
-            positive_int("n_conv", 0)
-        check_transfer_params(self)
-        positive_int("max_neighbors")
-        if self.pooling not in _POOLINGS:
-            raise ValueError(f"pooling must be one of {_POOLINGS}, got {self.pooling!r}")
+    def _check_params(self, given_validation: bool = False) -> None:
+        for name in ("epochs", "batch_size"):
+            self._positive_int(name)
+        self._check_model_params()
+        self._positive_int("max_neighbors")
         if not self.radius > 0:
             raise ValueError(f"radius must be positive (Å), got {self.radius!r}")
         if not self.lr > 0:
@@ -214,7 +236,7 @@ class _CGCNNBase(BaseEstimator):
         if vf is not None and not 0.0 <= vf < 1.0:
             raise ValueError(f"validation_fraction must be in [0, 1) or None, got {vf!r}")
         if self.patience is not None:
-            positive_int("patience")
+            self._positive_int("patience")
             if not vf and not given_validation:
                 raise ValueError(
                     "early stopping (patience) needs a validation set: set validation_fraction "
@@ -249,6 +271,7 @@ class _CGCNNBase(BaseEstimator):
 
         from crysatom_featurizers.graphs import structures_to_graphs
 
+        settings = self._graph_settings()
         items, labels = _items_and_labels(X)
         if not items:
             raise ValueError(
@@ -259,7 +282,7 @@ class _CGCNNBase(BaseEstimator):
             if isinstance(item, IStructure):
                 to_build.append(i)
             elif isinstance(item, BaseData):
-                _check_graph(item, labels[i], float(self.radius), self.max_neighbors)
+                _check_graph(item, labels[i], settings)
             else:
                 raise TypeError(
                     f"X[{labels[i]!r}] is a {type_name(item)}; expected a pymatgen Structure "
@@ -274,10 +297,7 @@ class _CGCNNBase(BaseEstimator):
                 column[j] = items[i]
             built = structures_to_graphs(
                 pd.Series(column, index=[labels[i] for i in to_build], dtype=object),
-                radius=float(self.radius),
-                max_neighbors=int(self.max_neighbors),
-                gaussian_step=CGCNN_GRAPH.gaussian_step,
-                gaussian_width=CGCNN_GRAPH.gaussian_width,
+                settings,
                 expand_edges=False,
                 allow_isolated=bool(self.allow_isolated),
                 n_jobs=workers,
@@ -338,31 +358,6 @@ class _CGCNNBase(BaseEstimator):
                 return np.sort(train), np.sort(val)
         return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
-    def _build_model(self, embedding: Any, n_outputs: int, transfer: Transfer | None) -> Any:
-        """The CGCNN to train: from the encoder when fine-tuning, else newly initialised."""
-        from crysatom_featurizers.nn import CGCNN
-
-        common = dict(
-            h_fea_len=int(self.h_fea_len),
-            n_h=int(self.n_h),
-            n_targets=int(n_outputs),
-            pooling=self.pooling,
-            trainable_embeddings=bool(self.trainable_embeddings),
-            gaussian_stop=float(self.radius),
-            gaussian_step=CGCNN_GRAPH.gaussian_step,
-            gaussian_width=CGCNN_GRAPH.gaussian_width,
-        )
-        if transfer is not None and transfer.mode == "finetune":
-            return CGCNN.from_encoder(transfer.encoder, embedding, **common)
-        return CGCNN(
-            embedding,
-            atom_fea_len=int(
-                DEFAULT_ATOM_FEA_LEN if self.atom_fea_len is None else self.atom_fea_len
-            ),
-            n_conv=int(DEFAULT_N_CONV if self.n_conv is None else self.n_conv),
-            **common,
-        )
-
     def _transfer_options(self, model: Any, transfer: Transfer | None) -> dict[str, Any]:
         """``train_model`` keyword arguments of fine-tuning: the encoder's learning rate and
         its frozen epochs."""
@@ -370,8 +365,7 @@ class _CGCNNBase(BaseEstimator):
             return {}
         import torch
 
-        # the element table (when trainable) belongs with the encoder it feeds
-        pretrained = torch.nn.ModuleList([model.embedding, model.encoder])
+        pretrained = torch.nn.ModuleList(self._pretrained_modules(model))
         pretrained_ids = {id(p) for p in pretrained.parameters()}
         head = [p for p in model.parameters() if id(p) not in pretrained_ids]
         encoder_lr = float(self.lr if self.encoder_lr is None else self.encoder_lr)
@@ -385,11 +379,10 @@ class _CGCNNBase(BaseEstimator):
             "frozen_epochs": int(self.epochs) if freeze == FREEZE_ALL else int(freeze),
         }
 
-    def _fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> _CGCNNBase:
+    def _fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> _GraphEstimator:
         require_gnn(type(self).__name__)
         import torch
 
-        from crysatom_featurizers.nn import train as train_mod
         from crysatom_featurizers.nn.train import (
             TrainSettings,
             resolve_device,
@@ -400,7 +393,7 @@ class _CGCNNBase(BaseEstimator):
         if (X_val is None) != (y_val is None):
             raise ValueError("X_val and y_val must be given together")
         self._check_params(given_validation=X_val is not None)
-        transfer = load_transfer(self)
+        transfer = load_transfer(self, self._graph_settings())
         spec, param = self._embedding_spec()
         finetuning = transfer is not None and transfer.mode == "finetune"
         if spec is None:
@@ -457,15 +450,15 @@ class _CGCNNBase(BaseEstimator):
             packed.to(device)
             y_all = torch.as_tensor(self._encode_targets(targets), device=device)
             model = self._build_model(embedding, self._n_outputs(), transfer).to(device)
-            packed.expand_edges(model.distance_expansion, train_mod.MAX_EXPANDED_EDGE_BYTES)
+            _expand_edges(packed, model)
             trained = model
             if transfer is not None and transfer.mode == "distill":
-                from crysatom_featurizers.nn.transfer import DistilledCGCNN
+                from crysatom_featurizers.nn.transfer import DistilledModel
 
                 t_teacher = time.perf_counter()
-                attach_teacher(transfer, packed, train_idx, float(self.radius), self.batch_size)
+                attach_teacher(transfer, packed, train_idx, self._graph_settings(), self.batch_size)
                 graph_time += time.perf_counter() - t_teacher
-                trained = DistilledCGCNN(
+                trained = DistilledModel(
                     model,
                     transfer.encoder.hidden_dim,
                     delta=float(self.distill_delta),
@@ -505,7 +498,6 @@ class _CGCNNBase(BaseEstimator):
         require_gnn(type(self).__name__)
         import torch
 
-        from crysatom_featurizers.nn import train as train_mod
         from crysatom_featurizers.nn.train import predict_packed, resolve_device, torch_runtime
 
         check_is_fitted(self, "model_")
@@ -517,9 +509,19 @@ class _CGCNNBase(BaseEstimator):
             packed.to(device)
             model.to(device)
             try:
-                packed.expand_edges(model.distance_expansion, train_mod.MAX_EXPANDED_EDGE_BYTES)
+                _expand_edges(packed, model)
                 index = torch.arange(len(packed), device=device)
                 out = predict_packed(model, packed, index, int(self.batch_size))
             finally:
                 model.cpu()
         return out.double().cpu().numpy()
+
+
+def _expand_edges(packed: Any, model: Any) -> None:
+    """Expand every edge once with the model's distance expansion, where it has one and the
+    table fits in memory (see :meth:`PackedGraphs.expand_edges`)."""
+    from crysatom_featurizers.nn import train as train_mod
+
+    expansion = getattr(model, "distance_expansion", None)
+    if expansion is not None:
+        packed.expand_edges(expansion, train_mod.MAX_EXPANDED_EDGE_BYTES)

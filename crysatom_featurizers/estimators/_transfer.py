@@ -1,5 +1,5 @@
-"""Fine-tuning and distillation from a pretrained encoder for the CGCNN estimators: parameter
-checks, the encoder file, the model and the teacher's cached node embeddings (not public API)."""
+"""Fine-tuning and distillation from a pretrained encoder for the graph estimators: parameter
+checks, the encoder file and the teacher's cached node embeddings (not public API)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from crysatom_featurizers.graphs import CGCNN_GRAPH
+from crysatom_featurizers.graphs import GraphSettings
 
 #: Architecture of the vanilla model when neither ``atom_fea_len`` nor ``n_conv`` is given.
 DEFAULT_ATOM_FEA_LEN = 64
@@ -54,12 +54,23 @@ class Transfer:
         }
 
 
+def _same_setting(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(float(a) - float(b)) <= 1e-9
+
+
 def _is_spec(value: Any) -> bool:
     return isinstance(value, (str, os.PathLike))
 
 
-def check_transfer_params(est: Any) -> None:
-    """Raise ``ValueError`` on transfer parameters that cannot work, before any file is read."""
+def check_transfer_params(est: Any, n_layers: int) -> None:
+    """Raise ``ValueError`` on transfer parameters that cannot work, before any file is read.
+
+    ``n_layers`` is the number of layers of the estimator's network whose node embeddings can
+    be distilled after the input map (``distill_layer`` lies in ``[-(n_layers + 1),
+    n_layers]``).
+    """
     finetune, distill = est.finetune, est.distill
     for name, value in (("finetune", finetune), ("distill", distill)):
         if value is not None and not _is_spec(value):
@@ -100,11 +111,10 @@ def check_transfer_params(est: Any) -> None:
     layer = est.distill_layer
     if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
         raise ValueError(f"distill_layer must be an integer, got {layer!r}")
-    n_conv = DEFAULT_N_CONV if est.n_conv is None else int(est.n_conv)
-    if distill is not None and not -(n_conv + 1) <= layer <= n_conv:
+    if distill is not None and not -(n_layers + 1) <= layer <= n_layers:
         raise ValueError(
-            f"distill_layer must be in [{-(n_conv + 1)}, {n_conv}] for a student with "
-            f"n_conv={n_conv} (0: after the input map, k: after the k-th convolution), got "
+            f"distill_layer must be in [{-(n_layers + 1)}, {n_layers}] for a student with "
+            f"{n_layers} graph layers (0: after the input map, k: after the k-th layer), got "
             f"{layer}"
         )
     if distill is None and (
@@ -116,14 +126,13 @@ def check_transfer_params(est: Any) -> None:
         )
 
 
-def load_transfer(est: Any) -> Transfer | None:
+def load_transfer(est: Any, settings: GraphSettings) -> Transfer | None:
     """The encoder of ``finetune`` or ``distill``, checked against the estimator's settings.
 
     Raises
     ------
     ValueError
-        If the graphs the encoder was trained on differ from the estimator's (radius,
-        max_neighbors), or, for fine-tuning, if ``atom_fea_len``, ``n_conv`` or ``embedding``
+        If the graphs the encoder was trained on differ from the estimator's ``settings``, or, for fine-tuning, if ``atom_fea_len``, ``n_conv`` or ``embedding``
         are given and differ from the encoder's architecture.
     FileNotFoundError, EncoderFileError
         From :func:`crysatom_featurizers.nn.load_encoder`.
@@ -137,14 +146,8 @@ def load_transfer(est: Any) -> Transfer | None:
     encoder, metadata = load_encoder(source)
     transfer = Transfer(mode, str(source), encoder, dict(metadata))
     graph = metadata.get("graph", {})
-    expected = {
-        "radius": float(est.radius),
-        "max_neighbors": int(est.max_neighbors),
-        "gaussian_step": CGCNN_GRAPH.gaussian_step,
-        "gaussian_width": CGCNN_GRAPH.gaussian_width,
-    }
-    for key, value in expected.items():
-        if key in graph and abs(float(graph[key]) - float(value)) > 1e-9:
+    for key, value in settings.as_dict().items():
+        if key in graph and not _same_setting(graph[key], value):
             raise ValueError(
                 f"{mode}={source!r}: the encoder was trained on graphs with {key}={graph[key]}, "
                 f"this estimator builds {key}={value}; set {key}={graph[key]} (the encoder's "
@@ -152,7 +155,7 @@ def load_transfer(est: Any) -> Transfer | None:
             )
     if mode == "finetune":
         for name, value in (("atom_fea_len", encoder.hidden_dim), ("n_conv", encoder.num_layers)):
-            given = getattr(est, name)
+            given = getattr(est, name, None)
             if given is not None and int(given) != int(value):
                 raise ValueError(
                     f"finetune={source!r}: the encoder has {name}={value} (the architecture "
@@ -176,7 +179,7 @@ def check_input_embedding(transfer: Transfer, embedding: Any) -> None:
 
 
 def attach_teacher(
-    transfer: Transfer, packed: Any, train_idx: Any, radius: float, batch_size: int
+    transfer: Transfer, packed: Any, train_idx: Any, settings: GraphSettings, batch_size: int
 ) -> None:
     """Store the frozen teacher's node embeddings for every crystal of ``packed`` in
     ``packed.node_targets``, standardised per dimension with the training crystals' nodes.
@@ -191,13 +194,9 @@ def attach_teacher(
     from crysatom_featurizers.nn import CGCNN, check_covered
     from crysatom_featurizers.nn.transfer import node_embeddings
 
-    teacher = CGCNN.from_encoder(
-        transfer.encoder,
-        transfer.input_embedding,
-        gaussian_stop=float(radius),
-        gaussian_step=CGCNN_GRAPH.gaussian_step,
-        gaussian_width=CGCNN_GRAPH.gaussian_width,
-    ).to(packed.num_nodes.device)
+    teacher = CGCNN.from_encoder(transfer.encoder, transfer.input_embedding, graph=settings).to(
+        packed.num_nodes.device
+    )
     check_covered(
         packed.tensors["species_z"].long(),
         teacher.embedding.covered,

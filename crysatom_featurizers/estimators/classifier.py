@@ -6,19 +6,16 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from sklearn.base import ClassifierMixin
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils.multiclass import check_classification_targets
 
-from crysatom_featurizers.estimators._base import _CGCNNBase
+from crysatom_featurizers.estimators._cgcnn import _CGCNNBase
+from crysatom_featurizers.estimators._tasks import _ClassificationTask
 from crysatom_featurizers.graphs import CGCNN_GRAPH
 
 __all__ = ["CGCNNClassifier"]
 
 
-class CGCNNClassifier(ClassifierMixin, _CGCNNBase):
+class CGCNNClassifier(ClassifierMixin, _ClassificationTask, _CGCNNBase):
     """CGCNN crystal classifier on element-embedding node features, as a scikit-learn estimator.
 
     The same network as :class:`CGCNNRegressor` with one logit per class and a cross-entropy
@@ -61,9 +58,6 @@ timings_
     >>> clf.predict_proba(X).shape
     (4, 2)
     """
-
-    _task = "classification"
-    _metric_name = "accuracy"
 
     def __init__(
         self,
@@ -133,122 +127,3 @@ timings_
         self.n_threads = n_threads
         self.verbose = verbose
         self.atom_features = atom_features
-
-    def _check_y(self, y: Any, n: int) -> np.ndarray:
-        arr = y.to_numpy() if isinstance(y, (pd.Series, pd.Index)) else np.asarray(y)
-        if arr.ndim != 1 and not isinstance(y, np.ndarray) and len(y) == n:
-            # a list of hashable composite labels, e.g. tuples, that numpy made into a 2-D array
-            arr = np.empty(len(y), dtype=object)
-            for i, label in enumerate(y):
-                arr[i] = label
-        if arr.ndim == 2 and arr.shape[1] == 1:
-            arr = arr[:, 0]
-        if arr.ndim != 1:
-            raise ValueError(
-                f"y must be 1-D class labels for CGCNNClassifier, got shape {arr.shape}"
-            )
-        if arr.shape[0] != n:
-            raise ValueError(
-                f"X and y have different lengths: X has {n} structures, y has {arr.shape[0]} rows"
-            )
-        missing = (
-            pd.isna(arr) if arr.dtype == object or arr.dtype.kind == "f" else np.zeros(n, bool)
-        )
-        if arr.dtype.kind == "f":
-            missing |= ~np.isfinite(arr)
-        if np.any(missing):
-            rows = np.flatnonzero(missing)
-            raise ValueError(
-                f"y contains missing (NaN/None) or infinite labels at {rows.size} row(s) (first "
-                f"positions: {rows[:5].tolist()})"
-            )
-        if arr.dtype.kind in "biufc":
-            # numeric labels must be classes: continuous values raise, as in scikit-learn
-            check_classification_targets(arr)
-        encoder = LabelEncoder()
-        try:
-            codes = encoder.fit_transform(arr)
-        except TypeError:  # labels of mixed, unorderable types: order of first appearance
-            uniques = list(dict.fromkeys(arr.tolist()))
-            lookup = {label: i for i, label in enumerate(uniques)}
-            codes = np.array([lookup[label] for label in arr.tolist()])
-            classes = np.empty(len(uniques), dtype=object)
-            classes[:] = uniques
-            encoder.classes_ = classes
-        if len(encoder.classes_) < 2:
-            raise ValueError(
-                f"CGCNNClassifier needs at least 2 classes in y, got {len(encoder.classes_)}: "
-                f"{list(encoder.classes_)}"
-            )
-        self.classes_ = encoder.classes_
-        self._label_lookup = {label: i for i, label in enumerate(self.classes_.tolist())}
-        return codes.astype(np.int64)
-
-    def _fit_target_transform(self, y_train: np.ndarray) -> np.ndarray:
-        return y_train
-
-    def _encode_targets(self, y: np.ndarray) -> np.ndarray:
-        return y.astype(np.int64)
-
-    def _n_outputs(self) -> int:
-        return len(self.classes_)
-
-    def _criterion(self, y_train: np.ndarray, device: Any) -> Any:
-        import torch
-
-        weight = None
-        if self.class_weight is not None:
-            k = len(self.classes_)
-            if isinstance(self.class_weight, str):
-                if self.class_weight != "balanced":
-                    raise ValueError(
-                        "class_weight must be a dict, 'balanced' or None, got "
-                        f"{self.class_weight!r}"
-                    )
-                counts = np.bincount(y_train, minlength=k).astype(np.float64)
-                w = np.where(counts > 0, len(y_train) / (k * np.maximum(counts, 1)), 0.0)
-            else:
-                w = np.ones(k)
-                for label, value in dict(self.class_weight).items():
-                    if label not in self._label_lookup:
-                        raise ValueError(
-                            f"class_weight names label {label!r}, which is not in y (classes: "
-                            f"{list(self.classes_)})"
-                        )
-                    w[self._label_lookup[label]] = float(value)
-            weight = torch.as_tensor(w, dtype=torch.float32, device=device)
-        return torch.nn.CrossEntropyLoss(weight=weight)
-
-    def _metric_sum(self, out: Any, target: Any) -> Any:
-        """Number of correctly classified crystals."""
-        return (out.argmax(dim=1) == target).sum().to(out.dtype)
-
-    def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> CGCNNClassifier:
-        """Build the crystal graphs and train the network.
-
-        Parameters
-        ----------
-        X : sequence of Structure, pandas.Series, pandas.DataFrame or list of graphs
-            As in :meth:`CGCNNRegressor.fit`.
-        y : array-like of shape (n,)
-            Class labels of any hashable type.
-        X_val, y_val : optional
-            A given validation set, as in :meth:`CGCNNRegressor.fit`; its labels must all
-            occur in ``y``.
-
-        Returns
-        -------
-        self
-        """
-        return self._fit(X, y, X_val, y_val)
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, shape ``(n, n_classes)``, columns ordered as ``classes_``."""
-        logits = self._predict_outputs(X)
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(axis=1, keepdims=True)
-
-    def predict(self, X: Any) -> np.ndarray:
-        """Most probable class label of each structure of ``X``."""
-        return self.classes_[np.argmax(self._predict_outputs(X), axis=1)]

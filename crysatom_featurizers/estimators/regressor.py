@@ -6,16 +6,16 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from sklearn.base import RegressorMixin
 
-from crysatom_featurizers.estimators._base import _CGCNNBase
+from crysatom_featurizers.estimators._cgcnn import _CGCNNBase
+from crysatom_featurizers.estimators._tasks import _RegressionTask
 from crysatom_featurizers.graphs import CGCNN_GRAPH
 
 __all__ = ["CGCNNRegressor"]
 
 
-class CGCNNRegressor(RegressorMixin, _CGCNNBase):
+class CGCNNRegressor(RegressorMixin, _RegressionTask, _CGCNNBase):
     """CGCNN property regressor on element-embedding node features, as a scikit-learn estimator.
 
     The crystal graph convolutional network of Xie & Grossman (PRL 120, 145301, 2018), with the
@@ -189,8 +189,6 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
     (3,)
     """
 
-    _task = "regression"
-
     def __init__(
         self,
         embedding: Any = None,
@@ -259,98 +257,3 @@ class CGCNNRegressor(RegressorMixin, _CGCNNBase):
         self.n_threads = n_threads
         self.verbose = verbose
         self.atom_features = atom_features
-
-    def _check_y(self, y: Any, n: int) -> np.ndarray:
-        try:
-            arr = np.asarray(y, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(
-                "y must be numeric (a 1-D array of targets or a 2-D array of several targets)"
-            ) from None
-        if arr.ndim not in (1, 2):
-            raise ValueError(f"y must be 1-D or 2-D, got an array of shape {arr.shape}")
-        if arr.shape[0] != n:
-            raise ValueError(
-                f"X and y have different lengths: X has {n} structures, y has {arr.shape[0]} rows"
-            )
-        if arr.ndim == 2 and arr.shape[1] == 0:
-            raise ValueError("y has no target columns")
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            rows = np.flatnonzero(bad.reshape(n, -1).any(axis=1))
-            raise ValueError(
-                f"y contains NaN or infinite values at {rows.size} row(s) (first positions: "
-                f"{rows[:5].tolist()}); drop or impute them before fitting"
-            )
-        self._y_ndim = arr.ndim
-        self.n_targets_ = 1 if arr.ndim == 1 else int(arr.shape[1])
-        return arr.reshape(n, -1)
-
-    def _fit_target_transform(self, y_train: np.ndarray) -> np.ndarray:
-        if self.standardize_target:
-            mean = y_train.mean(axis=0)
-            scale = y_train.std(axis=0)
-            scale[~(scale > 1e-12)] = 1.0
-        else:
-            mean = np.zeros(y_train.shape[1])
-            scale = np.ones(y_train.shape[1])
-        self.target_mean_ = mean
-        self.target_scale_ = scale
-        return (y_train - mean) / scale
-
-    def _encode_targets(self, y: np.ndarray) -> np.ndarray:
-        return ((y - self.target_mean_) / self.target_scale_).astype(np.float32)
-
-    def _n_outputs(self) -> int:
-        return self.n_targets_
-
-    def _criterion(self, y_train: np.ndarray, device: Any) -> Any:
-        import torch
-
-        return torch.nn.MSELoss()
-
-    def _metric_sum(self, out: Any, target: Any) -> Any:
-        """Sum over crystals of the target-averaged absolute error, in target units."""
-        import torch
-
-        scale = torch.as_tensor(self.target_scale_, dtype=out.dtype, device=out.device)
-        return ((out - target).abs() * scale).mean(dim=1).sum()
-
-    def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> CGCNNRegressor:
-        """Build the crystal graphs and train the network.
-
-        Parameters
-        ----------
-        X : sequence of Structure, pandas.Series, pandas.DataFrame or list of graphs
-            Structures (a DataFrame must have a ``structure`` column) or crystal graphs from
-            :class:`~crysatom_featurizers.graphs.CrystalGraphTransformer` built with this
-            estimator's ``radius`` and ``max_neighbors``.
-        y : array-like of shape (n,) or (n, n_targets)
-            Targets (finite numbers).
-        X_val, y_val : optional
-            A given validation set (same kinds as ``X`` and ``y``) for model selection and
-            early stopping, used instead of holding out ``validation_fraction`` of ``X``; all
-            of ``X`` is then trained on. As ``X_val``/``y_val`` of scikit-learn's
-            ``HistGradientBoostingRegressor.fit``.
-
-        Returns
-        -------
-        self
-        """
-        return self._fit(X, y, X_val, y_val)
-
-    def predict(self, X: Any) -> np.ndarray:
-        """Predict the targets of ``X``.
-
-        Parameters
-        ----------
-        X : sequence of Structure, pandas.Series, pandas.DataFrame or list of graphs
-            As in :meth:`fit`.
-
-        Returns
-        -------
-        numpy.ndarray
-            Shape ``(n,)`` if ``y`` was 1-D in ``fit``, else ``(n, n_targets)``; in target units.
-        """
-        out = self._predict_outputs(X) * self.target_scale_ + self.target_mean_
-        return out[:, 0] if self._y_ndim == 1 else out

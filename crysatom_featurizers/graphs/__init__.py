@@ -24,6 +24,7 @@ from typing import Any
 from crysatom_featurizers.graphs.settings import (
     CGCNN_GRAPH,
     GraphSettings,
+    check_settings,
     gaussian_centers,
     gaussian_expand,
 )
@@ -39,8 +40,11 @@ _LAZY = {
     "CrystalGraphTransformer": "transformer",
     "PACKED_KEYS": "packing",
     "GraphBatch": "packing",
+    "PackedField": "packing",
     "PackedGraphs": "packing",
     "pack_graphs": "packing",
+    "packed_fields": "packing",
+    "register_packed_field": "packing",
     "AtomSetBatch": "atom_sets",
     "AtomSets": "atom_sets",
 }
@@ -48,6 +52,7 @@ _LAZY = {
 __all__ = [
     "CGCNN_GRAPH",
     "GraphSettings",
+    "check_settings",
     "gaussian_centers",
     "gaussian_expand",
     *_LAZY,

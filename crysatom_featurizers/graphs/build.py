@@ -51,7 +51,12 @@ from pymatgen.core import IStructure
 from torch_geometric.data import Data
 
 from crysatom_featurizers.graphs.inputs import check_structure
-from crysatom_featurizers.graphs.settings import CGCNN_GRAPH, gaussian_centers, gaussian_expand
+from crysatom_featurizers.graphs.settings import (
+    CGCNN_GRAPH,
+    GraphSettings,
+    check_settings,
+    gaussian_expand,
+)
 
 __all__ = [
     "IsolatedSiteError",
@@ -229,13 +234,11 @@ def _nearest_edges(
 
 def structure_to_graph(
     structure: IStructure,
+    settings: GraphSettings = CGCNN_GRAPH,
     *,
-    radius: float = CGCNN_GRAPH.radius,
-    max_neighbors: int | None = CGCNN_GRAPH.max_neighbors,
-    gaussian_step: float = CGCNN_GRAPH.gaussian_step,
-    gaussian_width: float = CGCNN_GRAPH.gaussian_width,
     expand_edges: bool = True,
     allow_isolated: bool = False,
+    **changes: Any,
 ) -> Data:
     """Build the CGCNN crystal graph of one structure.
 
@@ -243,13 +246,13 @@ def structure_to_graph(
     ----------
     structure : pymatgen.core.Structure
         Ordered or disordered periodic structure.
-    radius : float
-        Neighbour cutoff, Å. Also the last Gaussian centre.
-    max_neighbors : int or None
-        Keep at most this many nearest neighbours per site (all within ``radius`` if None).
-        Sites with fewer neighbours inside the radius keep the ones they have.
-    gaussian_step, gaussian_width : float
-        Spacing and width (Å) of the Gaussian distance expansion.
+    settings : GraphSettings, default=CGCNN_GRAPH
+        Neighbour cutoff ``radius`` (Å; also the last Gaussian centre), ``max_neighbors``
+        (nearest neighbours kept per site, all within ``radius`` if None; sites with fewer
+        keep the ones they have) and the Gaussian distance expansion.
+    **changes
+        ``radius``, ``max_neighbors``, ``gaussian_step`` or ``gaussian_width`` replacing the
+        field of ``settings`` (a shorthand for ``settings.replace(...)``).
     expand_edges : bool
         Store the Gaussian expansion as ``edge_attr``. Without it only ``edge_dist`` is
         stored and the model expands the distances itself, which saves memory.
@@ -280,10 +283,8 @@ def structure_to_graph(
     (2, torch.Size([2, 24]), torch.Size([24, 41]))
     """
     check_structure(structure)
-    if radius <= 0:
-        raise ValueError(f"radius must be positive, got {radius}")
-    if max_neighbors is not None and max_neighbors < 1:
-        raise ValueError(f"max_neighbors must be at least 1 or None, got {max_neighbors}")
+    settings = check_settings(settings, **changes)
+    radius, max_neighbors = settings.radius, settings.max_neighbors
     n_sites = len(structure)
     if n_sites == 0:
         raise ValueError("structure has no sites")
@@ -302,8 +303,9 @@ def structure_to_graph(
         "edge_dist": torch.from_numpy(dist32),
     }
     if expand_edges:
-        centres = gaussian_centers(0.0, radius, gaussian_step)
-        attrs["edge_attr"] = torch.from_numpy(gaussian_expand(dist32, centres, gaussian_width))
+        attrs["edge_attr"] = torch.from_numpy(
+            gaussian_expand(dist32, settings.centers(), settings.gaussian_width)
+        )
     return _make_data(n_sites, attrs)
 
 
@@ -371,15 +373,13 @@ def _graphs_of_chunk(items: Sequence[Any], labels: Sequence[Any], kwargs: dict) 
 
 def structures_to_graphs(
     structures: Sequence[IStructure] | pd.Series | pd.DataFrame,
+    settings: GraphSettings = CGCNN_GRAPH,
     *,
-    radius: float = CGCNN_GRAPH.radius,
-    max_neighbors: int | None = CGCNN_GRAPH.max_neighbors,
-    gaussian_step: float = CGCNN_GRAPH.gaussian_step,
-    gaussian_width: float = CGCNN_GRAPH.gaussian_width,
     expand_edges: bool = True,
     allow_isolated: bool = False,
     n_jobs: int | None = 1,
     progress: bool = False,
+    **changes: Any,
 ) -> list[Data]:
     """Build the crystal graphs of many structures.
 
@@ -387,7 +387,7 @@ def structures_to_graphs(
     ----------
     structures : sequence of Structure, pandas.Series or pandas.DataFrame
         A DataFrame must have a ``structure`` column.
-    radius, max_neighbors, gaussian_step, gaussian_width, expand_edges, allow_isolated
+    settings, expand_edges, allow_isolated, **changes
         As in :func:`structure_to_graph`.
     n_jobs : int or None
         Number of joblib workers (1: in the calling process, the fastest choice for a few
@@ -410,10 +410,7 @@ def structures_to_graphs(
     """
     items, labels = iter_structures(structures)
     kwargs = {
-        "radius": radius,
-        "max_neighbors": max_neighbors,
-        "gaussian_step": gaussian_step,
-        "gaussian_width": gaussian_width,
+        "settings": check_settings(settings, **changes),
         "expand_edges": expand_edges,
         "allow_isolated": allow_isolated,
     }

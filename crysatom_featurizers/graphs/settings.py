@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
-__all__ = ["CGCNN_GRAPH", "GraphSettings", "gaussian_centers", "gaussian_expand"]
+__all__ = [
+    "CGCNN_GRAPH",
+    "GraphSettings",
+    "check_settings",
+    "gaussian_centers",
+    "gaussian_expand",
+]
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,9 @@ class GraphSettings:
         Width of each Gaussian, Å.
 
     The defaults are those of CGCNN (Xie & Grossman, PRL 120, 145301, 2018), also used by
-    CrysAtom pretraining (paper Table 2: r = 8 Å); :data:`CGCNN_GRAPH` holds them.
+    CrysAtom pretraining (paper Table 2: r = 8 Å); :data:`CGCNN_GRAPH` holds them. The graph
+    builders, the models and the estimators take one ``GraphSettings``; ``radius`` is the
+    cutoff's one name throughout.
     """
 
     radius: float = 8.0
@@ -53,9 +61,50 @@ class GraphSettings:
         """Number of edge features ``G`` (41 for the defaults)."""
         return len(self.centers())
 
+    def replace(self, **changes: Any) -> GraphSettings:
+        """A copy with the given fields changed (validated again).
+
+        Raises
+        ------
+        TypeError
+            For a name that is not a field.
+        """
+        names = [f.name for f in fields(self)]
+        unknown = sorted(set(changes) - set(names))
+        if unknown:
+            raise TypeError(f"unknown graph setting(s) {unknown}; the settings are {names}")
+        return replace(self, **changes) if changes else self
+
+    def as_dict(self) -> dict[str, Any]:
+        """The four fields as a plain dict (e.g. for a model file's metadata)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> GraphSettings:
+        """Settings from :meth:`as_dict` output; missing fields keep the CGCNN defaults and
+        other keys are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
 
 #: The CGCNN graph: 8 Å cutoff, 12 neighbours, Gaussians every 0.2 Å of width 0.2 Å.
 CGCNN_GRAPH = GraphSettings()
+
+
+def check_settings(settings: Any, **changes: Any) -> GraphSettings:
+    """``settings`` (a :class:`GraphSettings`) with ``changes`` applied.
+
+    Raises
+    ------
+    TypeError
+        If ``settings`` is not a ``GraphSettings`` or a change names no field.
+    """
+    if not isinstance(settings, GraphSettings):
+        raise TypeError(
+            f"settings must be a GraphSettings, got {type(settings).__name__}; pass radius=... "
+            "and max_neighbors=... as keywords or GraphSettings(radius=...)"
+        )
+    return settings.replace(**changes)
 
 
 def gaussian_centers(

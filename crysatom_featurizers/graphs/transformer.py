@@ -8,7 +8,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from torch_geometric.data import Data
 
 from crysatom_featurizers.graphs.build import structures_to_graphs
-from crysatom_featurizers.graphs.settings import CGCNN_GRAPH, gaussian_centers
+from crysatom_featurizers.graphs.settings import CGCNN_GRAPH, GraphSettings
 
 __all__ = ["CrystalGraphTransformer"]
 
@@ -84,20 +84,23 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
 
     def fit(self, X: Any = None, y: Any = None) -> CrystalGraphTransformer:
         """Validate the parameters; nothing is learned. Returns ``self``."""
-        gaussian_width = float(self.gaussian_width)
-        if gaussian_width <= 0:
-            raise ValueError(f"gaussian_width must be positive, got {self.gaussian_width}")
-        self.n_edge_features_ = len(gaussian_centers(0.0, self.radius, self.gaussian_step))
+        self.n_edge_features_ = self.settings().num_gaussians
         return self
+
+    def settings(self) -> GraphSettings:
+        """The graph settings of the parameters (validated)."""
+        return GraphSettings(
+            radius=self.radius,
+            max_neighbors=self.max_neighbors,
+            gaussian_step=self.gaussian_step,
+            gaussian_width=self.gaussian_width,
+        )
 
     def transform(self, X: Any) -> list[Data]:
         """Convert structures (list, Series or DataFrame with ``structure``) to graphs."""
         return structures_to_graphs(
             X,
-            radius=self.radius,
-            max_neighbors=self.max_neighbors,
-            gaussian_step=self.gaussian_step,
-            gaussian_width=self.gaussian_width,
+            self.settings(),
             expand_edges=self.expand_edges,
             allow_isolated=self.allow_isolated,
             n_jobs=self.n_jobs,

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
 from crysatom_featurizers.chemistry import element_symbol
-from crysatom_featurizers.graphs import CGCNN_GRAPH, gaussian_centers
+from crysatom_featurizers.graphs import CGCNN_GRAPH, GraphSettings, gaussian_centers
 
 __all__ = [
     "CGCNNConv",
@@ -101,6 +101,11 @@ class GaussianExpansion(nn.Module):
         centers = torch.as_tensor(gaussian_centers(start, stop, step), dtype=torch.float32)
         self.register_buffer("centers", centers, persistent=False)
         self.width = float(width)
+
+    @classmethod
+    def from_settings(cls, settings: GraphSettings) -> GaussianExpansion:
+        """The expansion of a graph's edges: centres ``0, step, ..., radius``."""
+        return cls(0.0, settings.radius, settings.gaussian_step, settings.gaussian_width)
 
     @property
     def num_gaussians(self) -> int:

@@ -11,13 +11,28 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
 
-from crysatom_featurizers.graphs import CGCNN_GRAPH
+from crysatom_featurizers.graphs import CGCNN_GRAPH, GraphSettings, check_settings
 from crysatom_featurizers.nn.encoder import CGCNNEncoder
 from crysatom_featurizers.nn.layers import ElementEmbeddingLayer, GaussianExpansion
 
 __all__ = ["CGCNN"]
 
 _POOLS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
+
+
+def _graph_with_aliases(graph: GraphSettings, **aliases: float | None) -> GraphSettings:
+    """``graph`` with the deprecated ``gaussian_*`` keywords of the models applied."""
+    given = {k: v for k, v in aliases.items() if v is not None}
+    if given:
+        names = {"radius": "gaussian_stop"}
+        spelled = sorted(names.get(k, k) for k in given)
+        warnings.warn(
+            f"{spelled} are deprecated and will be removed in the next release; pass "
+            "graph=GraphSettings(radius=..., gaussian_step=..., gaussian_width=...)",
+            FutureWarning,
+            stacklevel=3,
+        )
+    return check_settings(graph, **given)
 
 
 class CGCNN(nn.Module):
@@ -52,14 +67,18 @@ class CGCNN(nn.Module):
         Fine-tune the element vectors.
     dropout : float
         Dropout after the first hidden layer (CGCNN uses it for classification).
-    gaussian_stop, gaussian_step, gaussian_width : float
-        Distance expansion (Å) used when a batch has only ``edge_dist``; the number of
-        centres is the edge feature size the convolutions expect. The defaults are those of
+    graph : GraphSettings
+        Settings of the crystal graphs the model reads; their Gaussian distance expansion
+        (centres ``0, step, ..., radius``, Å) is used when a batch has only ``edge_dist``, and
+        its number of centres is the edge feature size the convolutions expect. Default
         :data:`~crysatom_featurizers.graphs.CGCNN_GRAPH`.
     batch_norm : bool
         Use the two batch norms of each convolution.
     embedding_dim : int, optional
         Deprecated alias of ``dim`` (``FutureWarning``; removed in the next release).
+    gaussian_stop, gaussian_step, gaussian_width : float, optional
+        Deprecated spellings of ``graph.radius``, ``graph.gaussian_step`` and
+        ``graph.gaussian_width`` (``FutureWarning``; removed in the next release).
 
     Notes
     -----
@@ -82,14 +101,18 @@ class CGCNN(nn.Module):
         dim: int | None = None,
         trainable_embeddings: bool = False,
         dropout: float = 0.0,
-        gaussian_stop: float = CGCNN_GRAPH.radius,
-        gaussian_step: float = CGCNN_GRAPH.gaussian_step,
-        gaussian_width: float = CGCNN_GRAPH.gaussian_width,
+        graph: GraphSettings = CGCNN_GRAPH,
         batch_norm: bool = True,
         *,
         embedding_dim: int | None = None,
+        gaussian_stop: float | None = None,
+        gaussian_step: float | None = None,
+        gaussian_width: float | None = None,
     ) -> None:
         super().__init__()
+        graph = _graph_with_aliases(
+            graph, radius=gaussian_stop, gaussian_step=gaussian_step, gaussian_width=gaussian_width
+        )
         if embedding_dim is not None:
             warnings.warn(
                 "embedding_dim is deprecated and will be removed in the next release; use dim",
@@ -108,9 +131,8 @@ class CGCNN(nn.Module):
             raise ValueError(f"n_h must be at least 1, got {n_h}")
         self.pooling = pooling
         self.embedding = ElementEmbeddingLayer(embedding, dim=dim, trainable=trainable_embeddings)
-        self.distance_expansion = GaussianExpansion(
-            0.0, gaussian_stop, gaussian_step, gaussian_width
-        )
+        self.graph = graph
+        self.distance_expansion = GaussianExpansion.from_settings(graph)
         edge_dim = self.distance_expansion.num_gaussians
         self.encoder = CGCNNEncoder(
             self.embedding.dim, atom_fea_len, n_conv, edge_dim=edge_dim, batch_norm=batch_norm
@@ -180,6 +202,16 @@ class CGCNN(nn.Module):
         model.encoder = copy.deepcopy(encoder)
         model.encoder.checkpoint_convs = False
         return model
+
+    @property
+    def node_dim(self) -> int:
+        """Width of the node embeddings (``atom_fea_len``)."""
+        return int(self.encoder.hidden_dim)
+
+    @property
+    def num_node_layers(self) -> int:
+        """Entries of :meth:`encode_layers`: the input map and each convolution."""
+        return int(self.encoder.num_layers) + 1
 
     def element_input_vectors(self) -> tuple[Tensor, Tensor]:
         """``(Float[max_z + 1, atom_fea_len], Bool[max_z + 1])``: each element's node vector

@@ -23,10 +23,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from crysatom_featurizers.graphs import PackedGraphs
-from crysatom_featurizers.nn.models import CGCNN
 from crysatom_featurizers.nn.train import index_batches
 
-__all__ = ["DistilledCGCNN", "NodeDistillation", "node_embeddings"]
+__all__ = ["DistilledCGCNN", "DistilledModel", "NodeDistillation", "node_embeddings"]
 
 
 class NodeDistillation(nn.Module):
@@ -59,8 +58,8 @@ class NodeDistillation(nn.Module):
         return F.mse_loss(self.projection(student), teacher)
 
 
-class DistilledCGCNN(nn.Module):
-    """A :class:`~crysatom_featurizers.nn.CGCNN` student trained with a distillation term.
+class DistilledModel(nn.Module):
+    """A graph-network student trained with a distillation term.
 
     ``forward`` is the student's prediction (the teacher is not needed to predict);
     :meth:`training_loss` adds ``(1 - delta) * L_KD`` for the training loop of
@@ -68,8 +67,11 @@ class DistilledCGCNN(nn.Module):
 
     Parameters
     ----------
-    student : CGCNN
-        The property model.
+    student : nn.Module
+        The property model, e.g. a :class:`~crysatom_featurizers.nn.CGCNN`. It provides
+        ``encode_layers(batch)`` (node embeddings after each layer, the input map first),
+        ``pool(batch, nodes)``, ``head(crystals)``, ``node_dim`` (width of the node
+        embeddings) and ``num_node_layers`` (length of ``encode_layers``).
     teacher_dim : int
         Width of the teacher's node embeddings (``batch.node_targets``).
     delta : float
@@ -80,9 +82,11 @@ class DistilledCGCNN(nn.Module):
         the output of the last convolution).
     """
 
-    def __init__(self, student: CGCNN, teacher_dim: int, delta: float = 0.5, layer: int = -1):
+    def __init__(
+        self, student: nn.Module, teacher_dim: int, delta: float = 0.5, layer: int = -1
+    ) -> None:
         super().__init__()
-        n_layers = student.encoder.num_layers + 1
+        n_layers = int(student.num_node_layers)
         if not -n_layers <= int(layer) < n_layers:
             raise ValueError(
                 f"layer must be in [{-n_layers}, {n_layers - 1}] for a student with "
@@ -93,7 +97,7 @@ class DistilledCGCNN(nn.Module):
         self.student = student
         self.delta = float(delta)
         self.layer = int(layer)
-        self.distillation = NodeDistillation(student.encoder.hidden_dim, teacher_dim)
+        self.distillation = NodeDistillation(student.node_dim, teacher_dim)
 
     def forward(self, batch: Any) -> Tensor:
         return self.student(batch)
@@ -123,7 +127,11 @@ class DistilledCGCNN(nn.Module):
         return self.delta * task + (1.0 - self.delta) * kd, out
 
 
-def node_embeddings(model: CGCNN, packed: PackedGraphs, batch_size: int = 256) -> Tensor:
+#: The name of the first release, when only CGCNN students existed.
+DistilledCGCNN = DistilledModel
+
+
+def node_embeddings(model: nn.Module, packed: PackedGraphs, batch_size: int = 256) -> Tensor:
     """Node embeddings ``Float[N, atom_fea_len]`` of ``model``'s encoder for every crystal of
     ``packed``, in the packed node order (eval mode, no gradients).
 

@@ -8,9 +8,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from crysatom_featurizers.graphs import GraphSettings, check_settings
 from crysatom_featurizers.nn.layers import ElementEmbeddingLayer, GaussianExpansion
 
-__all__ = ["CrystalTransformer"]
+__all__ = ["DISTANCE_BIAS_GRAPH", "CrystalTransformer"]
+
+#: Distance expansion of the attention bias: Gaussians every 0.5 Å up to 8 Å, width 0.5 Å
+#: (all atoms of a cell attend; ``max_neighbors`` does not apply).
+DISTANCE_BIAS_GRAPH = GraphSettings(
+    radius=8.0, max_neighbors=None, gaussian_step=0.5, gaussian_width=0.5
+)
 
 _READOUTS = ("first", "mean")
 
@@ -45,8 +52,9 @@ class CrystalTransformer(nn.Module):
         Use the Cartesian-coordinate tokens (the paper does).
     distance_bias : bool
         Add the minimum-image distance attention bias.
-    gaussian_stop, gaussian_step, gaussian_width : float
-        Distance expansion of the bias, Å.
+    graph : GraphSettings
+        Distance expansion of the bias (Gaussians ``0, step, ..., radius``, Å); default
+        :data:`DISTANCE_BIAS_GRAPH` (8 Å, every 0.5 Å, width 0.5 Å).
     dropout : float
         Dropout of the Transformer layers.
 
@@ -66,9 +74,7 @@ class CrystalTransformer(nn.Module):
         readout: str = "first",
         coordinates: bool = True,
         distance_bias: bool = False,
-        gaussian_stop: float = 8.0,
-        gaussian_step: float = 0.5,
-        gaussian_width: float = 0.5,
+        graph: GraphSettings | None = None,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
@@ -89,8 +95,8 @@ class CrystalTransformer(nn.Module):
             for _ in range(n_layers)
         )
         if distance_bias:
-            self.distance_expansion = GaussianExpansion(
-                0.0, gaussian_stop, gaussian_step, gaussian_width
+            self.distance_expansion = GaussianExpansion.from_settings(
+                DISTANCE_BIAS_GRAPH if graph is None else check_settings(graph)
             )
             self.distance_bias = nn.ModuleList(
                 nn.Linear(self.distance_expansion.num_gaussians, n_heads) for _ in range(n_layers)

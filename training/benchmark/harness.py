@@ -336,10 +336,9 @@ class Benchmark:
             t0 = time.perf_counter()
             built = structures_to_graphs(
                 frame.loc[missing, "structure"],
-                radius=float(params["radius"]),
-                max_neighbors=int(params["max_neighbors"]),
-                gaussian_step=CGCNN_GRAPH.gaussian_step,
-                gaussian_width=CGCNN_GRAPH.gaussian_width,
+                CGCNN_GRAPH.replace(
+                    radius=float(params["radius"]), max_neighbors=int(params["max_neighbors"])
+                ),
                 expand_edges=False,
                 allow_isolated=bool(params["allow_isolated"]),
                 n_jobs=1,
