@@ -343,7 +343,9 @@ def test_embeddings_export_round_trip(tmp_path, capsys, fmt):
 
 @pytest.mark.gnn
 def test_train_and_predict_cgcnn_folder(tmp_path, capsys, cif_folder, examples):
-    model_path = tmp_path / "model.joblib"
+    from crysatom_featurizers.estimators import load_model
+
+    model_path = tmp_path / "model.safetensors"
     code, out, err = run(
         [
             "train",
@@ -371,7 +373,7 @@ def test_train_and_predict_cgcnn_folder(tmp_path, capsys, cif_folder, examples):
         capsys,
     )
     assert code == 0, err
-    model = joblib.load(model_path)
+    model = load_model(model_path)
     assert model.embedding_name_ == "cgcnn" and model.n_iter_ == 2
     assert (tmp_path / "plots" / "learning_curve.png").stat().st_size > 0
 
@@ -406,7 +408,7 @@ def test_train_and_predict_cgcnn_folder(tmp_path, capsys, cif_folder, examples):
     )
     assert code == 0, err
     table = pd.read_csv(preds)
-    model = joblib.load(model_path)
+    model = load_model(model_path)
     structures = list(examples["structure"].iloc[:4])
     np.testing.assert_allclose(table["prediction"], model.predict(structures), rtol=1e-5)
     volumes = [s.volume / len(s) for s in structures]
@@ -442,17 +444,24 @@ def test_predict_reports_uncovered_element_row(tmp_path, capsys, cif_folder):
         for i in range(4)
     ]
     model.fit(structures, [1.0, 2.0, 3.0, 4.0])
-    joblib.dump(model, tmp_path / "m.joblib")
+    model.save(tmp_path / "m.safetensors")
     Structure(Lattice.cubic(3.0), ["He"], [[0, 0, 0]]).to(filename=str(cif_folder / "m9.cif"))
     with open(cif_folder / "id_prop.csv", "a") as handle:
         handle.write("m9,1.0\n")
     code, _, err = run(
-        ["predict", tmp_path / "m.joblib", cif_folder, "-o", tmp_path / "p.csv"], capsys
+        ["predict", tmp_path / "m.safetensors", cif_folder, "-o", tmp_path / "p.csv"], capsys
     )
     assert code == 1
     assert_one_line_error(err, "row 5 (file m9.cif)", "He", "skipatom")
     code, _, err = run(
-        ["predict", tmp_path / "m.joblib", cif_folder, "-o", tmp_path / "p.csv", "--ignore-errors"],
+        [
+            "predict",
+            tmp_path / "m.safetensors",
+            cif_folder,
+            "-o",
+            tmp_path / "p.csv",
+            "--ignore-errors",
+        ],
         capsys,
     )
     assert code == 0, err
@@ -461,10 +470,46 @@ def test_predict_reports_uncovered_element_row(tmp_path, capsys, cif_folder):
     assert "He" in table.loc[4, "error"]
 
 
-def test_predict_rejects_a_non_model_file(tmp_path, capsys, formula_csv):
-    code, _, err = run(["predict", formula_csv, "--example", "-o", tmp_path / "p.csv"], capsys)
+def test_predict_rejects_a_non_model_file(tmp_path, capsys, formula_csv, cif_folder):
+    out = tmp_path / "p.csv"
+    code, _, err = run(["predict", formula_csv, "--example", "-o", out], capsys)
+    assert code == 1
+    assert_one_line_error(err, "not a .safetensors model file", "--trust-pickle")
+    argv = ["predict", formula_csv, "--example", "-o", out, "--trust-pickle"]
+    code, _, err = run(argv, capsys)
     assert code == 1
     assert_one_line_error(err, "cannot load model")
+    # the model forgotten: the data folder is taken as the model, and the error says so
+    code, _, err = run(["predict", cif_folder, "-o", out], capsys)
+    assert code == 1
+    assert_one_line_error(err, "is data, not a model file", "the model file comes first")
+    assert not out.exists()
+
+
+@pytest.mark.gnn
+def test_predict_refuses_a_crafted_pickle_without_running_it(tmp_path, capsys):
+    marker = tmp_path / "ran"
+    crafted = tmp_path / "model.joblib"
+    joblib.dump(_Crafted(marker), crafted)
+    out = tmp_path / "p.csv"
+    code, _, err = run(["predict", crafted, "--example", "-o", out], capsys)
+    assert code == 1
+    assert_one_line_error(err, "can run any code", "--trust-pickle")
+    assert not marker.exists() and not out.exists()
+    # with the flag the user takes the risk: the payload runs, then it is no model
+    code, _, err = run(["predict", crafted, "--example", "-o", out, "--trust-pickle"], capsys)
+    assert code == 1 and marker.exists()
+    assert_one_line_error(err, "not a fitted model")
+
+
+class _Crafted:
+    """A pickle payload: unpickling it creates a file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
 
 
 # ------------------------------------------------------------------------------ plots, pretrain
@@ -634,7 +679,9 @@ def test_predict_needs_data_or_example(tmp_path, capsys, constant_model, example
     code, _, err = run(["predict", constant_model, cif_folder, "--example", "-o", out], capsys)
     assert code == 1
     assert_one_line_error(err, "give either DATA or --example, not both")
-    code, _, err = run(["predict", constant_model, "--example", "-o", out, "-q"], capsys)
+    code, _, err = run(
+        ["predict", constant_model, "--example", "-o", out, "-q", "--trust-pickle"], capsys
+    )
     assert code == 0, err
     table = pd.read_csv(out)
     assert list(table["id"]) == list(examples.index)

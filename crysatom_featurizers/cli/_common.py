@@ -21,7 +21,12 @@ PROG = "crysatom"
 DEFAULT_EMBEDDING = "crysatom"
 LEVELS = ("site", "composition", "structure")
 OUTPUT_SUFFIXES = io.TABLE_SUFFIXES
-MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
+#: Model files: the safe format first (the one to share); the pickle-based ones load only with
+#: ``crysatom predict --trust-pickle``.
+SAFE_MODEL_SUFFIX = ".safetensors"
+PICKLE_MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
+MODEL_SUFFIXES = (SAFE_MODEL_SUFFIX, *PICKLE_MODEL_SUFFIXES)
+TRUST_FLAG = "--trust-pickle"
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 # Rows featurized per call, so that the progress bar moves on large inputs.
 CHUNK_ROWS = 2000

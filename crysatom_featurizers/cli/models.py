@@ -12,6 +12,8 @@ from crysatom_featurizers.cli._common import (
     INPUT_FORMATS,
     MODEL_SUFFIXES,
     OUTPUT_SUFFIXES,
+    SAFE_MODEL_SUFFIX,
+    TRUST_FLAG,
     CLIError,
     _check_output_path,
     _echo,
@@ -124,7 +126,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     with user_errors():  # incompatible transfer settings, unreadable encoder files
         model.fit(structures.iloc[keep].reset_index(drop=True), targets[keep])
     with user_errors():  # written atomically: a failed write leaves an older model intact
-        save_model(model, output)
+        if output.suffix == SAFE_MODEL_SUFFIX:
+            model.save(output)
+        else:
+            save_model(model, output)
+            _echo(
+                args,
+                f"note: {output} is a pickle; 'crysatom predict' loads it only with {TRUST_FLAG}. "
+                f"Name the file *{SAFE_MODEL_SUFFIX} for a model file that is safe to share.",
+            )
 
     if model.transfer_ is not None:
         t = model.transfer_
@@ -197,12 +207,32 @@ def _encoder_input(spec: str) -> str:
     return str(metadata.get("input_embedding", "cgcnn"))
 
 
-def _load_model(path: str):
+def _load_model(path: str, trust_pickle: bool = False):
+    """The model of ``path``: a safe model file, or with ``trust_pickle`` a joblib pickle."""
     import joblib
+
+    from crysatom_featurizers.estimators._persist import is_safe_model_file
 
     model_path = Path(path)
     if not model_path.is_file():
-        raise CLIError(f"model file {path} does not exist")
+        hint = (
+            " (the model file comes first: crysatom predict MODEL DATA)"
+            if model_path.is_dir()
+            else ""
+        )
+        raise CLIError(f"model file {path} does not exist{hint}")
+    if is_safe_model_file(model_path):
+        _require_gnn(f"the model in {path}")
+        from crysatom_featurizers.estimators import load_model
+
+        with user_errors():
+            return load_model(model_path)
+    if not trust_pickle:
+        raise CLIError(
+            f"{path} is not a .safetensors model file; if it is a pickle (joblib), loading it can "
+            f"run any code it contains, so it is refused. Pass {TRUST_FLAG} only if you made it "
+            "or trust its source"
+        )
     try:
         model = joblib.load(model_path)
     except ModuleNotFoundError as exc:
@@ -219,6 +249,12 @@ def _load_model(path: str):
     if not hasattr(model, "predict"):
         raise CLIError(f"{path} holds a {type(model).__name__}, not a fitted model")
     return model
+
+
+def _looks_like_data(path: str) -> bool:
+    """A CIF folder or a structure file given where the model file belongs."""
+    given = Path(path)
+    return given.is_dir() or given.suffix.lower() in (".cif", ".csv", ".json", ".gz")
 
 
 def _predict_rows(model, structures: list[Any], args: argparse.Namespace):
@@ -260,13 +296,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     # Unlike featurize, a forgotten DATA is an error: predictions for the example crystals are
     # asked for explicitly with --example.
     _input_source(args.data, args.example, "DATA")
+    if args.data is None and not args.example and _looks_like_data(args.model):
+        raise CLIError(
+            f"no MODEL: {args.model} is data, not a model file; the model file comes first: "
+            "crysatom predict MODEL DATA -o OUTPUT"
+        )
     if args.data is None and not args.example:
         raise CLIError(
             f"no DATA to predict: give {INPUT_FORMATS}, or --example for the shipped example "
             "crystals"
         )
     output = _check_output_path(args.output, OUTPUT_SUFFIXES)
-    model = _load_model(args.model)
+    model = _load_model(args.model, args.trust_pickle)
     table = read_input(args.data, args, use_id_prop=True, limit=args.limit)
     if not table.has_structures:
         raise CLIError(f"{args.data} holds no crystal structures; the model needs structures")

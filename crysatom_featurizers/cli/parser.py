@@ -213,20 +213,29 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         common,
         "fit a CGCNN regressor and save it",
-        "Fit a CGCNNRegressor (element embedding as frozen input node features) and save it "
-        "with joblib.\n\n"
+        "Fit a CGCNNRegressor (element embedding as frozen input node features) and save it. "
+        "A .safetensors model file holds plain data and weights only and is safe to share and "
+        "load; a .joblib/.pkl file is a pickle, which 'crysatom predict' loads only with "
+        "--trust-pickle.\n\n"
         "DATA is a CGCNN-style folder (one ID.cif per structure and an id_prop.csv with lines "
         "'ID,target', no header) or a matminer .json/.json.gz / .csv with --target COLUMN. "
         "A share of the training rows (--val-fraction) is held out to pick the best epoch; its "
         "MAE is printed. --test-fraction holds out a further test set that the fit never sees.",
         "examples:\n"
-        "  crysatom train cgcnn_data/ -o model.joblib --epochs 100\n"
+        "  crysatom train cgcnn_data/ -o model.safetensors --epochs 100\n"
         "  crysatom train jarvis.json.gz --target formation_energy_peratom --units eV/atom \\\n"
-        "      -o eform.joblib -e crysatom --limit 2000 --test-fraction 0.1 --plot-dir plots/\n"
-        "  crysatom predict model.joblib new_cifs/ -o predictions.csv",
+        "      -o eform.safetensors -e crysatom --limit 2000 --test-fraction 0.1 "
+        "--plot-dir plots/\n"
+        "  crysatom predict model.safetensors new_cifs/ -o predictions.csv",
     )
     p.add_argument("data", metavar="DATA", help="CIF folder with id_prop.csv, or .json(.gz)/.csv")
-    p.add_argument("-o", "--output", required=True, metavar="MODEL", help="output .joblib file")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="MODEL",
+        help="output model file: .safetensors (safe to share), or .joblib (a pickle)",
+    )
     p.add_argument("--target", default=None, metavar="COLUMN", help="target column (json/csv)")
     p.add_argument("--units", default=None, help="target units for messages, e.g. eV/atom")
     _add_embedding_options(p, default=None)
@@ -293,16 +302,25 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         common,
         "predict with a saved model",
-        "Predict with a model saved by 'crysatom train' (or any joblib-saved estimator that "
-        "takes pymatgen structures). DATA is read as by 'crysatom featurize'; when it has "
+        "Predict with a model saved by 'crysatom train' or by CGCNNRegressor.save (a "
+        ".safetensors model file, which loading never unpickles). A pickle-based file (.joblib, "
+        ".pkl: any joblib-saved estimator that takes pymatgen structures) can run arbitrary "
+        "code when loaded; it is refused unless --trust-pickle says you trust it. DATA is read as by 'crysatom featurize'; when it has "
         "targets (id_prop.csv, or --target) they are written next to the predictions and the "
         "MAE is printed. Give DATA, or --example to predict the shipped example crystals.",
         "examples:\n"
-        "  crysatom predict model.joblib new_cifs/ -o predictions.csv\n"
-        "  crysatom predict model.joblib --example -o example_predictions.csv\n"
-        "  crysatom predict model.joblib test_data/ -o preds.csv --parity parity.png",
+        "  crysatom predict model.safetensors new_cifs/ -o predictions.csv\n"
+        "  crysatom predict model.safetensors --example -o example_predictions.csv\n"
+        "  crysatom predict model.safetensors test_data/ -o preds.csv --parity parity.png\n"
+        "  crysatom predict my_own.joblib new_cifs/ -o p.csv --trust-pickle",
     )
-    p.add_argument("model", metavar="MODEL", help="model .joblib file")
+    p.add_argument("model", metavar="MODEL", help="model file (.safetensors, or a pickle)")
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="load a pickle-based model file (.joblib/.pkl); it can run any code it holds, so "
+        "only for files you made or whose source you trust",
+    )
     p.add_argument(
         "data",
         nargs="?",

@@ -29,7 +29,14 @@ _RegressionTask + _CGCNNBase``; another network joins with its own model base an
 ``__init__`` listing its parameters.
 """
 
+from crysatom_featurizers.estimators._persist import ModelFileError, is_safe_model_file, load_model
 from crysatom_featurizers.estimators.classifier import CGCNNClassifier
 from crysatom_featurizers.estimators.regressor import CGCNNRegressor
 
-__all__ = ["CGCNNClassifier", "CGCNNRegressor"]
+__all__ = [
+    "CGCNNClassifier",
+    "CGCNNRegressor",
+    "ModelFileError",
+    "is_safe_model_file",
+    "load_model",
+]

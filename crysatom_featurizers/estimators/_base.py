@@ -16,6 +16,7 @@ import numbers
 import os
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -166,6 +167,40 @@ class _GraphEstimator(BaseEstimator):
         """The parts of a fine-tuned model that come from the encoder (the element table, when
         trainable, belongs with the encoder it feeds)."""
         return [model.embedding, model.encoder]
+
+    # ---- model files -----------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save the fitted estimator to a ``.safetensors`` model file, atomically.
+
+        The file holds the parameters and fitted attributes as plain data, the network's
+        weights as tensors, the package version and a checksum over all of it. Load it with
+        :func:`crysatom_featurizers.estimators.load_model`, which never unpickles: unlike a
+        joblib or pickle file, it is safe to load a model file from someone else.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Output file, ending in ``.safetensors``. An existing file there is replaced only
+            once the new one is completely written.
+
+        Returns
+        -------
+        pathlib.Path
+            ``path``.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        TypeError
+            If a parameter holds an object the format cannot represent (e.g. a
+            ``RandomState`` as ``random_state``); the message names it.
+        """
+        from crysatom_featurizers.estimators._persist import save_estimator
+
+        check_is_fitted(self, "model_")
+        return save_estimator(self, path)
 
     # ---- sklearn plumbing ------------------------------------------------------------------
 

@@ -30,6 +30,20 @@ class _CGCNNBase(_GraphEstimator):
         if self.pooling not in _POOLINGS:
             raise ValueError(f"pooling must be one of {_POOLINGS}, got {self.pooling!r}")
 
+    def _network_from_config(self, network: dict[str, Any], state: dict[str, Any]) -> Any:
+        """The fitted CGCNN of a safe model file: its architecture and its ``state_dict``."""
+        from crysatom_featurizers.nn import CGCNN
+        from crysatom_featurizers.nn.element_vectors import embedding_from_table
+
+        if network.get("class") != "CGCNN":
+            raise ValueError(f"a {network.get('class')!r} network in a CGCNN estimator")
+        embedding = embedding_from_table(
+            state["embedding.weight"], state["embedding.covered"], str(self.embedding_name_)
+        )
+        model = CGCNN.from_config(embedding, network["config"])
+        model.load_state_dict(state, strict=True)
+        return model.eval()
+
     def _build_model(self, embedding: Any, n_outputs: int, transfer: Transfer | None) -> Any:
         """The CGCNN to train: from the encoder when fine-tuning, else newly initialised."""
         from crysatom_featurizers.nn import CGCNN

@@ -10,7 +10,7 @@ import numpy as np
 from crysatom_featurizers.chemistry import element_symbol
 from crysatom_featurizers.embeddings import ElementEmbedding
 
-__all__ = ["element_embedding_from_model"]
+__all__ = ["element_embedding_from_model", "embedding_from_table"]
 
 
 def _network(model: Any) -> Any:
@@ -94,3 +94,12 @@ def element_embedding_from_model(
     rows = [by_symbol[s] for s in symbols]
     info = {"source": f"element input map of a trained {type(network).__name__}"}
     return ElementEmbedding(name, symbols, table[rows], {**info, **dict(metadata or {})})
+
+
+def embedding_from_table(table: Any, covered: Any, name: str) -> ElementEmbedding:
+    """The :class:`ElementEmbedding` of a lookup table (``Float[max_z + 1, d]``, indexed by
+    atomic number) and its coverage mask (``Bool[max_z + 1]``), e.g. an
+    :class:`~crysatom_featurizers.nn.ElementEmbeddingLayer`'s ``weight`` and ``covered``."""
+    table = np.asarray(table, dtype=np.float64)
+    z_covered = np.flatnonzero(np.asarray(covered, dtype=bool))
+    return ElementEmbedding(name, [element_symbol(int(z)) for z in z_covered], table[z_covered])

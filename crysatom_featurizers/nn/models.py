@@ -203,6 +203,36 @@ class CGCNN(nn.Module):
         model.encoder.checkpoint_convs = False
         return model
 
+    def config(self) -> dict[str, Any]:
+        """The architecture as plain data: with the element table, :meth:`from_config`
+        rebuilds this model (weights aside)."""
+        first = self.encoder.convs[0] if len(self.encoder.convs) else None
+        return {
+            "atom_fea_len": int(self.encoder.hidden_dim),
+            "n_conv": int(self.encoder.num_layers),
+            "h_fea_len": int(self.conv_to_fc.out_features),
+            "n_h": len(self.hidden) + 1,
+            "n_targets": int(self.fc_out.out_features),
+            "pooling": self.pooling,
+            "trainable_embeddings": bool(self.embedding.trainable),
+            "dropout": float(getattr(self.dropout, "p", 0.0)),
+            "graph": self.graph.as_dict(),
+            "batch_norm": first is None or isinstance(first.bn_message, nn.BatchNorm1d),
+            "outer_softplus": first is None or bool(first.outer_softplus),
+        }
+
+    @classmethod
+    def from_config(cls, embedding: Any, config: dict[str, Any]) -> CGCNN:
+        """A newly initialised model of the architecture :meth:`config` describes."""
+        config = dict(config)
+        graph = GraphSettings.from_dict(config.pop("graph", {}))
+        outer_softplus = bool(config.pop("outer_softplus", True))
+        model = cls(embedding, graph=graph, **config)
+        if not outer_softplus:
+            for conv in model.encoder.convs:
+                conv.outer_softplus = False
+        return model
+
     @property
     def node_dim(self) -> int:
         """Width of the node embeddings (``atom_fea_len``)."""

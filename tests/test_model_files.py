@@ -1,0 +1,198 @@
+"""Tests of the safe model file (``save`` / ``load_model``): exact round trips, no unpickling,
+and a clear refusal of every file that is not one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+
+from tests.prototypes import prototype_dataset
+
+pytestmark = pytest.mark.gnn
+
+TINY = dict(atom_fea_len=8, n_conv=1, epochs=3, batch_size=16, random_state=0, n_threads=1)
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return prototype_dataset()
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    from crysatom_featurizers.estimators import CGCNNRegressor
+
+    X, y = data
+    return CGCNNRegressor(embedding="cgcnn", patience=2, **TINY).fit(X, y)
+
+
+def _round_trip(est, path: Path):
+    from crysatom_featurizers.estimators import load_model
+
+    assert est.save(path) == path
+    return load_model(path)
+
+
+def test_regressor_round_trip_is_exact(data, fitted, tmp_path):
+    X, _ = data
+    loaded = _round_trip(fitted, tmp_path / "m.safetensors")
+    np.testing.assert_array_equal(loaded.predict(X), fitted.predict(X))
+    assert loaded.get_params() == fitted.get_params()
+    assert loaded.history_.equals(fitted.history_)
+    for name in ("best_epoch_", "n_iter_", "embedding_name_", "embedding_dim_", "n_targets_"):
+        assert getattr(loaded, name) == getattr(fitted, name), name
+    np.testing.assert_array_equal(loaded.target_scale_, fitted.target_scale_)
+    np.testing.assert_array_equal(loaded.validation_indices_, fitted.validation_indices_)
+
+
+def test_round_trips_of_other_estimators_and_parameters(data, tmp_path):
+    from crysatom_featurizers.embeddings import resolve
+    from crysatom_featurizers.estimators import CGCNNClassifier, CGCNNRegressor
+
+    X, y = data
+    own = resolve("random:8")  # an ElementEmbedding object as the parameter
+    multi = CGCNNRegressor(embedding=own, lr_milestones=(1, 2), **TINY).fit(X, np.c_[y, y**2])
+    loaded = _round_trip(multi, tmp_path / "multi.safetensors")
+    np.testing.assert_array_equal(loaded.predict(X), multi.predict(X))
+    assert loaded.predict(X).shape == (len(X), 2) and loaded.lr_milestones == (1, 2)
+    np.testing.assert_array_equal(loaded.embedding.vectors, own.vectors)
+
+    tiny = {k: v for k, v in TINY.items() if k not in ("atom_fea_len", "n_conv")}
+    tuned = CGCNNRegressor(finetune="uae", encoder_lr=1e-4, **tiny).fit(X, y)
+    loaded = _round_trip(tuned, tmp_path / "ft.safetensors")
+    np.testing.assert_array_equal(loaded.predict(X), tuned.predict(X))
+    assert loaded.transfer_ == tuned.transfer_
+
+    for labels, weight in (
+        (np.where(y > np.median(y), "large", "small"), {"large": 2.0, "small": 1.0}),
+        ((y > np.median(y)).astype(int), {0: 1.0, 1: 3.0}),  # keys that are not strings
+    ):
+        clf = CGCNNClassifier(embedding="cgcnn", class_weight=weight, **TINY).fit(X, labels)
+        loaded = _round_trip(clf, tmp_path / "clf.safetensors")
+        np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+        np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+        assert loaded.classes_.dtype == clf.classes_.dtype and loaded.class_weight == weight
+
+
+def test_what_cannot_be_saved_is_refused_by_name(data, fitted, tmp_path):
+    from crysatom_featurizers.estimators import CGCNNRegressor
+
+    with pytest.raises(NotFittedError):
+        CGCNNRegressor().save(tmp_path / "m.safetensors")
+    with pytest.raises(ValueError, match=r"ends in \.safetensors"):
+        fitted.save(tmp_path / "m.joblib")
+    X, y = data
+    odd = CGCNNRegressor(embedding="cgcnn", **{**TINY, "random_state": np.random.RandomState(0)})
+    with pytest.raises(TypeError, match="params/random_state: a RandomState"):
+        odd.fit(X, y).save(tmp_path / "odd.safetensors")
+    assert not (tmp_path / "odd.safetensors").exists()
+
+
+def test_a_saved_model_loads_in_a_fresh_process_without_unpickling(data, fitted, tmp_path):
+    X, _ = data
+    path = fitted.save(tmp_path / "m.safetensors")
+    expected = tmp_path / "expected.npy"
+    np.save(expected, fitted.predict(X))
+    code = f"""
+import pickle, sys
+import numpy as np, torch
+
+def forbidden(*args, **kwargs):
+    raise AssertionError("a pickle was read")
+
+def audit(event, args):
+    if event == "pickle.find_class":  # every unpickled object that is not plain data
+        raise AssertionError(f"unpickling {{args}}")
+
+sys.addaudithook(audit)
+pickle.load = pickle.loads = forbidden
+torch.load = forbidden
+from crysatom_featurizers.estimators import load_model
+from tests.prototypes import prototype_dataset
+
+X, _ = prototype_dataset()
+model = load_model({str(path)!r})
+assert np.array_equal(model.predict(X), np.load({str(expected)!r}))
+print("ok")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def _rewrite(path: Path, out: Path, edit) -> Path:
+    """``path`` with its metadata changed by ``edit`` (the tensors kept), written to ``out``."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), "pt") as handle:
+        metadata = dict(handle.metadata())
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+    edit(metadata, tensors)
+    save_file(tensors, str(out), metadata=metadata)
+    return out
+
+
+def test_edited_damaged_or_foreign_files_are_refused(fitted, tmp_path):
+    import torch
+
+    from crysatom_featurizers.estimators import ModelFileError, load_model
+    from crysatom_featurizers.estimators._persist import _checksum
+
+    path = fitted.save(tmp_path / "m.safetensors")
+
+    def radius(metadata, tensors):
+        params = json.loads(metadata["params"])
+        params["radius"] = 6.0
+        metadata["params"] = json.dumps(params)
+
+    def weight(metadata, tensors):
+        tensors["model/fc_out.bias"] = tensors["model/fc_out.bias"] + 1.0
+
+    for name, edit in (("radius", radius), ("weight", weight)):
+        edited = _rewrite(path, tmp_path / f"{name}.safetensors", edit)
+        with pytest.raises(ModelFileError, match="checksum does not match") as info:
+            load_model(edited)
+        assert str(edited) in str(info.value) and "\n" not in str(info.value)
+
+    def resigned(changes):
+        def edit(metadata, tensors):
+            metadata.pop("checksum")
+            metadata.update(changes)
+            metadata["checksum"] = _checksum(metadata, tensors)
+
+        return edit
+
+    newer = _rewrite(path, tmp_path / "newer.safetensors", resigned({"format_version": "99"}))
+    with pytest.raises(ModelFileError, match="format 99 .* upgrade"):
+        load_model(newer)
+    other = _rewrite(path, tmp_path / "other.safetensors", resigned({"estimator": "Popen"}))
+    with pytest.raises(ModelFileError, match="unknown estimator 'Popen'"):
+        load_model(other)
+    from safetensors.torch import save_file
+
+    plain = tmp_path / "weights.safetensors"
+    save_file({"w": torch.zeros(2)}, str(plain))
+    with pytest.raises(ModelFileError, match="not a crysatom-featurizers model"):
+        load_model(plain)
+    pickle_file = tmp_path / "m.joblib"
+    import joblib
+
+    joblib.dump({"a": 1}, pickle_file)
+    with pytest.raises(ModelFileError, match="not a safetensors file"):
+        load_model(pickle_file)
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ModelFileError, match="unreadable|checksum"):
+        load_model(truncated)
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "missing.safetensors")
