@@ -877,3 +877,79 @@ def test_train_finetune_and_distill_are_exclusive(tmp_path, capsys, cif_folder, 
     args = ["train", cif_folder, "-o", tmp_path / "m.joblib", "--finetune", "crysatom"]
     code, out, err = run([*args, "--distill", "crysatom"], capsys)
     assert code == 2 and "not allowed with argument --finetune" in err
+
+
+# ------------------------------------------------------------------------------ no lost inputs
+
+
+def test_output_that_is_an_input_is_refused_before_any_work(tmp_path, capsys, formula_csv):
+    before = formula_csv.read_bytes()
+    code, _, err = run(["featurize", formula_csv, "-o", formula_csv, "-e", "skipatom"], capsys)
+    assert code == 1
+    assert_one_line_error(err, "is the input", "choose another -o")
+    # the same file through another spelling of its path
+    other = tmp_path / "sub" / ".." / formula_csv.name
+    (tmp_path / "sub").mkdir()
+    code, _, err = run(["featurize", other, "-o", formula_csv, "-e", "skipatom"], capsys)
+    assert code == 1
+    assert_one_line_error(err, "is the input")
+    assert formula_csv.read_bytes() == before
+
+
+def test_predict_output_that_is_the_data_or_id_prop_is_refused(tmp_path, capsys, cif_folder):
+    id_prop = cif_folder / "id_prop.csv"
+    before = id_prop.read_bytes()
+    model = tmp_path / "m.safetensors"
+    model.write_bytes(b"\0" * 16)  # never read: the output check comes first
+    code, _, err = run(["predict", model, cif_folder, "-o", id_prop], capsys)
+    assert code == 1
+    assert_one_line_error(err, "is the input", "id_prop.csv")
+    assert id_prop.read_bytes() == before
+
+
+@pytest.fixture
+def six_cifs(tmp_path, examples) -> Path:
+    """Six example crystals and an id_prop.csv whose rows 2 and 5 have bad targets."""
+    folder = tmp_path / "six"
+    folder.mkdir()
+    lines = []
+    for i, structure in enumerate(examples["structure"].iloc[:6]):
+        structure.to(filename=str(folder / f"c{i}.cif"))
+        value = {1: "abc", 4: "inf"}.get(i, f"{structure.volume / len(structure):.4f}")
+        lines.append(f"c{i},{value}")
+    (folder / "id_prop.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.mark.gnn
+def test_bad_targets_name_their_rows(tmp_path, capsys, six_cifs):
+    model = tmp_path / "m.safetensors"
+    code, _, err = run(["train", six_cifs, "-o", model, *TRAIN_OPTIONS[:-1]], capsys)
+    assert code == 1
+    assert_one_line_error(err, "row 2 (file c1.cif)", "target 'abc' is not a number", "1 more")
+    assert not model.exists()
+    options = [*TRAIN_OPTIONS[:-1], "--val-fraction", "0.25", "--ignore-errors"]
+    code, out, err = run(["train", six_cifs, "-o", model, *options], capsys)
+    assert code == 0, err
+    assert "skipping 2 row(s)" in out and "ids c1, c4" in out
+    from crysatom_featurizers.estimators import load_model
+
+    assert load_model(model).n_iter_ == 1
+
+
+@pytest.mark.gnn
+def test_conflicting_duplicate_ids_and_a_too_large_test_fraction(tmp_path, capsys, cif_folder):
+    id_prop = cif_folder / "id_prop.csv"
+    lines = id_prop.read_text().splitlines()
+    id_prop.write_text("\n".join([*lines, "m0,99.0", lines[1]]) + "\n")  # m1 twice, same value
+    model = tmp_path / "m.safetensors"
+    code, _, err = run(["train", cif_folder, "-o", model, *TRAIN_OPTIONS], capsys)
+    assert code == 1
+    assert_one_line_error(err, "1 id(s) occur more than once with different targets: m0")
+    id_prop.write_text("\n".join(lines) + "\n")
+    code, _, err = run(
+        ["train", cif_folder, "-o", model, *TRAIN_OPTIONS, "--test-fraction", "0.99"], capsys
+    )
+    assert code == 1
+    assert_one_line_error(err, "--test-fraction 0.99 holds out", "lower it")
+    assert not model.exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -92,6 +93,23 @@ def _check_output_path(path: str | Path, suffixes: Sequence[str]) -> Path:
     """The output as a Path, after checking its name; its folder is created."""
     with user_errors():
         return io.check_output_path(path, suffixes)
+
+
+def _check_not_an_input(output: Path, *inputs: str | Path | None) -> None:
+    """Refuse an output path that is one of the inputs (or a folder input's id_prop.csv), before
+    any work: writing it would destroy the data it was made from."""
+    out = Path(output).expanduser().resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given).expanduser().resolve()
+        used = [source / "id_prop.csv"] if source.is_dir() else [source]
+        for path in used:
+            if out == path or (out.exists() and path.exists() and os.path.samefile(out, path)):
+                raise CLIError(
+                    f"the output {output} is the input {path}; writing it would destroy the "
+                    "input: choose another -o"
+                )
 
 
 def _write_table(frame: Any, path: Path) -> None:

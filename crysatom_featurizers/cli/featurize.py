@@ -11,6 +11,7 @@ from crysatom_featurizers.cli._common import (
     ERROR_COLUMN,
     OUTPUT_SUFFIXES,
     CLIError,
+    _check_not_an_input,
     _check_output_path,
     _echo,
     _input_source,
@@ -93,6 +94,7 @@ def _cmd_featurize(args: argparse.Namespace) -> int:
     # Without INPUT the example crystals are featurized (documented; --example says so too).
     _input_source(args.input, args.example, "INPUT")
     output = _check_output_path(args.output, OUTPUT_SUFFIXES)
+    _check_not_an_input(output, args.input)
     embedding = _load_embedding(args.embedding, args.dim)
     featurizer = _make_featurizer(args.level, embedding, None, args.stats)
     table = read_input(args.input, args, limit=args.limit)

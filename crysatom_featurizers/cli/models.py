@@ -15,6 +15,7 @@ from crysatom_featurizers.cli._common import (
     SAFE_MODEL_SUFFIX,
     TRUST_FLAG,
     CLIError,
+    _check_not_an_input,
     _check_output_path,
     _echo,
     _input_source,
@@ -56,6 +57,22 @@ def _training_table(args: argparse.Namespace) -> tuple[InputTable, list[int]]:
     return table, list(range(len(table.frame)))
 
 
+def _check_duplicate_targets(table: InputTable) -> None:
+    """Refuse ids that occur more than once with different targets."""
+    frame = table.frame[["id", "target"]]
+    repeated = frame[frame["id"].duplicated(keep=False)]
+    if repeated.empty:
+        return
+    values = repeated.groupby("id", sort=False)["target"].agg(lambda t: set(t.dropna().tolist()))
+    conflicting = [str(i) for i, targets in values.items() if len(targets) > 1]
+    if conflicting:
+        shown = ", ".join(conflicting[:5]) + (" ..." if len(conflicting) > 5 else "")
+        raise CLIError(
+            f"{len(conflicting)} id(s) occur more than once with different targets: {shown}; "
+            "keep one line per id"
+        )
+
+
 def _require_gnn(command: str) -> None:
     from crysatom_featurizers.deps import MissingGNNDependencyError, require_gnn
 
@@ -72,24 +89,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from crysatom_featurizers.estimators import CGCNNRegressor
 
     output = _check_output_path(args.output, MODEL_SUFFIXES)
+    _check_not_an_input(output, args.data, args.finetune, args.distill)
     freeze = _freeze_epochs(args.freeze_encoder_epochs)
     input_name = args.embedding
     if args.finetune is not None and input_name is None:
         input_name = _encoder_input(args.finetune)  # the vectors the encoder was trained on
     embedding = _load_embedding(input_name or DEFAULT_EMBEDDING, args.dim)
     table, positions = _training_table(args)
+    _check_duplicate_targets(table)
     errors = dict(table.errors)
+    for position, why in table.target_errors.items():
+        errors.setdefault(position, why)
     errors.update(_check_coverage(table, embedding, [p for p in positions if p not in errors]))
     hint = "fix the data or pass --ignore-errors to drop those rows"
     if not args.ignore_errors:
         _raise_first_error(table, errors, hint)
     targets = table.frame["target"].to_numpy(dtype=float)
-    keep = [p for p in positions if p not in errors and np.isfinite(targets[p])]
-    n_no_target = sum(1 for p in positions if p not in errors and not np.isfinite(targets[p]))
-    if n_no_target:
-        _echo(args, f"skipping {n_no_target} row(s) without a finite target value")
+    keep = [p for p in positions if p not in errors]
     if errors:
-        _echo(args, f"skipping {len(errors)} row(s) that could not be used (--ignore-errors)")
+        skipped = ", ".join(str(table.frame["id"].iat[p]) for p in sorted(errors)[:10])
+        more = f" and {len(errors) - 10} more" if len(errors) > 10 else ""
+        _echo(
+            args,
+            f"skipping {len(errors)} row(s) that could not be used (--ignore-errors): ids "
+            f"{skipped}{more}",
+        )
     if len(keep) < 4:
         raise CLIError(f"need at least 4 usable structures to train, found {len(keep)}")
 
@@ -99,6 +123,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if not 0 < args.test_fraction < 1:
             raise CLIError(f"--test-fraction must be between 0 and 1, got {args.test_fraction}")
         n_test = max(1, int(round(args.test_fraction * len(keep))))
+        if len(keep) - n_test < 4:
+            raise CLIError(
+                f"--test-fraction {args.test_fraction} holds out {n_test} of {len(keep)} usable "
+                f"structures and leaves {len(keep) - n_test} to train on (at least 4 needed); "
+                "lower it"
+            )
         shuffled = list(rng.permutation(keep))
         test_idx, keep = sorted(shuffled[:n_test]), sorted(shuffled[n_test:])
     structures = table.frame["structure"]
@@ -307,6 +337,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             "crystals"
         )
     output = _check_output_path(args.output, OUTPUT_SUFFIXES)
+    _check_not_an_input(output, args.model, args.data)
     model = _load_model(args.model, args.trust_pickle)
     table = read_input(args.data, args, use_id_prop=True, limit=args.limit)
     if not table.has_structures:

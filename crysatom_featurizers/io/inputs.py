@@ -105,6 +105,9 @@ class InputTable:
         Where each row comes from, for messages (``"file x.cif"``, ``"id mp-1"``).
     errors : dict of int to str
         Row positions that could not be read, and why.
+    target_errors : dict of int to str
+        Row positions whose target is missing or not a finite number (their ``target`` is NaN),
+        and why; only training needs targets, so these are kept apart from ``errors``.
     """
 
     frame: pd.DataFrame
@@ -112,6 +115,7 @@ class InputTable:
     has_structures: bool
     where: list[str]
     errors: dict[int, str] = field(default_factory=dict)
+    target_errors: dict[int, str] = field(default_factory=dict)
 
     def describe(self, position: int) -> str:
         """``"row 3 (file x.cif)"``: a row position (0-based) for messages."""
@@ -175,13 +179,46 @@ def _structure_row(identifier: Any, structure) -> dict[str, Any]:
     }
 
 
+def parse_targets(values: Iterable[Any]) -> tuple[Any, dict[int, str]]:
+    """Target values as floats, and the positions of the missing or non-numeric ones.
+
+    Returns
+    -------
+    targets : numpy.ndarray
+        float64; NaN where a value is missing, not a number or not finite.
+    errors : dict of int to str
+        Position -> why (``"target 'abc' is not a number"``, ``"no target value"``).
+    """
+    import numpy as np
+
+    values = list(values)
+    out = np.full(len(values), np.nan)
+    errors: dict[int, str] = {}
+    for i, raw in enumerate(values):
+        text = raw.strip() if isinstance(raw, str) else raw
+        if text is None or (isinstance(text, float) and np.isnan(text)) or text == "":
+            errors[i] = "no target value"
+            continue
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            errors[i] = f"target {raw!r} is not a number"
+            continue
+        if not np.isfinite(value):
+            errors[i] = f"target {raw!r} is not finite"
+            continue
+        out[i] = value
+    return out, errors
+
+
 def read_id_prop(folder: str | os.PathLike[str]) -> pd.DataFrame:
     """The ``id_prop.csv`` of a CGCNN data folder: one ``id,target`` line per structure.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``id`` (str) and ``target`` (float; NaN where not a number).
+        Columns ``id`` (str) and ``target`` (float; NaN where not a number). Its
+        ``attrs["target_errors"]`` maps the positions of missing or non-numeric targets to why.
 
     Raises
     ------
@@ -210,8 +247,10 @@ def read_id_prop(folder: str | os.PathLike[str]) -> pd.DataFrame:
                 f"{path} looks like it has a header ({table.iloc[0].tolist()}); id_prop.csv "
                 "has no header: one 'id,target' line per structure"
             ) from None
-    targets = pd.to_numeric(table.iloc[:, 1], errors="coerce")
-    return pd.DataFrame({"id": table.iloc[:, 0].astype(str).str.strip(), "target": targets})
+    targets, errors = parse_targets(table.iloc[:, 1])
+    out = pd.DataFrame({"id": table.iloc[:, 0].astype(str).str.strip(), "target": targets})
+    out.attrs["target_errors"] = errors
+    return out
 
 
 def read_cif_folder(
@@ -244,10 +283,12 @@ def read_cif_folder(
 
     folder = Path(folder)
     targets = None
+    target_errors: dict[int, str] = {}
     if use_id_prop and (folder / "id_prop.csv").exists():
         id_prop = read_id_prop(folder)
         ids = list(id_prop["id"])
         targets = list(id_prop["target"])
+        target_errors = dict(id_prop.attrs["target_errors"])
         paths = [folder / f"{i}.cif" for i in ids]
     else:
         paths = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".cif")
@@ -257,6 +298,7 @@ def read_cif_folder(
     if limit is not None:
         paths, ids = paths[:limit], ids[:limit]
         targets = None if targets is None else targets[:limit]
+        target_errors = {i: why for i, why in target_errors.items() if i < limit}
     rows, errors = [], {}
     for position, path in enumerate(_progress(paths, progress, "reading CIF files", "file")):
         structure = None
@@ -271,7 +313,7 @@ def read_cif_folder(
     if targets is not None:
         frame["target"] = targets
     where = [f"file {p.name}" for p in paths]
-    return InputTable(frame, "cif-folder", True, where, errors)
+    return InputTable(frame, "cif-folder", True, where, errors, target_errors)
 
 
 def _pick_id(frame: pd.DataFrame) -> tuple[list[Any], str | None]:
@@ -326,15 +368,19 @@ def _structure_rows(
     return rows, errors
 
 
-def _add_target(frame: pd.DataFrame, table: pd.DataFrame, target: str | None, path: Path) -> None:
+def _add_target(
+    frame: pd.DataFrame, table: pd.DataFrame, target: str | None, path: Path
+) -> dict[int, str]:
+    """Read column ``target`` into ``frame["target"]``; the rows without a usable value."""
     import pandas as pd
 
     if target is None:
-        return
+        return {}
     if target not in table.columns:
         numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])]
         raise ValueError(f"target column {target!r} not in {path}; numeric columns: {numeric}")
-    frame["target"] = pd.to_numeric(table[target], errors="coerce").to_numpy()
+    frame["target"], errors = parse_targets(table[target])
+    return errors
 
 
 def read_csv_table(
@@ -394,8 +440,8 @@ def read_csv_table(
     else:
         rows, errors = _composition_rows(table[columns["formula"]], ids, "formula", keep_text=True)
     frame = pd.DataFrame(rows, columns=_FRAME_COLUMNS)
-    _add_target(frame, table, target, path)
-    return InputTable(frame, "csv", "cif" in columns, where, errors)
+    target_errors = _add_target(frame, table, target, path)
+    return InputTable(frame, "csv", "cif" in columns, where, errors, target_errors)
 
 
 def _frame_from_json(data: Any) -> pd.DataFrame | None:
@@ -511,8 +557,8 @@ def read_json_table(
     else:
         rows, errors = _composition_rows(table[column], ids, column, keep_text=False)
     frame = pd.DataFrame(rows, columns=_FRAME_COLUMNS)
-    _add_target(frame, table, target, path)
-    return InputTable(frame, "json", has_structures, where, errors)
+    target_errors = _add_target(frame, table, target, path)
+    return InputTable(frame, "json", has_structures, where, errors, target_errors)
 
 
 def read_example(limit: int | None = None) -> InputTable:
