@@ -953,3 +953,32 @@ def test_conflicting_duplicate_ids_and_a_too_large_test_fraction(tmp_path, capsy
     assert code == 1
     assert_one_line_error(err, "--test-fraction 0.99 holds out", "lower it")
     assert not model.exists()
+
+
+@pytest.mark.gnn
+def test_train_checkpoint_resumes_and_refuses_another_fit(tmp_path, capsys, cif_folder):
+    from crysatom_featurizers.estimators import load_model
+
+    model, ckpt = tmp_path / "m.safetensors", tmp_path / "fit.ckpt"
+    argv = ["train", cif_folder, "-o", model, "--checkpoint", ckpt, *TRAIN_OPTIONS]
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    assert ckpt.exists()
+    first = load_model(model).model_.state_dict()
+    code, _, err = run(argv, capsys)  # the finished fit resumes to its end: the same model
+    assert code == 0, err
+    again = load_model(model).model_.state_dict()
+    assert all(torch_equal(first[k], again[k]) for k in first)
+    code, _, err = run([*argv, "--lr", "0.01"], capsys)
+    assert code == 1
+    assert_one_line_error(err, "belongs to another run")
+    argv = ["train", cif_folder, "-o", model, "--checkpoint", model, *TRAIN_OPTIONS]
+    code, _, err = run(argv, capsys)
+    assert code == 1
+    assert_one_line_error(err, "is the input")
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))

@@ -90,6 +90,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     output = _check_output_path(args.output, MODEL_SUFFIXES)
     _check_not_an_input(output, args.data, args.finetune, args.distill)
+    if args.checkpoint is not None:
+        _check_not_an_input(Path(args.checkpoint), args.data, output)
     freeze = _freeze_epochs(args.freeze_encoder_epochs)
     input_name = args.embedding
     if args.finetune is not None and input_name is None:
@@ -152,6 +154,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         random_state=args.seed,
         n_threads=args.threads,
         verbose=0 if args.quiet else 1,
+        checkpoint=args.checkpoint,
     )
     with user_errors():  # incompatible transfer settings, unreadable encoder files
         model.fit(structures.iloc[keep].reset_index(drop=True), targets[keep])

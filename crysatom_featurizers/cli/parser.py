@@ -238,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--target", default=None, metavar="COLUMN", help="target column (json/csv)")
     p.add_argument("--units", default=None, help="target units for messages, e.g. eV/atom")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="FILE",
+        help="save the fit's state here after every epoch; run the same command again to "
+        "resume an interrupted fit from it",
+    )
     _add_embedding_options(p, default=None)
     transfer = p.add_argument_group(
         "transfer from a pretrained encoder (see 'crysatom embeddings list')"

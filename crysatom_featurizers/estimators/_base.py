@@ -236,6 +236,7 @@ class _GraphEstimator(BaseEstimator):
                 state.setdefault("transfer_", None)
         for name, default in TRANSFER_DEFAULTS.items():
             state.setdefault(name, default)  # saved before these parameters existed
+        state.setdefault("checkpoint", None)
         model_bytes = state.pop("_model_bytes", None)
         if model_bytes is not None:
             import torch
@@ -509,6 +510,10 @@ class _GraphEstimator(BaseEstimator):
                 metric=self._metric_sum,
                 settings=settings,
                 seed=seed,
+                checkpoint=getattr(self, "checkpoint", None),
+                fingerprint=self._run_fingerprint(
+                    embedding, packed, targets, train_idx, val_idx, seed
+                ),
                 **self._transfer_options(model, transfer),
             )
             model = model.cpu()  # the student of a distillation; the projection is dropped
@@ -527,6 +532,34 @@ class _GraphEstimator(BaseEstimator):
         self.n_iter_ = result.n_epochs
         self.timings_ = {"graphs_s": graph_time, "training_s": result.training_s}
         return self
+
+    def _run_fingerprint(
+        self, embedding: Any, packed: Any, targets: Any, train_idx: Any, val_idx: Any, seed: int
+    ) -> str:
+        """SHA-256 of what a fit depends on: the estimator and its parameters (without those
+        that only say where or how verbosely it runs), the element vectors, the graphs, the
+        targets, the split and the seed. A checkpoint of another fingerprint is not resumed."""
+        import hashlib
+        import json
+
+        if getattr(self, "checkpoint", None) is None:
+            return ""
+        ignored = {"checkpoint", "verbose", "n_threads", "num_workers", "device"}
+        params = {
+            k: v if isinstance(v, (str, int, float, bool, type(None))) else type(v).__name__
+            for k, v in self.get_params(deep=False).items()
+            if k not in ignored
+        }
+        digest = hashlib.sha256()
+        digest.update(json.dumps([type(self).__name__, params, seed], sort_keys=True).encode())
+        table, _ = embedding.lookup_table()
+        arrays = [np.asarray(table, dtype=np.float64), np.asarray(train_idx), np.asarray(val_idx)]
+        arrays += [packed.tensors[k].cpu().numpy() for k in sorted(packed.tensors)]
+        arrays.append(np.asarray(targets))  # as given: targets in their units, or class codes
+        for array in arrays:
+            digest.update(str((array.dtype.str, array.shape)).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
 
     def _predict_outputs(self, X: Any) -> np.ndarray:
         """Raw model outputs (standardised targets or logits) for ``X``, as float64."""

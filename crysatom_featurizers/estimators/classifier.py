@@ -27,7 +27,7 @@ class CGCNNClassifier(ClassifierMixin, _ClassificationTask, _CGCNNBase):
 finetune, freeze_encoder_epochs, encoder_lr, distill, distill_delta, distill_layer, radius, \
 max_neighbors, allow_isolated, epochs, batch_size, lr, weight_decay, lr_schedule, lr_milestones, \
 validation_fraction, patience, device, random_state, num_workers, n_threads, verbose, \
-atom_features
+checkpoint, atom_features
         As in :class:`CGCNNRegressor`. The validation split is stratified when every class has
         at least two members.
     class_weight : dict, "balanced" or None, default=None
@@ -93,6 +93,7 @@ timings_
         num_workers: int = 0,
         n_threads: int | None = None,
         verbose: int = 0,
+        checkpoint: str | os.PathLike | None = None,
         atom_features: Any = None,
     ) -> None:
         self.embedding = embedding
@@ -126,4 +127,5 @@ timings_
         self.num_workers = num_workers
         self.n_threads = n_threads
         self.verbose = verbose
+        self.checkpoint = checkpoint
         self.atom_features = atom_features

@@ -130,6 +130,16 @@ class CGCNNRegressor(RegressorMixin, _RegressionTask, _CGCNNBase):
     verbose : int, default=0
         ``1``: a tqdm bar over epochs with the live loss and MAE; ``2``: also a progress bar
         for the graph construction. ``0``: silent.
+    checkpoint : str or path, optional
+        A file that makes the fit resumable. After every epoch, everything needed to continue
+        (weights, optimiser, learning-rate schedule, random generator state, early-stopping
+        state and history) is written there atomically, as tensors and numbers that load with
+        ``torch.load(weights_only=True)`` (no unpickling of objects). A fit that finds the
+        file resumes after its last epoch and ends exactly as an uninterrupted fit would
+        (bitwise on the CPU). The file records a SHA-256 of the data, parameters, element
+        vectors, split and seed: a checkpoint of another fit is an error, never a silent
+        restart. The file is kept after the fit (a finished fit resumes to its end at once);
+        delete it to train afresh.
     atom_features : str or ElementEmbedding, optional
         Deprecated alias of ``embedding`` (a ``FutureWarning`` at ``fit``; removed in the next
         release), used when ``embedding`` is None; with any other ``embedding`` of a
@@ -223,6 +233,7 @@ class CGCNNRegressor(RegressorMixin, _RegressionTask, _CGCNNBase):
         num_workers: int = 0,
         n_threads: int | None = None,
         verbose: int = 0,
+        checkpoint: str | os.PathLike | None = None,
         atom_features: Any = None,
     ) -> None:
         self.embedding = embedding
@@ -256,4 +267,5 @@ class CGCNNRegressor(RegressorMixin, _RegressionTask, _CGCNNBase):
         self.num_workers = num_workers
         self.n_threads = n_threads
         self.verbose = verbose
+        self.checkpoint = checkpoint
         self.atom_features = atom_features
