@@ -67,6 +67,45 @@ def test_edited_weights_fail_the_checksum(tmp_path):
         load_encoder(path)
 
 
+def test_edited_metadata_or_architecture_fail_the_checksum(tmp_path):
+    import json
+
+    path = save_encoder(tiny_encoder(), tmp_path / "enc.pt", META)
+    original = torch.load(path, weights_only=True)
+    assert original["format_version"] == 2
+    for edit in ("radius", "input_embedding", "architecture"):
+        document = torch.load(path, weights_only=True)
+        metadata = json.loads(document["metadata"])
+        if edit == "radius":
+            metadata["graph"]["radius"] = 6.0
+        elif edit == "input_embedding":
+            metadata["input_embedding"] = "crysatom"
+        else:
+            document["architecture"]["outer_softplus"] = False
+        document["metadata"] = json.dumps(metadata)
+        torch.save(document, tmp_path / f"{edit}.pt")
+        with pytest.raises(EncoderFileError, match="metadata or architecture were edited") as info:
+            load_encoder(tmp_path / f"{edit}.pt")
+        assert f"{edit}.pt" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_format_1_files_still_load(tmp_path):
+    import json
+
+    path = save_encoder(tiny_encoder(), tmp_path / "enc.pt", META)
+    document = torch.load(path, weights_only=True)
+    metadata = json.loads(document["metadata"])
+    del metadata["content_checksum"]  # as written before the metadata was checksummed
+    document.update(format_version=1, metadata=json.dumps(metadata))
+    torch.save(document, tmp_path / "v1.pt")
+    encoder, loaded = load_encoder(tmp_path / "v1.pt")
+    assert loaded["checksum"] == metadata["checksum"] and encoder.hidden_dim == 8
+    document["format_version"] = 3
+    torch.save(document, tmp_path / "v3.pt")
+    with pytest.raises(EncoderFileError, match="unsupported format_version 3"):
+        load_encoder(tmp_path / "v3.pt")
+
+
 def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     path = save_encoder(tiny_encoder(0), tmp_path / "enc.pt", META)
     before = path.read_bytes()
@@ -102,6 +141,14 @@ def test_shipped_names_resolve_and_missing_files_say_how_to_make_them(tmp_path, 
     ]
     with pytest.raises(FileNotFoundError, match="neither a shipped encoder"):
         load_encoder("nope")
+    # a shipped file whose bytes are not the pinned ones is refused, naming the file
+    monkeypatch.setattr(pretrained, "SHIPPED_ENCODER_SHA256", {"tiny": "0" * 64})
+    with pytest.raises(EncoderFileError, match="tiny.pt.*not the one this release pins"):
+        load_encoder("tiny")
+    monkeypatch.setattr(
+        pretrained, "SHIPPED_ENCODER_SHA256", {"tiny": pretrained.file_sha256(tmp_path / "tiny.pt")}
+    )
+    assert load_encoder("tiny")[0].hidden_dim == 8
 
 
 def test_cli_lists_the_encoders(capsys):

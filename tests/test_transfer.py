@@ -335,3 +335,27 @@ def test_from_encoder_checks_input_and_edges():
     model = CGCNN.from_encoder(encoder, "cgcnn")
     assert model.encoder is not encoder
     torch.testing.assert_close(model.encoder.input.weight, encoder.input.weight)
+
+
+def test_an_encoder_file_naming_other_input_vectors_is_refused_by_name(tmp_path):
+    import json
+
+    from pymatgen.core import Lattice, Structure
+
+    path = save_encoder(
+        CGCNNEncoder(92, 6, 1), tmp_path / "enc.pt", {"input_embedding": "cgcnn", "graph": {}}
+    )
+    document = torch.load(path, weights_only=True)
+    metadata = json.loads(document["metadata"])
+    del metadata["content_checksum"]  # a format-1 file: its metadata is not checksummed
+    metadata["input_embedding"] = "megnet16"
+    document.update(format_version=1, metadata=json.dumps(metadata))
+    torch.save(document, path)
+    X = [
+        Structure(Lattice.cubic(4.0 + 0.1 * i), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3])
+        for i in range(4)
+    ]
+    for option in ("finetune", "distill"):
+        est = CGCNNRegressor(**{option: path}, epochs=1, validation_fraction=0)
+        with pytest.raises(ValueError, match=r"reads 92-dim .* names 'megnet16' \(16-dim\)"):
+            est.fit(X, [1.0, 2.0, 3.0, 4.0])

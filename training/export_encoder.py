@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from crysatom_featurizers.nn import save_encoder
+from crysatom_featurizers.nn.pretrained import file_sha256
 from training.config import PretrainConfig
 from training.model import CrysAtomPretrainer
 from training.provenance import cpu_model, git_commit, package_version
@@ -99,6 +100,7 @@ def export_encoder(run_dir: str | Path, out: str | Path) -> dict[str, Any]:
         "structures)",
     }
     save_encoder(model.encoder, out, metadata)
+    print(f"{out}: SHA-256 {file_sha256(out)}; pin it in SHIPPED_ENCODER_SHA256 when it ships")
     return metadata
 
 
@@ -111,6 +113,7 @@ def record_selection(path: str | Path, selection: dict[str, Any]) -> dict[str, A
     metadata = {k: v for k, v in metadata.items() if k != "checksum"}
     metadata["selection"] = selection
     save_encoder(encoder, path, metadata)
+    print(f"{path}: SHA-256 {file_sha256(path)}; pin it in SHIPPED_ENCODER_SHA256 when it ships")
     return metadata
 
 

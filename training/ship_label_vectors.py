@@ -33,7 +33,7 @@ import pandas as pd
 from crysatom_featurizers.embeddings import ElementEmbedding, resolve
 from crysatom_featurizers.embeddings.builtin import DATA_DIR, TRAINED_EMBEDDINGS
 from crysatom_featurizers.nn import load_encoder, save_encoder
-from crysatom_featurizers.nn.pretrained import ENCODER_DATA_DIR, SHIPPED_ENCODERS
+from crysatom_featurizers.nn.pretrained import ENCODER_DATA_DIR, SHIPPED_ENCODERS, file_sha256
 from training.benchmark.config import BenchConfig, resolve_path
 from training.benchmark.results import ResultsFile
 from training.labels import LABEL_TASKS
@@ -185,6 +185,9 @@ def ship_encoder(record: dict[str, Any], out_dir: Path, runs_dir: Path = RUNS_DI
             f"{SHIPPED_ENCODERS[SHIPPED_NAME][0]!r} as {SHIPPED_NAME!r}"
         )
     save_encoder(encoder, path, metadata)
+    print(
+        f"{path}: SHA-256 {file_sha256(path)}; pin it as SHIPPED_ENCODER_SHA256[{SHIPPED_NAME!r}]"
+    )
     return path
 
 

@@ -153,6 +153,21 @@ def load_transfer(est: Any, settings: GraphSettings) -> Transfer | None:
                 f"this estimator builds {key}={value}; set {key}={graph[key]} (the encoder's "
                 "convolutions only understand the graphs they were trained on)"
             )
+    from crysatom_featurizers.embeddings import resolve
+
+    name = transfer.input_embedding
+    try:
+        reads = resolve(name, None)
+    except (ValueError, OSError) as exc:
+        raise ValueError(
+            f"{mode}={source!r}: the element vectors the encoder reads, {name!r}, cannot be "
+            f"loaded ({exc})"
+        ) from None
+    if int(reads.dim) != int(encoder.in_dim):
+        raise ValueError(
+            f"{mode}={source!r}: the encoder reads {encoder.in_dim}-dim element vectors, but "
+            f"its file names {name!r} ({reads.dim}-dim) as its input; the file is inconsistent"
+        )
     if mode == "finetune":
         for name, value in (("atom_fea_len", encoder.hidden_dim), ("n_conv", encoder.num_layers)):
             given = getattr(est, name, None)

@@ -2,7 +2,11 @@
 
 A file holds the input map and the convolutions of a :class:`CGCNNEncoder` (a state dict of
 tensors), the architecture needed to rebuild it, and metadata saying how it was made (config,
-corpus, epochs, hardware, wall time, commit), plus a SHA-256 checksum of the weights. It is
+corpus, epochs, hardware, wall time, commit), plus SHA-256 checksums: ``checksum`` of the
+weights (it identifies the encoder), and from format version 2 ``content_checksum`` of the
+weights, the architecture and the metadata together, so that an edited radius or input
+embedding is refused like edited weights. The shipped files' SHA-256 are pinned in
+:data:`SHIPPED_ENCODERS`. It is
 read with ``torch.load(weights_only=True)``: tensors, numbers, strings, lists and dicts only,
 never arbitrary pickled objects. Corrupt, truncated, edited or foreign files raise
 :class:`EncoderFileError` naming the file and what is wrong.
@@ -28,17 +32,22 @@ __all__ = [
     "ENCODER_DATA_DIR",
     "ENCODER_FORMAT",
     "SHIPPED_ENCODERS",
+    "SHIPPED_ENCODER_SHA256",
     "ENCODER_FORMAT_VERSION",
     "EncoderFileError",
     "available_encoders",
+    "content_checksum",
     "encoder_checksum",
+    "file_sha256",
     "encoder_path",
     "load_encoder",
     "save_encoder",
 ]
 
 ENCODER_FORMAT = "crysatom-featurizers/cgcnn-encoder"
-ENCODER_FORMAT_VERSION = 1
+ENCODER_FORMAT_VERSION = 2
+#: Format versions this version reads (1: only the weights are checksummed).
+READABLE_FORMAT_VERSIONS = (1, 2)
 #: Architecture keys stored with the weights; :class:`CGCNNEncoder` takes them as arguments.
 ARCHITECTURE_KEYS = (
     "in_dim",
@@ -65,6 +74,12 @@ SHIPPED_ENCODERS: dict[str, tuple[str, str]] = {
         "python -m training.supervised, then python -m training.ship_label_vectors",
     ),
 }
+#: SHA-256 of each shipped encoder file, as committed: a shipped file that differs (edited,
+#: damaged, or regenerated without updating this pin) is refused.
+SHIPPED_ENCODER_SHA256: dict[str, str] = {
+    "crysatom": "213b0a5e13adadd24916b3467039fc735a8e3267c8dcfe56acd6f18652f519d8",
+    "uae": "754848603d16e401a5cfa20e24f7d08991daecd240d27f11e2dd3fe5c6db041f",
+}
 
 
 class EncoderFileError(ValueError):
@@ -87,6 +102,21 @@ def encoder_checksum(state_dict: Mapping[str, torch.Tensor]) -> str:
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
         digest.update(tensor.numpy().tobytes())
     return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (what :data:`SHIPPED_ENCODER_SHA256` pins)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def content_checksum(
+    state_dict: Mapping[str, torch.Tensor], architecture: Mapping[str, Any], metadata: Mapping
+) -> str:
+    """SHA-256 of the weights (:func:`encoder_checksum`), the architecture and the metadata
+    (without ``content_checksum`` itself), as JSON with sorted keys."""
+    rest = {k: v for k, v in metadata.items() if k != "content_checksum"}
+    text = json.dumps([dict(architecture), rest], sort_keys=True, default=str)
+    return hashlib.sha256(f"{encoder_checksum(state_dict)}\n{text}".encode()).hexdigest()
 
 
 def save_encoder(
@@ -126,13 +156,16 @@ def save_encoder(
             bool(getattr(first, "outer_softplus", True)) if first is not None else True
         ),
     }
+    # round-tripped through JSON first, so that the checksum covers what loading will read
+    meta = json.loads(json.dumps({**metadata, "checksum": encoder_checksum(state)}, default=str))
+    meta["content_checksum"] = content_checksum(state, architecture, meta)
     document = {
         "format": ENCODER_FORMAT,
         "format_version": ENCODER_FORMAT_VERSION,
         "architecture": architecture,
         "state_dict": state,
         # JSON text: any provenance, still loadable with weights_only=True
-        "metadata": json.dumps({**metadata, "checksum": encoder_checksum(state)}, default=str),
+        "metadata": json.dumps(meta),
     }
     buffer = io.BytesIO()
     torch.save(document, buffer)
@@ -201,6 +234,16 @@ def load_encoder(spec: str | os.PathLike) -> tuple[CGCNNEncoder, dict[str, Any]]
         weights do not match its architecture or checksum.
     """
     path = encoder_path(spec)
+    shipped = isinstance(spec, str) and spec.lower() in SHIPPED_ENCODERS
+    if shipped:
+        digest, pinned = file_sha256(path), SHIPPED_ENCODER_SHA256.get(spec.lower())
+        if pinned is not None and digest != pinned:
+            raise EncoderFileError(
+                path,
+                f"its SHA-256 {digest[:12]}... is not the one this release pins for the "
+                f"shipped {spec.lower()!r} encoder: the file was edited or damaged "
+                "(reinstall the package)",
+            )
     try:
         document = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
@@ -212,11 +255,12 @@ def load_encoder(spec: str | os.PathLike) -> tuple[CGCNNEncoder, dict[str, Any]]
         raise EncoderFileError(path, f"not a weights-only encoder file ({exc})") from None
     if not isinstance(document, dict) or document.get("format") != ENCODER_FORMAT:
         raise EncoderFileError(path, f"not a {ENCODER_FORMAT!r} file")
-    if document.get("format_version") != ENCODER_FORMAT_VERSION:
+    version = document.get("format_version")
+    if version not in READABLE_FORMAT_VERSIONS:
         raise EncoderFileError(
             path,
-            f"unsupported format_version {document.get('format_version')!r} "
-            f"(this version reads {ENCODER_FORMAT_VERSION})",
+            f"unsupported format_version {version!r} (this version reads "
+            f"{', '.join(map(str, READABLE_FORMAT_VERSIONS))})",
         )
     architecture = document.get("architecture")
     state = document.get("state_dict")
@@ -228,8 +272,16 @@ def load_encoder(spec: str | os.PathLike) -> tuple[CGCNNEncoder, dict[str, Any]]
         metadata = json.loads(document.get("metadata", ""))
     except (TypeError, json.JSONDecodeError) as exc:
         raise EncoderFileError(path, f"field 'metadata' is not JSON ({exc})") from None
+    if not isinstance(metadata, dict):
+        raise EncoderFileError(path, "field 'metadata' must be a JSON object")
     if metadata.get("checksum") != encoder_checksum(state):
         raise EncoderFileError(path, "checksum mismatch: the weights were edited or corrupted")
+    if version >= 2 and metadata.get("content_checksum") != content_checksum(
+        state, architecture, metadata
+    ):
+        raise EncoderFileError(
+            path, "checksum mismatch: the metadata or architecture were edited or corrupted"
+        )
     encoder = CGCNNEncoder(**architecture)
     try:
         encoder.load_state_dict(state)
