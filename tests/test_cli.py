@@ -87,13 +87,14 @@ def test_featurize_example_matches_library(tmp_path, capsys, examples):
         ["featurize", "--example", "-o", out, "--embedding", "skipatom"], capsys
     )
     assert code == 0, err
-    table = pd.read_csv(out)
+    # the CSV holds every digit: read exactly, it equals the library's values bit for bit
+    table = pd.read_csv(out, float_precision="round_trip")
     featurizer = ElementEmbeddingCompositionFeaturizer("skipatom")
     labels = featurizer.feature_labels()
     assert list(table.columns) == ["id", "formula", *labels]
     assert list(table["id"]) == list(examples.index)
     expected = featurizer.featurize_many([s.composition for s in examples["structure"]], pbar=False)
-    np.testing.assert_allclose(table[labels].to_numpy(), np.asarray(expected), rtol=1e-12)
+    np.testing.assert_array_equal(table[labels].to_numpy(), np.asarray(expected))
     # The summary names the shape, the embedding and the output.
     assert f"{len(examples)} rows × {len(labels) + 2} columns" in stdout
     assert "skipatom (200-dim)" in stdout and str(out) in stdout
@@ -729,7 +730,13 @@ def test_featurize_failed_write_keeps_previous_output(tmp_path, capsys, monkeypa
     code, _, err = run(["featurize", "--example", "-o", out, "-e", "megnet16", "-q"], capsys)
     assert code == 0, err
     before = out.read_bytes()
-    monkeypatch.setattr(pd.DataFrame, "to_csv", fail_after_partial_output)
+    from crysatom_featurizers.io import outputs
+
+    monkeypatch.setattr(
+        outputs,
+        "_write_csv",
+        lambda frame, handle, progress: fail_after_partial_output(frame, handle),
+    )
     code, _, err = run(["featurize", "--example", "-o", out, "-e", "skipatom"], capsys)
     assert code == 1
     assert_one_line_error(err, f"cannot write {out}: {EFBIG_TEXT}")

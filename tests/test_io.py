@@ -212,10 +212,31 @@ def test_write_table_failure_keeps_previous_file(tmp_path, monkeypatch):
         fail_after_partial_output(handle, b"id,x\n1")
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", partial_to_csv)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # the pandas writer
     with pytest.raises(FileWriteError, match=f"cannot write {path}: "):
         io.write_table(small_frame(), path)
     assert path.read_bytes() == before
     assert leftovers(tmp_path, {"f.csv"}) == []
+
+
+@pytest.mark.parametrize("writer", ["pyarrow", "pandas"])
+def test_csv_is_written_in_chunks_with_every_digit(tmp_path, monkeypatch, writer):
+    from crysatom_featurizers.io import outputs
+
+    if writer == "pandas":
+        monkeypatch.setitem(sys.modules, "pyarrow", None)
+    else:
+        pytest.importorskip("pyarrow")
+    monkeypatch.setattr(outputs, "_CSV_CHUNK_CELLS", 10)  # 5 rows of 2 columns a chunk
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(23)], "x": rng.normal(size=23) * 1e-5})
+    frame.loc[3, "x"] = np.nan
+    frame["error"] = [None] * 22 + ['bad "quote", comma']
+    path = io.write_table(frame, tmp_path / "f.csv")
+    back = pd.read_csv(path, float_precision="round_trip")
+    assert list(back.columns) == ["id", "x", "error"] and len(back) == 23  # one header
+    np.testing.assert_array_equal(back["x"].to_numpy(), frame["x"].to_numpy())
+    assert back["error"].isna().sum() == 22 and back["error"].iat[22] == 'bad "quote", comma'
 
 
 def test_save_model_round_trip_and_failure(tmp_path, monkeypatch):

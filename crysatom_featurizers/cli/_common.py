@@ -112,10 +112,12 @@ def _check_not_an_input(output: Path, *inputs: str | Path | None) -> None:
                 )
 
 
-def _write_table(frame: Any, path: Path) -> None:
-    """Write ``frame`` as CSV or parquet, atomically (see :func:`io.write_table`)."""
+def _write_table(frame: Any, path: Path, args: argparse.Namespace | None = None) -> None:
+    """Write ``frame`` as CSV or parquet, atomically (see :func:`io.write_table`); a progress
+    bar over a large CSV on a terminal unless ``-q``."""
+    progress = args is not None and not getattr(args, "quiet", False)
     with user_errors():
-        io.write_table(frame, path)
+        io.write_table(frame, path, progress=progress)
 
 
 def _input_source(given: str | None, example: bool, name: str) -> str | None:

@@ -24,6 +24,7 @@ from crysatom_featurizers.cli._common import (
 from crysatom_featurizers.io import InputTable, short_error
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    import numpy as np
     import pandas as pd
 
 
@@ -56,14 +57,15 @@ def _site_rows(table: InputTable, valid: list[int]) -> pd.DataFrame:
 
 def _featurize_in_chunks(
     featurizer, frame: pd.DataFrame, col_id: str | list[str], args: argparse.Namespace
-) -> pd.DataFrame:
-    """Feature frame (same index as ``frame``) plus an error column (None where fine)."""
+) -> tuple[list[str], np.ndarray, list[str | None]]:
+    """Feature labels, the features of every row of ``frame`` (one float array, filled chunk
+    by chunk: no copies of the whole table) and each row's error message (None where fine)."""
     import numpy as np
-    import pandas as pd
 
     labels = list(featurizer.feature_labels())
     error_label = f"{type(featurizer).__name__} Exceptions"
-    parts = []
+    values = np.full((len(frame), len(labels)), np.nan)
+    messages: list[str | None] = []
     starts = range(0, len(frame), CHUNK_ROWS)
     with _progress(args, total=len(frame), desc="featurizing", unit="row") as bar:
         for start in starts:
@@ -75,16 +77,13 @@ def _featurize_in_chunks(
                 return_errors=True,
                 pbar=False,
             )
-            out = result[labels].copy()
-            out[ERROR_COLUMN] = [
+            values[start : start + len(chunk)] = result[labels].to_numpy(dtype=float)
+            messages.extend(
                 None if (not isinstance(e, str) and (e is None or np.isnan(e))) else short_error(e)
                 for e in result[error_label]
-            ]
-            parts.append(out)
+            )
             bar.update(len(chunk))
-    if not parts:
-        return pd.DataFrame(columns=[*labels, ERROR_COLUMN])
-    return pd.concat(parts)
+    return labels, values, messages
 
 
 def _cmd_featurize(args: argparse.Namespace) -> int:
@@ -113,8 +112,9 @@ def _cmd_featurize(args: argparse.Namespace) -> int:
 
     if args.level == "site":
         sites = _site_rows(table, valid)
-        features = _featurize_in_chunks(featurizer, sites, ["structure", "site_index"], args)
-        site_errors = features[ERROR_COLUMN].to_numpy()
+        labels, values, site_errors = _featurize_in_chunks(
+            featurizer, sites, ["structure", "site_index"], args
+        )
         for row, message in enumerate(site_errors):
             if message is not None:
                 position = int(sites["_position"].iat[row])
@@ -125,8 +125,8 @@ def _cmd_featurize(args: argparse.Namespace) -> int:
         left = base.iloc[sites["_position"].to_numpy()].reset_index(drop=True)
         left["site_index"] = sites["site_index"].to_numpy()
         left["species"] = sites["species"].to_numpy()
-        body = features.drop(columns=[ERROR_COLUMN]).reset_index(drop=True)
-        result = pd.concat([left, body], axis=1)
+        body = pd.DataFrame(values, columns=labels, copy=False)
+        result = pd.concat([left, body], axis=1, copy=False)
         if args.ignore_errors:
             result[ERROR_COLUMN] = [errors.get(int(p)) for p in sites["_position"]]
             failed = [p for p in sorted(table.errors)]
@@ -138,22 +138,23 @@ def _cmd_featurize(args: argparse.Namespace) -> int:
     else:
         column = "composition" if args.level == "composition" else "structure"
         subset = table.frame.iloc[valid][[column]].reset_index(drop=True)
-        features = _featurize_in_chunks(featurizer, subset, column, args)
-        for row, message in enumerate(features[ERROR_COLUMN].to_numpy()):
+        labels, values, messages = _featurize_in_chunks(featurizer, subset, column, args)
+        for row, message in enumerate(messages):
             if message is not None:
                 errors[valid[row]] = message
         if not args.ignore_errors:
             _raise_first_error(table, errors, hint)
-        labels = [c for c in features.columns if c != ERROR_COLUMN]
-        body = pd.DataFrame(np.nan, index=range(n), columns=labels, dtype=float)
-        if valid:
-            body.iloc[valid] = features[labels].to_numpy()
-        result = pd.concat([base, body], axis=1)
+        if len(valid) < n:  # rows that could not be read stay NaN
+            full = np.full((n, len(labels)), np.nan)
+            full[valid] = values
+            values = full
+        body = pd.DataFrame(values, columns=labels, copy=False)
+        result = pd.concat([base, body], axis=1, copy=False)
         if args.ignore_errors:
             result[ERROR_COLUMN] = [errors.get(i) for i in range(n)]
         noun = "structures" if table.has_structures else "compositions"
         n_items = f"{n} {noun}"
-    _write_table(result, output)
+    _write_table(result, output, args)
     source = "example crystals" if table.kind == "example" else str(args.input)
     n_failed = len(errors)
     failed_text = (

@@ -380,7 +380,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         result["abs_error"] = (result["prediction"] - result["target"]).abs()
     if args.ignore_errors:
         result[ERROR_COLUMN] = [errors.get(i) for i in range(len(result))]
-    _write_table(result, output)
+    _write_table(result, output, args)
     units = f" {args.units}" if args.units else ""
     message = f"predicted {int(np.isfinite(predictions).sum())} of {len(result)} structures"
     if has_target:
