@@ -296,3 +296,25 @@ def test_cgcnn_dim_and_deprecated_embedding_dim():
     torch.testing.assert_close(old.embedding.weight, model.embedding.weight)
     with pytest.warns(FutureWarning), pytest.raises(ValueError, match="pass only dim"):
         CGCNN("random", dim=4, embedding_dim=8)
+
+
+def test_no_generated_module_is_left_in_the_temporary_folder(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "from crysatom_featurizers.nn import CGCNN\n"
+        "from crysatom_featurizers.graphs import GraphBatch, structures_to_graphs\n"
+        "from tests.prototypes import prototype_dataset\n"
+        "X, _ = prototype_dataset()\n"
+        "CGCNN('cgcnn', atom_fea_len=8, n_conv=2)(GraphBatch.from_graphs(structures_to_graphs(X[:2])))\n"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert not [p.name for p in tmp_path.rglob("*.py")]

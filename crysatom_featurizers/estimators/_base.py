@@ -260,10 +260,12 @@ class _GraphEstimator(BaseEstimator):
         self._positive_int("max_neighbors")
         if not self.radius > 0:
             raise ValueError(f"radius must be positive (Å), got {self.radius!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be non-negative, got {self.weight_decay!r}")
+        if not 0 < self.lr < float("inf"):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if not 0 <= self.weight_decay < float("inf"):
+            raise ValueError(
+                f"weight_decay must be a non-negative finite number, got {self.weight_decay!r}"
+            )
         from crysatom_featurizers.nn.train import LR_SCHEDULES
 
         if self.lr_schedule not in LR_SCHEDULES:

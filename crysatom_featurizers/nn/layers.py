@@ -259,6 +259,12 @@ class CGCNNConv(MessagePassing):
         self.bn_sum = nn.BatchNorm1d(node_dim) if batch_norm else nn.Identity()
         self.outer_softplus = bool(outer_softplus)
 
+    def propagate(self, edge_index: Any, size: Any = None, **kwargs: Any) -> Any:
+        """PyG's ``propagate``, unchanged. Defining it here keeps PyG from generating a
+        compiled copy as a Python file in the temporary folder (it would stay there after every
+        run); :meth:`forward` gathers and sums by itself and does not call it."""
+        return MessagePassing.propagate(self, edge_index, size=size, **kwargs)
+
     def forward(
         self,
         x: Tensor,
