@@ -257,8 +257,14 @@ def featurize_dask(
     >>> out.shape[0]
     3
     """
-    import dask
-    import dask.dataframe as dd
+    try:
+        import dask
+        import dask.dataframe as dd
+    except ImportError:
+        raise ImportError(
+            "featurize_dask needs dask: pip install 'crysatom-featurizers[dask]' (or "
+            "pip install 'dask[dataframe]' distributed)"
+        ) from None
 
     if not isinstance(ddf, dd.DataFrame):
         from crysatom_featurizers.graphs.inputs import type_name

@@ -989,3 +989,28 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return bool(torch.equal(a, b))
+
+
+@pytest.mark.gnn
+def test_train_errors_speak_in_flags(tmp_path, capsys, cif_folder, tiny_encoder):
+    model = tmp_path / "m.safetensors"
+    argv = ["train", cif_folder, "-o", model, *TRAIN_SMALL, "--finetune", tiny_encoder]
+    code, _, err = run([*argv, "--atom-fea-len", "8"], capsys)
+    assert code == 1
+    assert_one_line_error(err, "has --atom-fea-len 12", "leave --atom-fea-len unset")
+    code, _, err = run(["train", cif_folder, "-o", model, *TRAIN_OPTIONS, "--lr", "inf"], capsys)
+    assert code == 1
+    assert_one_line_error(err, "--lr must be a positive finite number, got inf")
+    assert "atom_fea_len" not in err and not model.exists()
+
+
+def test_a_bad_parity_path_fails_before_predicting(tmp_path, capsys, constant_model):
+    out = tmp_path / "p.csv"
+    (tmp_path / "plots").mkdir()
+    argv = ["predict", constant_model, "--example", "-o", out, "--trust-pickle"]
+    code, _, err = run([*argv, "--parity", tmp_path / "plots"], capsys)
+    assert code == 1 and "crysatom: error: " in err
+    assert not out.exists()
+    code, _, err = run([*argv, "--parity", out], capsys)
+    assert code == 1
+    assert not out.exists()

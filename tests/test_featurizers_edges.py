@@ -141,3 +141,14 @@ def test_element_property_default_impute_nan_warns_for_an_external_source():
     source = EmbeddingElementData("skipatom")
     with pytest.warns(UserWarning, match="impute_nan"):
         ElementProperty(data_source=source, features=source.features[:2], stats=["mean"])
+
+
+def test_featurize_dask_without_dask_says_how_to_install(monkeypatch):
+    import sys
+
+    from crysatom_featurizers.dask import featurize_dask
+
+    for name in ("dask", "dask.dataframe"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if dask were not installed
+    with pytest.raises(ImportError, match=r"featurize_dask needs dask: pip install"):
+        featurize_dask(None, None, "formula")

@@ -9,6 +9,7 @@ from typing import Any
 from crysatom_featurizers.cli._common import (
     DEFAULT_EMBEDDING,
     ERROR_COLUMN,
+    FIGURE_SUFFIXES,
     INPUT_FORMATS,
     MODEL_SUFFIXES,
     OUTPUT_SUFFIXES,
@@ -156,8 +157,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         verbose=0 if args.quiet else 1,
         checkpoint=args.checkpoint,
     )
-    with user_errors():  # incompatible transfer settings, unreadable encoder files
+    try:  # incompatible transfer settings, unreadable encoder files, bad values
         model.fit(structures.iloc[keep].reset_index(drop=True), targets[keep])
+    except (ValueError, OSError, ImportError) as exc:
+        raise CLIError(_in_flags(short_error(exc))) from exc
     with user_errors():  # written atomically: a failed write leaves an older model intact
         if output.suffix == SAFE_MODEL_SUFFIX:
             model.save(output)
@@ -216,6 +219,41 @@ def _cmd_train(args: argparse.Namespace) -> int:
         _echo(args, "plots: " + ", ".join(str(p) for p in written))
     _echo(args, f"saved model to {output}")
     return 0
+
+
+#: Estimator parameters and the ``crysatom train`` flags that set them.
+_TRAIN_FLAGS = {
+    "freeze_encoder_epochs": "--freeze-encoder-epochs",
+    "validation_fraction": "--val-fraction",
+    "distill_delta": "--distill-delta",
+    "atom_fea_len": "--atom-fea-len",
+    "random_state": "--seed",
+    "encoder_lr": "--encoder-lr",
+    "batch_size": "--batch-size",
+    "h_fea_len": "--h-fea-len",
+    "embedding": "--embedding",
+    "n_threads": "--threads",
+    "finetune": "--finetune",
+    "patience": "--patience",
+    "distill": "--distill",
+    "n_conv": "--n-conv",
+    "epochs": "--epochs",
+    "device": "--device",
+    "dim": "--dim",
+    "lr": "--lr",
+}
+
+
+def _in_flags(message: str) -> str:
+    """An estimator's error message in the command line's terms: ``atom_fea_len=None`` and
+    ``atom_fea_len must ...`` become ``--atom-fea-len``."""
+    import re
+
+    for name, flag in _TRAIN_FLAGS.items():
+        message = re.sub(rf"(?<![\w-]){name}=None\b", f"{flag} unset", message)
+        message = re.sub(rf"(?<![\w-]){name}=", f"{flag} ", message)
+        message = re.sub(rf"(?<![\w'-]){name}(?= must| and | or | apply| >|,|\))", flag, message)
+    return message
 
 
 def _freeze_epochs(value: str) -> int | str:
@@ -341,6 +379,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         )
     output = _check_output_path(args.output, OUTPUT_SUFFIXES)
     _check_not_an_input(output, args.model, args.data)
+    if args.parity:  # a bad plot path fails now, not after the predictions are written
+        parity = _check_output_path(args.parity, FIGURE_SUFFIXES)
+        _check_not_an_input(parity, args.model, args.data)
+        if parity.resolve() == output.resolve():
+            raise CLIError(f"--parity {args.parity} is the -o file; choose another name")
     model = _load_model(args.model, args.trust_pickle)
     table = read_input(args.data, args, use_id_prop=True, limit=args.limit)
     if not table.has_structures:
