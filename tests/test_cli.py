@@ -865,7 +865,7 @@ def test_train_finetune_and_distill(tmp_path, capsys, cif_folder, tiny_encoder):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--atom-fea-len", "16"], "atom_fea_len=12"),
+        (["--atom-fea-len", "16"], "--atom-fea-len 12"),
         (["--freeze-encoder-epochs", "x"], "integer >= 0 or 'all'"),
         (["-e", "random"], "reads the 'cgcnn' element vectors"),
     ],

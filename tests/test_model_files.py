@@ -196,3 +196,64 @@ def test_edited_damaged_or_foreign_files_are_refused(fitted, tmp_path):
         load_model(truncated)
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "missing.safetensors")
+
+
+def test_crafted_content_is_refused_as_a_bad_file(fitted, tmp_path):
+    from crysatom_featurizers.estimators import ModelFileError, load_model
+    from crysatom_featurizers.estimators._persist import _checksum
+
+    path = fitted.save(tmp_path / "m.safetensors")
+
+    def resigned(edit):
+        def apply(metadata, tensors):
+            metadata.pop("checksum")
+            edit(metadata, tensors)
+            metadata["checksum"] = _checksum(metadata, tensors)
+
+        return apply
+
+    def overwrite_method(metadata, tensors):
+        fitted_attrs = json.loads(metadata["fitted"])
+        fitted_attrs["predict"] = 1
+        metadata["fitted"] = json.dumps(fitted_attrs)
+
+    def huge_layer(metadata, tensors):
+        network = json.loads(metadata["network"])
+        network["config"]["h_fea_len"] = 10**12  # would allocate terabytes if trusted
+        metadata["network"] = json.dumps(network)
+
+    def list_params(metadata, tensors):
+        metadata["params"] = json.dumps([1, 2])
+
+    for name, edit, why in (
+        ("method", overwrite_method, "'predict' is not a fitted attribute"),
+        ("huge", huge_layer, "h_fea_len=1000000000000 but the weights have 128"),
+        ("list", list_params, "inconsistent content"),
+    ):
+        crafted = _rewrite(path, tmp_path / f"{name}.safetensors", resigned(edit))
+        with pytest.raises(ModelFileError, match=why):
+            load_model(crafted)
+
+
+def test_saved_models_leave_the_checkpoint_path_out(data, tmp_path):
+    from crysatom_featurizers.estimators import CGCNNRegressor, load_model
+
+    X, y = data
+    est = CGCNNRegressor(embedding="cgcnn", checkpoint=tmp_path / "fit.ckpt", **TINY).fit(X, y)
+    assert load_model(est.save(tmp_path / "m.safetensors")).checkpoint is None
+    with pytest.raises(ValueError, match="checkpoint needs an integer random_state"):
+        CGCNNRegressor(
+            embedding="cgcnn", checkpoint=tmp_path / "b.ckpt", **{**TINY, "random_state": None}
+        ).fit(X, y)
+
+
+def test_a_model_pickled_before_graph_settings_were_stored_saves(data, fitted, tmp_path):
+    import copy
+
+    from crysatom_featurizers.estimators import load_model
+
+    X, _ = data
+    old = copy.deepcopy(fitted)
+    del old.model_.graph  # as unpickled from the previous release
+    loaded = load_model(old.save(tmp_path / "old.safetensors"))
+    np.testing.assert_array_equal(loaded.predict(X), fitted.predict(X))

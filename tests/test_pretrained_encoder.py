@@ -100,6 +100,14 @@ def test_format_1_files_still_load(tmp_path):
     torch.save(document, tmp_path / "v1.pt")
     encoder, loaded = load_encoder(tmp_path / "v1.pt")
     assert loaded["checksum"] == metadata["checksum"] and encoder.hidden_dim == 8
+    # a format-2 file relabelled as format 1 still has its content checksum checked
+    edited = torch.load(path, weights_only=True)
+    meta2 = json.loads(edited["metadata"])
+    meta2["graph"]["radius"] = 6.0
+    edited.update(format_version=1, metadata=json.dumps(meta2))
+    torch.save(edited, tmp_path / "relabelled.pt")
+    with pytest.raises(EncoderFileError, match="metadata or architecture were edited"):
+        load_encoder(tmp_path / "relabelled.pt")
     document["format_version"] = 3
     torch.save(document, tmp_path / "v3.pt")
     with pytest.raises(EncoderFileError, match="unsupported format_version 3"):

@@ -282,6 +282,14 @@ class _GraphEstimator(BaseEstimator):
                 )
         if self.num_workers is not None and self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers!r}")
+        rs = self.random_state
+        if getattr(self, "checkpoint", None) is not None and (
+            isinstance(rs, bool) or not isinstance(rs, numbers.Integral)
+        ):
+            raise ValueError(
+                "checkpoint needs an integer random_state: a resumed fit must draw the same "
+                f"split and initial weights as the interrupted one (got random_state={rs!r})"
+            )
 
     def _embedding_spec(self) -> tuple[Any, str]:
         """``embedding``, or the deprecated ``atom_features`` (with a FutureWarning), and the
@@ -514,7 +522,7 @@ class _GraphEstimator(BaseEstimator):
                 seed=seed,
                 checkpoint=getattr(self, "checkpoint", None),
                 fingerprint=self._run_fingerprint(
-                    embedding, packed, targets, train_idx, val_idx, seed
+                    embedding, transfer, packed, targets, train_idx, val_idx, seed
                 ),
                 **self._transfer_options(model, transfer),
             )
@@ -536,26 +544,44 @@ class _GraphEstimator(BaseEstimator):
         return self
 
     def _run_fingerprint(
-        self, embedding: Any, packed: Any, targets: Any, train_idx: Any, val_idx: Any, seed: int
+        self,
+        embedding: Any,
+        transfer: Transfer | None,
+        packed: Any,
+        targets: Any,
+        train_idx: Any,
+        val_idx: Any,
+        seed: int,
     ) -> str:
         """SHA-256 of what a fit depends on: the estimator and its parameters (without those
-        that only say where or how verbosely it runs), the element vectors, the graphs, the
-        targets, the split and the seed. A checkpoint of another fingerprint is not resumed."""
+        that only say where or how verbosely it runs), the element vectors, the encoder's
+        weights, the graphs, the targets, the split and the seed. A checkpoint of another
+        fingerprint is not resumed."""
         import hashlib
         import json
 
+        from crysatom_featurizers.estimators._persist import _Encoder
+
         if getattr(self, "checkpoint", None) is None:
             return ""
-        ignored = {"checkpoint", "verbose", "n_threads", "num_workers", "device"}
-        params = {
-            k: v if isinstance(v, (str, int, float, bool, type(None))) else type(v).__name__
-            for k, v in self.get_params(deep=False).items()
-            if k not in ignored
-        }
+        ignored = {"checkpoint", "verbose", "n_threads", "num_workers", "device", "embedding"}
+        encode = _Encoder()
+        try:
+            params = {
+                k: encode(v, k)
+                for k, v in sorted(self.get_params(deep=False).items())
+                if k not in ignored
+            }
+        except TypeError as exc:
+            raise ValueError(
+                f"checkpoint: cannot record the parameters of the fit ({exc})"
+            ) from None
+        encoder = None if transfer is None else transfer.metadata.get("checksum")
         digest = hashlib.sha256()
-        digest.update(json.dumps([type(self).__name__, params, seed], sort_keys=True).encode())
+        digest.update(json.dumps([type(self).__name__, params, encoder, seed]).encode())
         table, _ = embedding.lookup_table()
         arrays = [np.asarray(table, dtype=np.float64), np.asarray(train_idx), np.asarray(val_idx)]
+        arrays += [encode.arrays[k] for k in sorted(encode.arrays)]
         arrays += [packed.tensors[k].cpu().numpy() for k in sorted(packed.tensors)]
         arrays.append(np.asarray(targets))  # as given: targets in their units, or class codes
         for array in arrays:

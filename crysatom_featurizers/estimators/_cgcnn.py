@@ -15,6 +15,37 @@ from crysatom_featurizers.estimators._transfer import (
 _POOLINGS = ("mean", "sum", "max")
 
 
+def _check_config(config: dict[str, Any], state: dict[str, Any]) -> None:
+    """The architecture of a model file must be the one its weights have (checked before any
+    layer is built, so that no size in the file is trusted on its own)."""
+    from crysatom_featurizers.graphs import GraphSettings
+
+    def count(prefix: str, depth: int) -> int:
+        return len({k.split(".")[depth] for k in state if k.startswith(prefix)})
+
+    atom_fea_len = int(state["encoder.input.weight"].shape[0])
+    n_conv = count("encoder.convs.", 2)
+    expected = {
+        "atom_fea_len": atom_fea_len,
+        "n_conv": n_conv,
+        "h_fea_len": int(state["conv_to_fc.weight"].shape[0]),
+        "n_h": 1 + count("hidden.", 1),
+        "n_targets": int(state["fc_out.weight"].shape[0]),
+    }
+    for name, value in expected.items():
+        if config.get(name) != value:
+            raise ValueError(f"{name}={config.get(name)!r} but the weights have {value}")
+    graph = GraphSettings.from_dict(config.get("graph", {}))
+    if n_conv:
+        edge_dim = int(state["encoder.convs.0.lin.weight"].shape[1]) - 2 * atom_fea_len
+        n_gaussians = int(round(graph.radius / graph.gaussian_step)) + 1  # no array built
+        if n_gaussians != edge_dim:
+            raise ValueError(
+                f"the graph settings give {n_gaussians} edge features, the weights take "
+                f"{edge_dim}"
+            )
+
+
 class _CGCNNBase(_GraphEstimator):
     """:class:`~crysatom_featurizers.nn.CGCNN` as the network of a graph estimator."""
 
@@ -37,6 +68,7 @@ class _CGCNNBase(_GraphEstimator):
 
         if network.get("class") != "CGCNN":
             raise ValueError(f"a {network.get('class')!r} network in a CGCNN estimator")
+        _check_config(dict(network["config"]), state)
         embedding = embedding_from_table(
             state["embedding.weight"], state["embedding.covered"], str(self.embedding_name_)
         )

@@ -24,6 +24,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ FORMAT_VERSION = 1
 SAFE_SUFFIX = ".safetensors"
 #: Fitted attributes that are rebuilt or only needed during ``fit``.
 _NOT_SAVED = ("model_", "_label_lookup")
+#: What a fitted attribute's name looks like (``history_``, ``_y_ndim``).
+_FITTED_NAME = re.compile(r"_?[a-z][a-z0-9_]*_|_[a-z][a-z0-9_]*")
 
 
 class ModelFileError(ValueError):
@@ -73,7 +76,7 @@ class _Encoder:
         self.arrays: dict[str, np.ndarray] = {}
 
     def array(self, key: str, value: np.ndarray) -> dict[str, str]:
-        self.arrays[key] = np.ascontiguousarray(value)
+        self.arrays[key] = np.array(value, order="C")  # 0-d arrays keep their shape
         return {"__array__": key}
 
     def __call__(self, value: Any, where: str) -> Any:
@@ -196,7 +199,9 @@ def save_estimator(est: Any, path: str | os.PathLike[str]) -> Path:
     if model is None:
         raise ValueError(f"this {name} is not fitted yet; call fit before save")
     encode = _Encoder()
-    params = {k: encode(v, f"params/{k}") for k, v in est.get_params(deep=False).items()}
+    params = dict(est.get_params(deep=False))
+    params["checkpoint"] = None  # the author's checkpoint path is no part of the model
+    params = {k: encode(v, f"params/{k}") for k, v in params.items()}
     fitted = {
         k: encode(v, f"fitted/{k}")
         for k, v in sorted(vars(est).items())
@@ -291,7 +296,11 @@ def load_model(path: str | os.PathLike[str]) -> Any:
             "upgrade crysatom-featurizers"
         )
     stored = metadata.pop("checksum", None)
-    if stored != _checksum(metadata, tensors):
+    try:
+        actual = _checksum(metadata, tensors)
+    except (TypeError, ValueError, RuntimeError) as exc:  # e.g. a dtype numpy cannot hold
+        raise fail(f"unreadable tensors ({exc})") from None
+    if stored != actual:
         raise fail("its checksum does not match its content (the file was edited or damaged)")
     classes = _estimator_classes()
     cls = classes.get(metadata.get("estimator", ""))
@@ -304,9 +313,12 @@ def load_model(path: str | os.PathLike[str]) -> Any:
         fitted = {k: _decode(v, arrays) for k, v in json.loads(metadata["fitted"]).items()}
         network = json.loads(metadata["network"])
         est = cls(**params)
+        for name in fitted:  # fitted attributes only: nothing of the class is replaced
+            if not _FITTED_NAME.fullmatch(name) or hasattr(cls, name):
+                raise ValueError(f"{name!r} is not a fitted attribute")
         for name, value in fitted.items():
             setattr(est, name, value)
         est.model_ = est._network_from_config(network, state)
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # the content is untrusted: any failure means a bad file
         raise fail(f"inconsistent content ({type(exc).__name__}: {exc})") from None
     return est

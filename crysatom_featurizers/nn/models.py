@@ -216,10 +216,22 @@ class CGCNN(nn.Module):
             "pooling": self.pooling,
             "trainable_embeddings": bool(self.embedding.trainable),
             "dropout": float(getattr(self.dropout, "p", 0.0)),
-            "graph": self.graph.as_dict(),
+            "graph": self._graph_settings().as_dict(),
             "batch_norm": first is None or isinstance(first.bn_message, nn.BatchNorm1d),
             "outer_softplus": first is None or bool(first.outer_softplus),
         }
+
+    def _graph_settings(self) -> GraphSettings:
+        """``graph``; for a model pickled before it was stored, read off the expansion."""
+        graph = getattr(self, "graph", None)
+        if graph is not None:
+            return graph
+        c = self.distance_expansion.centers.double()
+        step = round(float(c[1] - c[0]), 6) if c.numel() > 1 else CGCNN_GRAPH.gaussian_step
+        width = float(self.distance_expansion.width)
+        return GraphSettings(
+            radius=round(float(c[-1]), 6), gaussian_step=step, gaussian_width=width
+        )
 
     @classmethod
     def from_config(cls, embedding: Any, config: dict[str, Any]) -> CGCNN:

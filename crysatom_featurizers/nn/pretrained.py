@@ -276,9 +276,9 @@ def load_encoder(spec: str | os.PathLike) -> tuple[CGCNNEncoder, dict[str, Any]]
         raise EncoderFileError(path, "field 'metadata' must be a JSON object")
     if metadata.get("checksum") != encoder_checksum(state):
         raise EncoderFileError(path, "checksum mismatch: the weights were edited or corrupted")
-    if version >= 2 and metadata.get("content_checksum") != content_checksum(
-        state, architecture, metadata
-    ):
+    if (version >= 2 or "content_checksum" in metadata) and metadata.get(
+        "content_checksum"
+    ) != content_checksum(state, architecture, metadata):
         raise EncoderFileError(
             path, "checksum mismatch: the metadata or architecture were edited or corrupted"
         )
