@@ -1014,3 +1014,37 @@ def test_a_bad_parity_path_fails_before_predicting(tmp_path, capsys, constant_mo
     code, _, err = run([*argv, "--parity", out], capsys)
     assert code == 1
     assert not out.exists()
+
+
+@pytest.mark.gnn
+def test_a_model_saved_by_train_loads_in_a_fresh_process_without_unpickling(
+    tmp_path, capsys, cif_folder
+):
+    import subprocess
+    import sys
+
+    model = tmp_path / "m.safetensors"
+    code, _, err = run(["train", cif_folder, "-o", model, *TRAIN_OPTIONS], capsys)
+    assert code == 0, err
+    check = f"""
+import sys
+
+def audit(event, args):
+    if event == "pickle.find_class":  # every unpickled object that is not plain data
+        raise AssertionError(f"unpickling {{args}}")
+
+sys.addaudithook(audit)
+import torch
+torch.load = None  # not even weights-only loading
+from crysatom_featurizers.estimators import load_model
+from crysatom_featurizers.io import read_cif_folder
+
+table = read_cif_folder({str(cif_folder)!r})
+print(load_model({str(model)!r}).predict(list(table.frame["structure"])).shape)
+"""
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", check], cwd=repo, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(4,)"
