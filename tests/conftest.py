@@ -22,6 +22,9 @@ GNN_TEST_MODULES = [
     "test_train.py",
     "test_transfer.py",
     "test_label_vectors.py",
+    "test_estimator_base.py",
+    "test_model_files.py",
+    "test_resumable_fits.py",
     "training",
 ]
 collect_ignore = [] if HAS_GNN else GNN_TEST_MODULES
