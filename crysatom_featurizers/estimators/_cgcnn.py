@@ -41,8 +41,7 @@ def _check_config(config: dict[str, Any], state: dict[str, Any]) -> None:
         n_gaussians = int(round(graph.radius / graph.gaussian_step)) + 1  # no array built
         if n_gaussians != edge_dim:
             raise ValueError(
-                f"the graph settings give {n_gaussians} edge features, the weights take "
-                f"{edge_dim}"
+                f"the graph settings give {n_gaussians} edge features, the weights take {edge_dim}"
             )
 
 

@@ -37,6 +37,7 @@ class Transfer:
     source: str  # the parameter's value: a shipped name or a path
     encoder: Any  # CGCNNEncoder
     metadata: dict[str, Any]
+    reads: Any = None  # the ElementEmbedding of input_embedding, resolved once
 
     @property
     def input_embedding(self) -> str:
@@ -166,6 +167,7 @@ def load_transfer(est: Any, settings: GraphSettings) -> Transfer | None:
             f"{mode}={source!r}: the element vectors the encoder reads, {name!r}, cannot be "
             f"loaded ({exc})"
         ) from None
+    transfer.reads = reads
     if int(reads.dim) != int(encoder.in_dim):
         raise ValueError(
             f"{mode}={source!r}: the encoder reads {encoder.in_dim}-dim element vectors, but "
@@ -184,10 +186,7 @@ def load_transfer(est: Any, settings: GraphSettings) -> Transfer | None:
 
 def check_input_embedding(transfer: Transfer, embedding: Any) -> None:
     """For fine-tuning, the element vectors given must be those the encoder was trained on."""
-    want = transfer.input_embedding
-    from crysatom_featurizers.embeddings import resolve
-
-    expected = resolve(want, None)
+    want, expected = transfer.input_embedding, transfer.reads
     if embedding.name != expected.name or int(embedding.dim) != int(expected.dim):
         raise ValueError(
             f"finetune={transfer.source!r}: the encoder reads the {want!r} element vectors "
@@ -212,7 +211,7 @@ def attach_teacher(
     from crysatom_featurizers.nn import CGCNN, check_covered
     from crysatom_featurizers.nn.transfer import node_embeddings
 
-    teacher = CGCNN.from_encoder(transfer.encoder, transfer.input_embedding, graph=settings).to(
+    teacher = CGCNN.from_encoder(transfer.encoder, transfer.reads, graph=settings).to(
         packed.num_nodes.device
     )
     check_covered(

@@ -77,6 +77,7 @@ _CORE_FIELDS = (
     PackedField("edge_dist", "edges", torch.float32, torch.float32),  # Å
 )
 _CORE_SEGMENTS = ("nodes", "species", "edges")
+_CORE_NAMES = frozenset(f.name for f in _CORE_FIELDS)
 _EXTRA_FIELDS: dict[str, PackedField] = {}
 
 #: Tensors of a packed set of graphs (``C`` crystals, ``N`` nodes, ``S`` species entries,
@@ -101,7 +102,7 @@ def register_packed_field(spec: PackedField) -> PackedField:
     PackedField
         ``spec``.
     """
-    core = {f.name for f in _CORE_FIELDS} | set(PACKED_KEYS) | set(GraphBatch.__dataclass_fields__)
+    core = set(PACKED_KEYS) | set(GraphBatch.__dataclass_fields__)
     if spec.name in core:
         raise ValueError(f"{spec.name!r} is a core field of the packed graphs")
     known = _EXTRA_FIELDS.get(spec.name)
@@ -361,10 +362,9 @@ class PackedGraphs:
                 )
             values[spec.name] = value
         n_total = int(positions["nodes"].numel())
-        core = {f.name for f in _CORE_FIELDS}
         edges = positions["edges"]
         return GraphBatch(
-            **{k: v for k, v in values.items() if k in core},
+            **{k: v for k, v in values.items() if k in _CORE_NAMES},
             batch=torch.repeat_interleave(
                 torch.arange(idx.numel(), device=device), counts["nodes"], output_size=n_total
             ),
@@ -374,5 +374,5 @@ class PackedGraphs:
             node_targets=None
             if self.node_targets is None
             else self.node_targets[positions["nodes"]],
-            extra={k: v for k, v in values.items() if k not in core},
+            extra={k: v for k, v in values.items() if k not in _CORE_NAMES},
         )
