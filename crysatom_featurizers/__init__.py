@@ -24,9 +24,17 @@ _LAZY = {
     "CrystalGraphTransformer": "crysatom_featurizers.graphs",
     "CGCNNRegressor": "crysatom_featurizers.estimators",
     "CGCNNClassifier": "crysatom_featurizers.estimators",
+    "ALIGNNRegressor": "crysatom_featurizers.estimators",
+    "ALIGNNClassifier": "crysatom_featurizers.estimators",
 }
 # Names that need the [gnn] extra (torch, torch-geometric).
-_GNN = {"CrystalGraphTransformer", "CGCNNRegressor", "CGCNNClassifier"}
+_GNN = {
+    "CrystalGraphTransformer",
+    "CGCNNRegressor",
+    "CGCNNClassifier",
+    "ALIGNNRegressor",
+    "ALIGNNClassifier",
+}
 _ALIASES = {"load_embedding": "load", "available_embeddings": "available"}
 
 __all__ = ["__version__", *_LAZY]

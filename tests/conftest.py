@@ -25,6 +25,7 @@ GNN_TEST_MODULES = [
     "test_estimator_base.py",
     "test_model_files.py",
     "test_resumable_fits.py",
+    "test_alignn.py",
     "training",
 ]
 collect_ignore = [] if HAS_GNN else GNN_TEST_MODULES

@@ -1048,3 +1048,38 @@ print(load_model({str(model)!r}).predict(list(table.frame["structure"])).shape)
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "(4,)"
+
+
+@pytest.mark.gnn
+def test_train_and_predict_alignn(tmp_path, capsys, cif_folder):
+    from crysatom_featurizers.estimators import load_model
+
+    model_path = tmp_path / "alignn.safetensors"
+    code, out, err = run(
+        ["train", cif_folder, "-o", model_path, "--model", "alignn", "-e", "cgcnn",
+         "--epochs", "2", "--threads", "1", "--val-fraction", "0.25", "-q"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    model = load_model(model_path)
+    assert type(model).__name__ == "ALIGNNRegressor" and model.preset == "cpu"
+    code, out, err = run(["predict", model_path, cif_folder, "-o", tmp_path / "p.csv"], capsys)
+    assert code == 0, err
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 4
+
+
+@pytest.mark.gnn
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model", "alignn", "--finetune", "crysatom"], "--finetune do(es) not apply"),
+        (["--model", "alignn", "--n-conv", "2"], "--n-conv do(es) not apply to --model alignn"),
+        (["--preset", "paper"], "--preset do(es) not apply to --model cgcnn"),
+    ],
+)
+def test_train_model_options_that_do_not_apply_are_refused(
+    tmp_path, capsys, cif_folder, extra, message
+):
+    code, _, err = run(["train", cif_folder, "-o", tmp_path / "m.safetensors", *extra], capsys)
+    assert code == 1
+    assert_one_line_error(err, message)

@@ -65,31 +65,7 @@ class MeanElementRegressor(RegressorMixin, _RegressionTask, _GraphEstimator):
         n_threads=1,
         verbose=0,
     ) -> None:
-        self.embedding = embedding
-        self.dim = dim
-        self.radius = radius
-        self.max_neighbors = max_neighbors
-        self.allow_isolated = allow_isolated
-        self.finetune = finetune
-        self.freeze_encoder_epochs = freeze_encoder_epochs
-        self.encoder_lr = encoder_lr
-        self.distill = distill
-        self.distill_delta = distill_delta
-        self.distill_layer = distill_layer
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.lr_schedule = lr_schedule
-        self.lr_milestones = lr_milestones
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.standardize_target = standardize_target
-        self.device = device
-        self.random_state = random_state
-        self.num_workers = num_workers
-        self.n_threads = n_threads
-        self.verbose = verbose
+        self._store_params(locals())
 
     def _check_model_params(self) -> None:
         if self.finetune is not None or self.distill is not None:

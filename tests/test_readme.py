@@ -21,7 +21,7 @@ def test_readme_has_python_examples():
 def test_readme_block_runs(index, tmp_path, monkeypatch):
     pytest.importorskip("crysatom_featurizers.embeddings").load("crysatom", dim=200)
     if re.search(
-        r"CGCNN|CrystalGraphTransformer|crysatom_featurizers\.(nn|graphs)", RUNNABLE[index]
+        r"CGCNN|ALIGNN|CrystalGraphTransformer|crysatom_featurizers\.(nn|graphs)", RUNNABLE[index]
     ):
         pytest.importorskip("torch", reason="this example needs the [gnn] extra")
     monkeypatch.chdir(tmp_path)

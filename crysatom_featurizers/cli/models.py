@@ -1,4 +1,5 @@
-"""``crysatom train`` and ``crysatom predict``: CGCNN property models from the command line."""
+"""``crysatom train`` and ``crysatom predict``: CGCNN and ALIGNN property models from the
+command line."""
 
 from __future__ import annotations
 
@@ -83,11 +84,39 @@ def _require_gnn(command: str) -> None:
         raise CLIError(str(exc)) from None
 
 
+_CGCNN_ONLY = ("atom_fea_len", "n_conv", "h_fea_len", "finetune", "encoder_lr")
+_ALIGNN_ONLY = ("preset",)
+
+
+def _regressor(args: argparse.Namespace, freeze: int | str) -> Any:
+    """The estimator class of ``--model``, with its own options bound."""
+    from functools import partial
+
+    from crysatom_featurizers.estimators import ALIGNNRegressor, CGCNNRegressor
+
+    wrong = _CGCNN_ONLY if args.model == "alignn" else _ALIGNN_ONLY
+    given = [f"--{k.replace('_', '-')}" for k in wrong if getattr(args, k) is not None]
+    if args.model == "alignn" and str(args.freeze_encoder_epochs) != "0":
+        given.append("--freeze-encoder-epochs")
+    if given:
+        raise CLIError(f"{', '.join(given)} do(es) not apply to --model {args.model}")
+    if args.model == "alignn":
+        return partial(ALIGNNRegressor, preset="cpu" if args.preset is None else args.preset)
+    return partial(
+        CGCNNRegressor,
+        atom_fea_len=args.atom_fea_len,
+        n_conv=args.n_conv,
+        h_fea_len=128 if args.h_fea_len is None else args.h_fea_len,
+        finetune=args.finetune,
+        freeze_encoder_epochs=freeze,
+        encoder_lr=args.encoder_lr,
+    )
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
 
     _require_gnn("crysatom train")
-    from crysatom_featurizers.estimators import CGCNNRegressor
 
     output = _check_output_path(args.output, MODEL_SUFFIXES)
     _check_not_an_input(output, args.data, args.finetune, args.distill)
@@ -135,17 +164,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         shuffled = list(rng.permutation(keep))
         test_idx, keep = sorted(shuffled[:n_test]), sorted(shuffled[n_test:])
     structures = table.frame["structure"]
-    model = CGCNNRegressor(
+    model = _regressor(args, freeze)(
         embedding=args.embedding,
         dim=args.dim,
-        atom_fea_len=args.atom_fea_len,
-        n_conv=args.n_conv,
-        finetune=args.finetune,
-        freeze_encoder_epochs=freeze,
-        encoder_lr=args.encoder_lr,
         distill=args.distill,
         distill_delta=args.distill_delta,
-        h_fea_len=args.h_fea_len,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,

@@ -212,8 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
         subparsers,
         "train",
         common,
-        "fit a CGCNN regressor and save it",
-        "Fit a CGCNNRegressor (element embedding as frozen input node features) and save it. "
+        "fit a CGCNN or ALIGNN regressor and save it",
+        "Fit a CGCNNRegressor, or an ALIGNNRegressor with --model alignn (element embedding as "
+        "frozen input node features), and save it. "
         "A .safetensors model file holds plain data and weights only and is safe to share and "
         "load; a .joblib/.pkl file is a pickle, which 'crysatom predict' loads only with "
         "--trust-pickle.\n\n"
@@ -226,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  crysatom train jarvis.json.gz --target formation_energy_peratom --units eV/atom \\\n"
         "      -o eform.safetensors -e crysatom --limit 2000 --test-fraction 0.1 "
         "--plot-dir plots/\n"
+        "  crysatom train cgcnn_data/ -o alignn.safetensors --model alignn -e cgcnn\n"
         "  crysatom predict model.safetensors new_cifs/ -o predictions.csv",
     )
     p.add_argument("data", metavar="DATA", help="CIF folder with id_prop.csv, or .json(.gz)/.csv")
@@ -238,6 +240,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--target", default=None, metavar="COLUMN", help="target column (json/csv)")
     p.add_argument("--units", default=None, help="target units for messages, e.g. eV/atom")
+    p.add_argument(
+        "--model",
+        choices=("cgcnn", "alignn"),
+        default="cgcnn",
+        help="the graph network: CGCNN, or ALIGNN with bond angles (default: cgcnn)",
+    )
+    p.add_argument(
+        "--preset",
+        choices=("cpu", "paper"),
+        default=None,
+        help="with --model alignn: 'cpu' (width 64, 2 + 2 layers) or 'paper' (256, 4 + 4) "
+        "(default: cpu)",
+    )
     p.add_argument(
         "--checkpoint",
         default=None,
@@ -291,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--n-conv", type=_positive_int, default=None, help="default: 3 (or the encoder's)"
     )
-    p.add_argument("--h-fea-len", type=_positive_int, default=128, help="default: 128")
+    p.add_argument("--h-fea-len", type=_positive_int, default=None, help="default: 128")
     p.add_argument("--val-fraction", type=float, default=0.1, help="default: 0.1")
     p.add_argument("--test-fraction", type=float, default=0.0, help="default: 0 (no test set)")
     p.add_argument("--patience", type=_positive_int, default=None, help="early-stopping epochs")

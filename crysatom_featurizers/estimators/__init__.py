@@ -1,6 +1,7 @@
-"""Scikit-learn estimators around the CGCNN model: CGCNNRegressor and CGCNNClassifier.
+"""Scikit-learn estimators around graph networks: CGCNNRegressor, CGCNNClassifier,
+ALIGNNRegressor and ALIGNNClassifier.
 
-Both take pymatgen Structures (a list, a pandas Series, a DataFrame with a ``structure``
+All take pymatgen Structures (a list, a pandas Series, a DataFrame with a ``structure``
 column) or the crystal graphs made by
 :class:`~crysatom_featurizers.graphs.CrystalGraphTransformer`, and any element embedding of
 the registry as input node features (CrysAtom by default, frozen, as in the CrysAtom paper,
@@ -25,15 +26,19 @@ Each estimator is a task mixin (regression or classification: targets, loss, met
 parameters (``_check_model_params``), and the graph-estimator base that holds everything else:
 validation, graphs (one :class:`~crysatom_featurizers.graphs.GraphSettings`), early stopping,
 fine-tuning and distillation, pickling. ``CGCNNRegressor`` is ``RegressorMixin +
-_RegressionTask + _CGCNNBase``; another network joins with its own model base and an
+_RegressionTask + _CGCNNBase``, ``ALIGNNRegressor`` is ``RegressorMixin + _RegressionTask +
+_ALIGNNBase`` (which adds bond vectors and a line graph to the packed graphs through the
+base's ``_graph_build_options`` and ``_finish_packing`` hooks); another network joins with its own model base and an
 ``__init__`` listing its parameters.
 """
 
 from crysatom_featurizers.estimators._persist import ModelFileError, is_safe_model_file, load_model
-from crysatom_featurizers.estimators.classifier import CGCNNClassifier
-from crysatom_featurizers.estimators.regressor import CGCNNRegressor
+from crysatom_featurizers.estimators.classifier import ALIGNNClassifier, CGCNNClassifier
+from crysatom_featurizers.estimators.regressor import ALIGNNRegressor, CGCNNRegressor
 
 __all__ = [
+    "ALIGNNClassifier",
+    "ALIGNNRegressor",
     "CGCNNClassifier",
     "CGCNNRegressor",
     "ModelFileError",

@@ -96,8 +96,9 @@ def _graph_settings_error(label: Any, detail: str, settings: GraphSettings) -> V
     )
 
 
-def _check_graph(g: Any, label: Any, settings: GraphSettings) -> None:
-    """Reject graphs built with other neighbour settings than the estimator's."""
+def _check_graph(g: Any, label: Any, settings: GraphSettings, *, expansion: bool = True) -> None:
+    """Reject graphs built with other neighbour settings than the estimator's (and, with
+    ``expansion``, another number of Gaussian edge features)."""
     import torch
 
     if getattr(g, "edge_index", None) is None or getattr(g, "edge_dist", None) is None:
@@ -107,7 +108,7 @@ def _check_graph(g: Any, label: Any, settings: GraphSettings) -> None:
         )
     edge_attr = getattr(g, "edge_attr", None)
     n_centres = settings.num_gaussians
-    if edge_attr is not None and edge_attr.shape[-1] != n_centres:
+    if expansion and edge_attr is not None and edge_attr.shape[-1] != n_centres:
         raise _graph_settings_error(
             label,
             f"its edges carry {edge_attr.shape[-1]} Gaussian features, the estimator expects "
@@ -162,6 +163,49 @@ class _GraphEstimator(BaseEstimator):
     def _graph_settings(self) -> GraphSettings:
         """The crystal graphs this estimator builds and accepts."""
         return CGCNN_GRAPH.replace(radius=float(self.radius), max_neighbors=int(self.max_neighbors))
+
+    def _network_type(self) -> type:
+        """The torch module class of the network (it has ``config`` and ``from_config``)."""
+        raise NotImplementedError
+
+    def _check_network_config(self, config: dict[str, Any], state: dict[str, Any]) -> None:
+        """Raise ``ValueError`` if a model file's architecture disagrees with its weights
+        (before any layer is built, so that no size in the file is trusted on its own)."""
+        raise NotImplementedError
+
+    def _network_from_config(self, network: dict[str, Any], state: dict[str, Any]) -> Any:
+        """The fitted network of a safe model file: its architecture and its ``state_dict``."""
+        from crysatom_featurizers.nn.element_vectors import embedding_from_table
+
+        cls = self._network_type()
+        if network.get("class") != cls.__name__:
+            raise ValueError(f"a {network.get('class')!r} network in a {cls.__name__} estimator")
+        self._check_network_config(dict(network["config"]), state)
+        embedding = embedding_from_table(
+            state["embedding.weight"], state["embedding.covered"], str(self.embedding_name_)
+        )
+        model = cls.from_config(embedding, network["config"])
+        model.load_state_dict(state, strict=True)
+        return model.eval()
+
+    def _store_params(self, params: dict[str, Any]) -> None:
+        """Keep every ``__init__`` argument as given (scikit-learn's contract); ``params`` is
+        the ``locals()`` of ``__init__``."""
+        for name in self._get_param_names():
+            setattr(self, name, params[name])
+
+    def _graph_build_options(self) -> dict[str, Any]:
+        """Extra keywords of :func:`~crysatom_featurizers.graphs.structures_to_graphs` (e.g.
+        ``edge_vectors=True``)."""
+        return {}
+
+    def _check_input_graph(self, graph: Any, label: Any) -> None:
+        """Raise ``ValueError`` on a graph given as input that the network cannot read."""
+        _check_graph(graph, label, self._graph_settings())
+
+    def _finish_packing(self, packed: Any) -> Any:
+        """The packed graphs as the network reads them (e.g. with a line graph added)."""
+        return packed
 
     def _pretrained_modules(self, model: Any) -> list[Any]:
         """The parts of a fine-tuned model that come from the encoder (the element table, when
@@ -328,7 +372,7 @@ class _GraphEstimator(BaseEstimator):
             if isinstance(item, IStructure):
                 to_build.append(i)
             elif isinstance(item, BaseData):
-                _check_graph(item, labels[i], settings)
+                self._check_input_graph(item, labels[i])
             else:
                 raise TypeError(
                     f"X[{labels[i]!r}] is a {type_name(item)}; expected a pymatgen Structure "
@@ -348,6 +392,7 @@ class _GraphEstimator(BaseEstimator):
                 allow_isolated=bool(self.allow_isolated),
                 n_jobs=workers,
                 progress=self.verbose >= 2,
+                **self._graph_build_options(),
             )
             for i, graph in zip(to_build, built):
                 items[i] = graph
@@ -361,7 +406,7 @@ class _GraphEstimator(BaseEstimator):
         from crysatom_featurizers.nn import check_covered
 
         graphs, labels = self._graphs_of(X, for_fit=for_fit)
-        packed = PackedGraphs.from_graphs(graphs)
+        packed = self._finish_packing(PackedGraphs.from_graphs(graphs))
 
         def where(entry: int) -> str:
             row = int(torch.searchsorted(packed.species_start, entry, right=True)) - 1

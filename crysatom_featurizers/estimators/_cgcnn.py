@@ -60,20 +60,13 @@ class _CGCNNBase(_GraphEstimator):
         if self.pooling not in _POOLINGS:
             raise ValueError(f"pooling must be one of {_POOLINGS}, got {self.pooling!r}")
 
-    def _network_from_config(self, network: dict[str, Any], state: dict[str, Any]) -> Any:
-        """The fitted CGCNN of a safe model file: its architecture and its ``state_dict``."""
+    def _network_type(self) -> type:
         from crysatom_featurizers.nn import CGCNN
-        from crysatom_featurizers.nn.element_vectors import embedding_from_table
 
-        if network.get("class") != "CGCNN":
-            raise ValueError(f"a {network.get('class')!r} network in a CGCNN estimator")
-        _check_config(dict(network["config"]), state)
-        embedding = embedding_from_table(
-            state["embedding.weight"], state["embedding.covered"], str(self.embedding_name_)
-        )
-        model = CGCNN.from_config(embedding, network["config"])
-        model.load_state_dict(state, strict=True)
-        return model.eval()
+        return CGCNN
+
+    def _check_network_config(self, config: dict[str, Any], state: dict[str, Any]) -> None:
+        _check_config(config, state)
 
     def _build_model(self, embedding: Any, n_outputs: int, transfer: Transfer | None) -> Any:
         """The CGCNN to train: from the encoder when fine-tuning, else newly initialised."""

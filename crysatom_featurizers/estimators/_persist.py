@@ -59,9 +59,15 @@ def _safetensors() -> Any:
 
 
 def _estimator_classes() -> dict[str, type]:
-    from crysatom_featurizers.estimators import CGCNNClassifier, CGCNNRegressor
+    from crysatom_featurizers.estimators import (
+        ALIGNNClassifier,
+        ALIGNNRegressor,
+        CGCNNClassifier,
+        CGCNNRegressor,
+    )
 
-    return {cls.__name__: cls for cls in (CGCNNRegressor, CGCNNClassifier)}
+    classes = (CGCNNRegressor, CGCNNClassifier, ALIGNNRegressor, ALIGNNClassifier)
+    return {cls.__name__: cls for cls in classes}
 
 
 # ---- plain data <-> JSON + arrays ------------------------------------------------------------
@@ -249,12 +255,13 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     Parameters
     ----------
     path : str or os.PathLike
-        A ``.safetensors`` model file written by ``CGCNNRegressor.save`` (or
-        ``CGCNNClassifier.save``) or by ``crysatom train``.
+        A ``.safetensors`` model file written by the ``save`` method of a graph estimator
+        (``CGCNNRegressor``, ``CGCNNClassifier``, ``ALIGNNRegressor``, ``ALIGNNClassifier``) or
+        by ``crysatom train``.
 
     Returns
     -------
-    CGCNNRegressor or CGCNNClassifier
+    CGCNNRegressor, CGCNNClassifier, ALIGNNRegressor or ALIGNNClassifier
         The fitted estimator, ready to ``predict``.
 
     Raises

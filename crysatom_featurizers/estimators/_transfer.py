@@ -136,8 +136,10 @@ def load_transfer(est: Any, settings: GraphSettings) -> Transfer | None:
     Raises
     ------
     ValueError
-        If the graphs the encoder was trained on differ from the estimator's ``settings``, or, for fine-tuning, if ``atom_fea_len``, ``n_conv`` or ``embedding``
-        are given and differ from the encoder's architecture.
+        If the graphs the encoder was trained on differ from the estimator's ``settings`` (for
+        distillation only the edges count: ``radius`` and ``max_neighbors``), or, for
+        fine-tuning, if ``atom_fea_len``, ``n_conv`` or ``embedding`` are given and differ from
+        the encoder's architecture.
     FileNotFoundError, EncoderFileError
         From :func:`crysatom_featurizers.nn.load_encoder`.
     """
@@ -150,7 +152,10 @@ def load_transfer(est: Any, settings: GraphSettings) -> Transfer | None:
     encoder, metadata = load_encoder(source)
     transfer = Transfer(mode, str(source), encoder, dict(metadata))
     graph = metadata.get("graph", {})
-    for key, value in settings.as_dict().items():
+    compared = settings.as_dict()
+    if mode == "distill":  # the teacher expands the distances its own way; the edges must agree
+        compared = {k: compared[k] for k in ("radius", "max_neighbors")}
+    for key, value in compared.items():
         if key in graph and not _same_setting(graph[key], value):
             raise ValueError(
                 f"{mode}={source!r}: the encoder was trained on graphs with {key}={graph[key]}, "
@@ -208,10 +213,15 @@ def attach_teacher(
     """
     import torch
 
+    from crysatom_featurizers.graphs import GraphSettings
     from crysatom_featurizers.nn import CGCNN, check_covered
     from crysatom_featurizers.nn.transfer import node_embeddings
 
-    teacher = CGCNN.from_encoder(transfer.encoder, transfer.reads, graph=settings).to(
+    # the teacher's own distance expansion, on the student's edges (same radius and neighbours)
+    graph = GraphSettings.from_dict(transfer.metadata.get("graph", {})).replace(
+        radius=settings.radius, max_neighbors=settings.max_neighbors
+    )
+    teacher = CGCNN.from_encoder(transfer.encoder, transfer.reads, graph=graph).to(
         packed.num_nodes.device
     )
     check_covered(
@@ -220,7 +230,11 @@ def attach_teacher(
         f"{transfer.input_embedding} (input of the distill={transfer.source!r} teacher)",
     )
     packed.node_targets = None
-    raw = node_embeddings(teacher, packed, batch_size=max(int(batch_size), 256))
+    student_edges, packed.edge_attr = packed.edge_attr, None  # the student's expansion
+    try:
+        raw = node_embeddings(teacher, packed, batch_size=max(int(batch_size), 256))
+    finally:
+        packed.edge_attr = student_edges
     is_train = torch.zeros(len(packed), dtype=torch.bool, device=raw.device)
     is_train[torch.as_tensor(train_idx, dtype=torch.long, device=raw.device)] = True
     train_nodes = raw[torch.repeat_interleave(is_train, packed.num_nodes.to(raw.device))]

@@ -9,6 +9,8 @@
   scikit-learn step that builds the graphs.
 * :mod:`~crysatom_featurizers.graphs.packing`: :class:`PackedGraphs`, many graphs as flat
   tensors from which :class:`GraphBatch` mini-batches are gathered.
+* :mod:`~crysatom_featurizers.graphs.line_graph`: bond pairs and bond angles of packed graphs
+  (:func:`add_line_graph`), for ALIGNN.
 * :mod:`~crysatom_featurizers.graphs.atom_sets`: :class:`AtomSets`, crystals as sets of atoms
   with coordinates and minimum-image distances, batched with padding (for attention models).
 
@@ -22,8 +24,10 @@ import importlib
 from typing import Any
 
 from crysatom_featurizers.graphs.settings import (
+    ALIGNN_GRAPH,
     CGCNN_GRAPH,
     GraphSettings,
+    alignn_graph,
     check_settings,
     gaussian_centers,
     gaussian_expand,
@@ -45,13 +49,18 @@ _LAZY = {
     "pack_graphs": "packing",
     "packed_fields": "packing",
     "register_packed_field": "packing",
+    "add_line_graph": "line_graph",
+    "bond_cosines": "line_graph",
+    "line_graph_index": "line_graph",
     "AtomSetBatch": "atom_sets",
     "AtomSets": "atom_sets",
 }
 
 __all__ = [
+    "ALIGNN_GRAPH",
     "CGCNN_GRAPH",
     "GraphSettings",
+    "alignn_graph",
     "check_settings",
     "gaussian_centers",
     "gaussian_expand",

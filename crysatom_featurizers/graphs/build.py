@@ -28,6 +28,9 @@ Graph format
 ``edge_attr`` : ``Float[E, G]``
     Gaussian expansion ``exp(-(d - mu_k)^2 / width^2)`` with centres
     ``mu = 0, step, ..., radius`` (41 centres for the defaults). Only when ``expand_edges``.
+``edge_vec`` : ``Float[E, 3]``
+    Cartesian bond vector from the centre to the neighbour's periodic image, Å (its norm is
+    ``edge_dist``). Only when ``edge_vectors``; bond angles (ALIGNN's line graph) need it.
 
 Disordered sites and vacancies
 ------------------------------
@@ -50,6 +53,7 @@ import torch
 from pymatgen.core import IStructure
 from torch_geometric.data import Data
 
+from crysatom_featurizers.graphs import line_graph as _line_graph  # noqa: F401 (edge_vec packs)
 from crysatom_featurizers.graphs.inputs import check_structure
 from crysatom_featurizers.graphs.settings import (
     CGCNN_GRAPH,
@@ -153,7 +157,8 @@ _SEARCH_MARGIN = 2.0
 def _neighbor_list(
     structure: IStructure, radius: float, max_neighbors: int | None = None
 ) -> tuple[np.ndarray, ...]:
-    """(centre, neighbour, distance) of pairs within ``radius`` Å, periodic images included.
+    """(centre, neighbour, image, distance) of pairs within ``radius`` Å, periodic images
+    included; ``image`` is the neighbour's lattice translation (``Float[P, 3]``, fractional).
 
     The same search as ``Structure.get_neighbor_list(radius, numerical_tol=1e-8,
     exclude_self=True)`` (pymatgen's ``find_points_in_spheres``), with two differences:
@@ -169,20 +174,20 @@ def _neighbor_list(
     try:
         from pymatgen.optimization.neighbors import find_points_in_spheres
     except ImportError:  # pure-Python fallback of pymatgen
-        c, n, _, d = structure.copy().get_neighbor_list(
+        c, n, images, d = structure.copy().get_neighbor_list(
             radius, numerical_tol=_NUMERICAL_TOL, exclude_self=True
         )
-        return c, n, d
+        return c, n, np.asarray(images, dtype=np.float64).reshape(-1, 3), d
     lattice = structure.lattice
     matrix = np.ascontiguousarray(lattice.matrix, dtype=np.float64)
     coords = np.ascontiguousarray(structure.frac_coords @ matrix)
     pbc = np.ascontiguousarray(lattice.pbc, dtype=np.int64)
 
     def search(centre_coords: np.ndarray, r: float) -> tuple[np.ndarray, ...]:
-        c, n, _, d = find_points_in_spheres(
+        c, n, images, d = find_points_in_spheres(
             coords, centre_coords, r=float(r), pbc=pbc, lattice=matrix, tol=_NUMERICAL_TOL
         )
-        return c, n, d
+        return c, n, images, d
 
     first_radius = radius
     if max_neighbors is not None and all(pbc):
@@ -190,27 +195,29 @@ def _neighbor_list(
         density = len(coords) / abs(np.linalg.det(matrix))  # sites per Å^3
         wanted = _SEARCH_MARGIN * (max_neighbors + 1)  # + 1: the site itself
         first_radius = min(radius, (3.0 * wanted / (4.0 * np.pi * density)) ** (1.0 / 3.0))
-    centers, neighbors, distances = search(coords, first_radius)
+    centers, neighbors, images, distances = search(coords, first_radius)
     if first_radius < radius:
         self_pair = (centers == neighbors) & (distances <= _NUMERICAL_TOL)
         counts = np.bincount(centers[~self_pair], minlength=len(coords))
         short = np.flatnonzero(counts < max_neighbors)
         if short.size:
             keep = counts[centers] >= max_neighbors
-            c2, n2, d2 = search(np.ascontiguousarray(coords[short]), radius)
+            c2, n2, i2, d2 = search(np.ascontiguousarray(coords[short]), radius)
             centers = np.concatenate([centers[keep], short[c2]])
             neighbors = np.concatenate([neighbors[keep], n2])
+            images = np.concatenate([images[keep], i2])
             distances = np.concatenate([distances[keep], d2])
     keep = (centers != neighbors) | (distances > _NUMERICAL_TOL)
-    return centers[keep], neighbors[keep], distances[keep]
+    return centers[keep], neighbors[keep], images[keep], distances[keep]
 
 
 def _nearest_edges(
     structure: IStructure, radius: float, max_neighbors: int | None, allow_isolated: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centre, neighbour and distance arrays, truncated to the nearest ``max_neighbors``."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Centre, neighbour, image and distance arrays, truncated to the nearest
+    ``max_neighbors``."""
     n_sites = len(structure)
-    centers, neighbors, distances = _neighbor_list(structure, radius, max_neighbors)
+    centers, neighbors, images, distances = _neighbor_list(structure, radius, max_neighbors)
     # Group by centre, ascending distance inside each group: one stable sort on a combined
     # key (centre index times a span larger than any distance, plus the distance).
     order = np.argsort(centers * (2.0 * radius + 1.0) + distances, kind="stable")
@@ -229,7 +236,7 @@ def _nearest_edges(
         keep = rank < max_neighbors
         order = order[keep]
         centers = centers[keep]
-    return centers, neighbors[order], distances[order]
+    return centers, neighbors[order], images[order], distances[order]
 
 
 def structure_to_graph(
@@ -238,6 +245,7 @@ def structure_to_graph(
     *,
     expand_edges: bool = True,
     allow_isolated: bool = False,
+    edge_vectors: bool = False,
     **changes: Any,
 ) -> Data:
     """Build the CGCNN crystal graph of one structure.
@@ -261,6 +269,9 @@ def structure_to_graph(
         :class:`IsolatedSiteError`. If True, such a site is kept as a node without incoming
         edges; its features are then only updated through the residual path of the
         convolutions.
+    edge_vectors : bool
+        Also store each edge's Cartesian bond vector as ``edge_vec`` (``Float[E, 3]``, Å),
+        from the centre to the neighbour's image; models of bond angles (ALIGNN) need it.
 
     Returns
     -------
@@ -289,7 +300,9 @@ def structure_to_graph(
     if n_sites == 0:
         raise ValueError("structure has no sites")
     z, species_z, species_weight, species_site_index = _species_arrays(structure)
-    centers, neighbors, distances = _nearest_edges(structure, radius, max_neighbors, allow_isolated)
+    centers, neighbors, images, distances = _nearest_edges(
+        structure, radius, max_neighbors, allow_isolated
+    )
     edge_index = np.empty((2, centers.size), dtype=np.int64)
     edge_index[0] = neighbors
     edge_index[1] = centers
@@ -302,6 +315,11 @@ def structure_to_graph(
         "edge_index": torch.from_numpy(edge_index),
         "edge_dist": torch.from_numpy(dist32),
     }
+    if edge_vectors:
+        matrix = np.asarray(structure.lattice.matrix, dtype=np.float64)
+        coords = structure.frac_coords @ matrix  # not cart_coords: that caches on the sites
+        vectors = coords[neighbors] + images @ matrix - coords[centers]
+        attrs["edge_vec"] = torch.from_numpy(vectors.astype(np.float32))
     if expand_edges:
         attrs["edge_attr"] = torch.from_numpy(
             gaussian_expand(dist32, settings.centers(), settings.gaussian_width)
@@ -377,6 +395,7 @@ def structures_to_graphs(
     *,
     expand_edges: bool = True,
     allow_isolated: bool = False,
+    edge_vectors: bool = False,
     n_jobs: int | None = 1,
     progress: bool = False,
     **changes: Any,
@@ -387,7 +406,7 @@ def structures_to_graphs(
     ----------
     structures : sequence of Structure, pandas.Series or pandas.DataFrame
         A DataFrame must have a ``structure`` column.
-    settings, expand_edges, allow_isolated, **changes
+    settings, expand_edges, allow_isolated, edge_vectors, **changes
         As in :func:`structure_to_graph`.
     n_jobs : int or None
         Number of joblib workers (1: in the calling process, the fastest choice for a few
@@ -413,6 +432,7 @@ def structures_to_graphs(
         "settings": check_settings(settings, **changes),
         "expand_edges": expand_edges,
         "allow_isolated": allow_isolated,
+        "edge_vectors": edge_vectors,
     }
     n_workers = 1 if n_jobs is None else int(n_jobs)
     if n_workers == 1 or len(items) < 2:

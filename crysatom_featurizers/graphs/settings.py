@@ -1,4 +1,5 @@
-"""Settings of the CGCNN crystal graph and its Gaussian distance expansion (no torch import)."""
+"""Settings of the crystal graphs (CGCNN's, ALIGNN's) and their Gaussian distance expansion
+(no torch import)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "ALIGNN_GRAPH",
     "CGCNN_GRAPH",
     "GraphSettings",
+    "alignn_graph",
     "check_settings",
     "gaussian_centers",
     "gaussian_expand",
@@ -89,6 +92,26 @@ class GraphSettings:
 
 #: The CGCNN graph: 8 Å cutoff, 12 neighbours, Gaussians every 0.2 Å of width 0.2 Å.
 CGCNN_GRAPH = GraphSettings()
+
+
+_ALIGNN_BOND_BINS = 80
+
+
+def alignn_graph(radius: float = 8.0, max_neighbors: int = 12) -> GraphSettings:
+    """ALIGNN's crystal graph: the ``max_neighbors`` nearest sites within ``radius`` Å, with
+    bond lengths expanded in 80 Gaussians from 0 to ``radius`` whose squared width is their
+    spacing (ALIGNN's radial basis)."""
+    step = float(radius) / (_ALIGNN_BOND_BINS - 1)
+    return GraphSettings(
+        radius=float(radius),
+        max_neighbors=int(max_neighbors),
+        gaussian_step=step,
+        gaussian_width=float(np.sqrt(step)),
+    )
+
+
+#: The graph of the ALIGNN paper (Choudhary & DeCost 2021): 8 Å, 12 neighbours, 80 Gaussians.
+ALIGNN_GRAPH = alignn_graph()
 
 
 def check_settings(settings: Any, **changes: Any) -> GraphSettings:

@@ -34,6 +34,8 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
         Store the Gaussian expansion as ``edge_attr`` (otherwise only ``edge_dist``).
     allow_isolated : bool
         Keep sites without neighbours instead of raising.
+    edge_vectors : bool
+        Also store the bond vectors (``edge_vec``, Å), which ALIGNN needs for bond angles.
     n_jobs : int or None
         Number of joblib workers.
     verbose : bool
@@ -72,6 +74,7 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
         allow_isolated: bool = False,
         n_jobs: int | None = 1,
         verbose: bool = False,
+        edge_vectors: bool = False,
     ) -> None:
         self.radius = radius
         self.max_neighbors = max_neighbors
@@ -81,6 +84,7 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
         self.allow_isolated = allow_isolated
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.edge_vectors = edge_vectors
 
     def fit(self, X: Any = None, y: Any = None) -> CrystalGraphTransformer:
         """Validate the parameters; nothing is learned. Returns ``self``."""
@@ -103,6 +107,7 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
             self.settings(),
             expand_edges=self.expand_edges,
             allow_isolated=self.allow_isolated,
+            edge_vectors=bool(getattr(self, "edge_vectors", False)),
             n_jobs=self.n_jobs,
             progress=bool(self.verbose),
         )

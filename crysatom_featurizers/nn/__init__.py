@@ -1,4 +1,4 @@
-"""Small torch modules for crystal graphs: distance expansion, element lookup, CGCNN,
+"""Small torch modules for crystal graphs: distance expansion, element lookup, CGCNN, ALIGNN,
 pretraining heads and self-supervised losses. Needs the [gnn] extra (torch, torch-geometric)."""
 
 from crysatom_featurizers.deps import require_gnn
@@ -6,6 +6,7 @@ from crysatom_featurizers.deps import require_gnn
 require_gnn("crysatom_featurizers.nn")
 
 # ruff: noqa: E402  (the dependency check above runs before the torch imports)
+from crysatom_featurizers.nn.alignn import ALIGNN, ALIGNN_PRESETS
 from crysatom_featurizers.nn.element_vectors import element_embedding_from_model
 from crysatom_featurizers.nn.encoder import CGCNNEncoder
 from crysatom_featurizers.nn.heads import (
@@ -31,6 +32,8 @@ from crysatom_featurizers.nn.ssl import barlow_twins_loss, nt_xent_loss, vicreg_
 from crysatom_featurizers.nn.transformer import CrystalTransformer
 
 __all__ = [
+    "ALIGNN",
+    "ALIGNN_PRESETS",
     "CGCNN",
     "CGCNNConv",
     "CGCNNEncoder",

@@ -19,6 +19,7 @@ __all__ = [
     "ElementEmbeddingLayer",
     "GaussianExpansion",
     "check_covered",
+    "edge_features",
     "uniform_neighbors",
 ]
 
@@ -119,6 +120,23 @@ class GaussianExpansion(nn.Module):
     def extra_repr(self) -> str:
         c = self.centers
         return f"start={float(c[0]):g}, stop={float(c[-1]):g}, n={c.numel()}, width={self.width:g}"
+
+
+def edge_features(batch: Any, expansion: GaussianExpansion) -> Tensor:
+    """The batch's precomputed ``edge_attr``, or ``expansion`` of its ``edge_dist``.
+
+    Raises
+    ------
+    ValueError
+        If the batch has neither.
+    """
+    edge_attr = getattr(batch, "edge_attr", None)
+    if edge_attr is not None:
+        return edge_attr
+    edge_dist = getattr(batch, "edge_dist", None)
+    if edge_dist is None:
+        raise ValueError("the graphs have neither edge_attr nor edge_dist")
+    return expansion(edge_dist)
 
 
 class ElementEmbeddingLayer(nn.Module):

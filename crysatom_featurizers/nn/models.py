@@ -13,7 +13,11 @@ from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_poo
 
 from crysatom_featurizers.graphs import CGCNN_GRAPH, GraphSettings, check_settings
 from crysatom_featurizers.nn.encoder import CGCNNEncoder
-from crysatom_featurizers.nn.layers import ElementEmbeddingLayer, GaussianExpansion
+from crysatom_featurizers.nn.layers import (
+    ElementEmbeddingLayer,
+    GaussianExpansion,
+    edge_features,
+)
 
 __all__ = ["CGCNN"]
 
@@ -144,13 +148,7 @@ class CGCNN(nn.Module):
 
     def edge_features(self, batch: Any) -> Tensor:
         """``edge_attr`` of the batch, or the Gaussian expansion of its ``edge_dist``."""
-        edge_attr = getattr(batch, "edge_attr", None)
-        if edge_attr is not None:
-            return edge_attr
-        edge_dist = getattr(batch, "edge_dist", None)
-        if edge_dist is None:
-            raise ValueError("the graphs have neither edge_attr nor edge_dist")
-        return self.distance_expansion(edge_dist)
+        return edge_features(batch, self.distance_expansion)
 
     @classmethod
     def from_encoder(cls, encoder: CGCNNEncoder, embedding: Any, **kwargs: Any) -> CGCNN:

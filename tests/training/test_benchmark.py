@@ -189,13 +189,24 @@ def test_curve_rows_nested_and_converged(curve_run):
     cgcnn = frame[frame["experiment"] == "curve"]
     # sizes 16 (two seeds) and 32 (one seed) for each of the three embeddings
     cells = cgcnn.groupby(["embedding", "n_train"])["seed"].apply(sorted).to_dict()
-    for label in ("cgcnn", "random_16", "crysatom_50", "finetune", "distill_d0.5", "distill_d1"):
+    labels = (
+        "cgcnn",
+        "random_16",
+        "crysatom_50",
+        "finetune",
+        "distill_d0.5",
+        "distill_d1",
+        "alignn",
+    )
+    for label in labels:
         assert cells[(label, 16)] == [0, 1]
         assert cells[(label, 32)] == [0]
     assert (cgcnn["n_val"] == 8).all() and cgcnn["n_test"].nunique() == 1
     # early stopping: the best epoch is kept, no fit runs past the cap
     assert (cgcnn["best_epoch"] <= cgcnn["epochs_run"]).all()
     assert (cgcnn["epochs_run"] <= 6).all()
+    assert set(cgcnn.loc[cgcnn["embedding"] == "alignn", "model"]) == {"alignn"}
+    assert set(cgcnn.loc[cgcnn["embedding"] != "alignn", "model"]) == {"cgcnn"}
     hgb = frame[frame["experiment"] == "curve_matminer"]
     assert sorted(set(zip(hgb["embedding"], hgb["n_train"]))) == [
         ("cgcnn", 16),
@@ -464,6 +475,15 @@ def test_curve_variant_config_errors():
     data["properties"] = [vars(p) for p in base.properties]
     with pytest.raises(ValueError, match="must give at least an embedding"):
         BenchConfig.from_dict({**data, "curve": {"variants": {"ft": {"finetune": "crysatom"}}}})
+    with pytest.raises(ValueError, match=r"\['n_conv'\] are not ALIGNNRegressor"):
+        BenchConfig.from_dict(
+            {**data, "curve": {"variants": {"a": {"embedding": "cgcnn", "model": "alignn",
+                                                  "n_conv": 2}}}}
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="model must be one of"):
+        BenchConfig.from_dict(
+            {**data, "curve": {"variants": {"a": {"embedding": "cgcnn", "model": "schnet"}}}}
+        )
     with pytest.raises(ValueError, match=r"\['fine_tune'\] are not CGCNNRegressor"):
         BenchConfig.from_dict(
             {**data, "curve": {"variants": {"ft": {"embedding": "cgcnn", "fine_tune": "x"}}}}

@@ -58,17 +58,26 @@ def cgcnn_jobs(
     raise ValueError(experiment)
 
 
+#: Parameters of the ``cgcnn`` section that only CGCNN has (an ALIGNN variant drops them).
+CGCNN_ONLY = ("atom_fea_len", "n_conv", "h_fea_len", "n_h")
+
+
 def curve_variants(cfg) -> dict[str, dict]:
-    """Label -> CGCNNRegressor parameters of the learning curve's variants (may be empty)."""
+    """Label -> estimator parameters of the learning curve's variants (may be empty); a
+    variant with ``model: alignn`` is an ALIGNNRegressor."""
     return dict(cfg.curve.get("variants") or {})
 
 
 def fit_params(cfg, experiment: str, label: str) -> dict:
-    """CGCNNRegressor parameters of one fit: the ``cgcnn`` section, with a curve variant's
-    parameters on top (a fine-tuned encoder brings its own width and depth)."""
-    params = dict(cfg.cgcnn)
+    """Estimator parameters of one fit: the ``cgcnn`` section, with a curve variant's
+    parameters on top (a fine-tuned encoder brings its own width and depth; an ALIGNN variant
+    keeps the section's training settings only). ``model`` names the network."""
+    params = {"model": "cgcnn", **cfg.cgcnn}
     variant = curve_variants(cfg).get(label) if experiment == "curve" else None
     if variant:
+        if variant.get("model", "cgcnn") != "cgcnn":
+            for key in CGCNN_ONLY:
+                params.pop(key, None)
         if variant.get("finetune") is not None:
             params.pop("atom_fea_len", None)
             params.pop("n_conv", None)
@@ -152,12 +161,13 @@ def fit_cgcnn(
     val = data.val if bench.cfg.max_val is None else data.val[: bench.cfg.max_val]
     test = data.test
     params = fit_params(bench.cfg, experiment, label)
+    network = params.pop("model")
     encoder = params.get("finetune") or params.get("distill")
     extra = {"encoder": encoder_checksum(encoder)} if encoder else {}
     key = run_key(
         {
             **extra,
-            "model": "cgcnn",
+            "model": network,
             "property": spec.name,
             "dataset": spec.dataset,
             "embedding": emb.checksum,
@@ -172,17 +182,19 @@ def fit_cgcnn(
     if bench.reuse(key, experiment, label, fraction):
         return
     run_id = fit_id(experiment, spec.name, label, seed, fraction, size)
-    g_train = bench.graphs(spec.dataset, train)
+    vectors = network == "alignn"  # bond angles need the bond vectors
+    g_train = bench.graphs(spec.dataset, train, vectors)
     y_train = bench.targets(spec, train)
-    g_val = bench.graphs(spec.dataset, val)
+    g_val = bench.graphs(spec.dataset, val, vectors)
     y_val = bench.targets(spec, val)
-    g_test = bench.graphs(spec.dataset, test)
+    g_test = bench.graphs(spec.dataset, test, vectors)
     y_test = bench.targets(spec, test)
     LOG.info("fit %s (n_train %d, n_val %d, n_test %d)", run_id, len(train), len(val), len(test))
-    from crysatom_featurizers.estimators import CGCNNRegressor
+    from crysatom_featurizers import estimators
 
+    estimator = {"cgcnn": estimators.CGCNNRegressor, "alignn": estimators.ALIGNNRegressor}[network]
     # every embedding and seed is selected on the same, fixed validation crystals
-    model = CGCNNRegressor(embedding=emb, random_state=seed, **params)
+    model = estimator(embedding=emb, random_state=seed, **params)
     if not val:  # no validation crystals: the last epoch is kept
         model.set_params(validation_fraction=0)
     t0 = time.perf_counter()
@@ -211,7 +223,7 @@ def fit_cgcnn(
             "best_epoch": int(model.best_epoch_),
             "epochs_run": int(model.n_iter_),
             "fit_seconds": fit_seconds,
-            "model": "cgcnn",
+            "model": network,
             "embedding_checksum": emb.checksum,
             "run_key": key,
             "reused_from": np.nan,

@@ -194,16 +194,20 @@ class BenchConfig:
         sizes = self.curve.get("sizes", [])
         if any(not isinstance(n, int) or isinstance(n, bool) or n < 2 for n in sizes):
             raise ValueError(f"curve sizes must be integers >= 2, got {sizes}")
-        from crysatom_featurizers.estimators import CGCNNRegressor
+        from crysatom_featurizers.estimators import ALIGNNRegressor, CGCNNRegressor
 
         embedding_keys = {"embedding", "dim", "atom_features"}
         allowed = set(CGCNNRegressor().get_params()) - embedding_keys - {"random_state"}
+        networks = {
+            "cgcnn": allowed,
+            "alignn": set(ALIGNNRegressor().get_params()) - embedding_keys - {"random_state"},
+        }
         wrong = sorted(set(self.cgcnn) - allowed)
         if wrong:
             raise ValueError(f"cgcnn keys {wrong} are not CGCNNRegressor parameters")
         variants = self.curve.get("variants", {}) or {}
         if not isinstance(variants, dict):
-            raise ValueError("curve variants must map labels to CGCNNRegressor parameters")
+            raise ValueError("curve variants must map labels to estimator parameters")
         from crysatom_featurizers.embeddings import spec_label
 
         plain = {spec_label(s) for s in self.curve.get("embeddings", self.embeddings)}
@@ -215,11 +219,16 @@ class BenchConfig:
                 )
             if not isinstance(params, dict) or "embedding" not in params:
                 raise ValueError(f"curve variant {label!r} must give at least an embedding")
-            wrong = sorted(set(params) - (allowed | {"embedding"}))
-            if wrong:
+            network = params.get("model", "cgcnn")
+            if network not in networks:
                 raise ValueError(
-                    f"curve variant {label!r}: {wrong} are not CGCNNRegressor parameters"
+                    f"curve variant {label!r}: model must be one of {sorted(networks)}, got "
+                    f"{network!r}"
                 )
+            wrong = sorted(set(params) - (networks[network] | {"embedding", "model"}))
+            if wrong:
+                name = "CGCNNRegressor" if network == "cgcnn" else "ALIGNNRegressor"
+                raise ValueError(f"curve variant {label!r}: {wrong} are not {name} parameters")
 
     def properties_for(self, experiment: str) -> list[PropertySpec]:
         """Properties of an experiment (all unless ``experiment_properties`` narrows them)."""

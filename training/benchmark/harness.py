@@ -98,7 +98,7 @@ class Benchmark:
         self.results = ResultsFile(self.run_dir / "results.csv")
         self._datasets: dict[str, pd.DataFrame] = {}
         self._elements: dict[str, pd.Series] = {}
-        self._graphs: dict[str, dict[Any, Any]] = {}
+        self._graphs: dict[tuple[str, bool], dict[Any, Any]] = {}
         self._properties: dict[str, PropertyData] = {}
         self.embeddings: dict[str, Any] = {}
         self._done: dict[tuple, str] = {}
@@ -322,12 +322,13 @@ class Benchmark:
             previous.update(summary)
             atomic_write_text(path, json.dumps(previous, indent=1))
 
-    def graphs(self, dataset: str, ids: Sequence[Any]) -> list[Any]:
-        """Crystal graphs of rows ``ids`` (built once per dataset row, reused by every fit)."""
+    def graphs(self, dataset: str, ids: Sequence[Any], edge_vectors: bool = False) -> list[Any]:
+        """Crystal graphs of rows ``ids`` (built once per dataset row, reused by every fit),
+        with bond vectors for ALIGNN when ``edge_vectors``."""
         from crysatom_featurizers.estimators import CGCNNRegressor
         from crysatom_featurizers.graphs import CGCNN_GRAPH, structures_to_graphs
 
-        cache = self._graphs.setdefault(dataset, {})
+        cache = self._graphs.setdefault((dataset, bool(edge_vectors)), {})
         missing = [i for i in ids if i not in cache]
         if missing:
             defaults = CGCNNRegressor().get_params()
@@ -341,6 +342,7 @@ class Benchmark:
                 ),
                 expand_edges=False,
                 allow_isolated=bool(params["allow_isolated"]),
+                edge_vectors=bool(edge_vectors),
                 n_jobs=1,
             )
             cache.update(zip(missing, built))

@@ -196,7 +196,13 @@ def best_transfer(table: pd.DataFrame) -> pd.DataFrame:
     return transfer.loc[idx.astype(int)].reset_index(drop=True)
 
 
-def plot_transfer(table: pd.DataFrame, path: Path, dpi: int = 110) -> Path | None:
+def plot_transfer(
+    table: pd.DataFrame,
+    path: Path,
+    dpi: int = 110,
+    options: Sequence[str] = tuple(OPTIONS),
+    title: str = "Transfer from the pretrained CrysAtom encoder, mean ± std over seeds",
+) -> Path | None:
     """Test MAE against training size per option, one panel per property (log-log)."""
     if table.empty:
         return None
@@ -217,7 +223,7 @@ def plot_transfer(table: pd.DataFrame, path: Path, dpi: int = 110) -> Path | Non
     }
     for ax, prop in zip(axes[0], props):
         group = table[table["property"] == prop]
-        for option in OPTIONS:
+        for k, option in enumerate(options):
             sub = group[group["option"] == option].sort_values("n_train")
             if sub.empty:
                 continue
@@ -227,7 +233,7 @@ def plot_transfer(table: pd.DataFrame, path: Path, dpi: int = 110) -> Path | Non
                 yerr=sub["mae_std"].fillna(0.0),
                 marker="o",
                 capsize=3,
-                color=colours[option],
+                color=colours.get(option, f"C{k + 4}"),
                 linewidth=2.2 if option == "vanilla" else 1.3,
                 label=option,
             )
@@ -238,7 +244,7 @@ def plot_transfer(table: pd.DataFrame, path: Path, dpi: int = 110) -> Path | Non
         ax.set_title(prop)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("Transfer from the pretrained CrysAtom encoder, mean ± std over seeds")
+    fig.suptitle(title)
     save_figure(fig, path, dpi=dpi)
     plt.close(fig)
     return path
