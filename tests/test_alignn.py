@@ -112,6 +112,44 @@ def test_bond_angles_of_simple_cubic():
     assert values.tolist() == [-1.0, 0.0, 1.0] and counts.tolist() == [6, 24, 6]
 
 
+def _rock_salt_cells() -> dict[str, Structure]:
+    """One rock-salt crystal written four ways: primitive, conventional, sites swapped, 2x1x1."""
+    prim = Structure(
+        Lattice.from_parameters(3.98, 3.98, 3.98, 60, 60, 60),
+        ["Na", "Cl"],
+        [[0, 0, 0], [0.5, 0.5, 0.5]],
+    )
+    conventional = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(3.98 * 2**0.5), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
+    swapped = Structure(prim.lattice, ["Cl", "Na"], [[0.5, 0.5, 0.5], [0, 0, 0]])
+    supercell = prim.copy()
+    supercell.make_supercell([2, 1, 1])
+    return {"prim": prim, "conv": conventional, "swap": swapped, "super": supercell}
+
+
+def test_alignn_graph_is_undirected_with_ties_and_its_angles_do_not_depend_on_the_cell():
+    import torch
+
+    from crysatom_featurizers.graphs import bond_cosines
+
+    histograms = {}
+    for name, s in _rock_salt_cells().items():
+        graphs, packed = _packed([s])
+        g = graphs[0]
+        # 6 anions and all 12 cations of the second shell (ties), in both directions
+        assert torch.bincount(g.edge_index[1]).tolist() == [18] * len(s)
+        batch = packed.batch([0])
+        cos = bond_cosines(batch.edge_vec, batch.triplet_index).numpy()
+        values, counts = np.unique(np.round(cos, 4) + 0.0, return_counts=True)
+        histograms[name] = dict(zip(values.tolist(), (counts / len(s)).tolist()))
+    # all 18 x 18 pairs of an atom's bonds: 0 and 180 degrees 18 times each
+    prim = histograms["prim"]
+    assert sum(prim.values()) == 324 and prim[1.0] == prim[-1.0] == 18 and len(prim) == 7
+    for name, h in histograms.items():
+        assert h == histograms["prim"], name
+
+
 def test_line_graph_needs_bond_vectors():
     from crysatom_featurizers.graphs import PackedGraphs, add_line_graph, structures_to_graphs
 
@@ -121,6 +159,20 @@ def test_line_graph_needs_bond_vectors():
 
 
 # ---- network --------------------------------------------------------------------------------
+
+
+def test_network_gives_one_answer_for_any_cell_of_a_crystal():
+    import torch
+
+    from crysatom_featurizers.nn import ALIGNN
+
+    torch.manual_seed(0)
+    model = ALIGNN("cgcnn", hidden_features=16, alignn_layers=2, gcn_layers=1).eval()
+    cells = _rock_salt_cells()
+    _, packed = _packed(list(cells.values()))
+    with torch.no_grad():
+        out = model(packed.batch(torch.arange(len(cells)))).squeeze(1)
+    np.testing.assert_allclose(out, out[0].repeat(len(cells)), atol=1e-5)
 
 
 def test_network_is_invariant_to_rotation_site_order_and_batch_company():
@@ -192,7 +244,7 @@ def test_scikit_learn_contract(data, fitted, tmp_path):
     # graphs from the transformer, with bond vectors
     pipe = Pipeline(
         [
-            ("graphs", CrystalGraphTransformer(edge_vectors=True)),
+            ("graphs", CrystalGraphTransformer(edge_vectors=True, symmetric=True)),
             ("alignn", ALIGNNRegressor(**TINY)),
         ]
     ).fit(X[:24], y[:24])
@@ -290,3 +342,30 @@ def test_bad_inputs_are_clear(data):
     plain = structures_to_graphs(X[:3], expand_edges=False)
     with pytest.raises(ValueError, match="row 0.*no bond vectors.*edge_vectors=True"):
         est.fit(plain, y[:3])
+    directed = structures_to_graphs(X[:3], expand_edges=False, edge_vectors=True)
+    with pytest.raises(ValueError, match="row 0.*is directed.*symmetric=True"):
+        est.fit(directed, y[:3])
+
+
+def test_without_alignn_layers_no_line_graph_is_built(data):
+    from crysatom_featurizers.estimators import ALIGNNRegressor
+
+    X, y = data
+    est = ALIGNNRegressor(**{**TINY, "alignn_layers": 0, "gcn_layers": 2}).fit(X[:12], y[:12])
+    packed, _ = est._pack(X[:2], est.model_.embedding.covered.numpy(), "cgcnn", for_fit=False)
+    assert "triplet_index" not in packed.tensors and est.model_.num_node_layers == 3
+
+
+def test_subclasses_with_their_own_parameters_keep_the_contract():
+    from sklearn.base import clone
+
+    from crysatom_featurizers.estimators import ALIGNNRegressor, CGCNNRegressor
+
+    class Wider(CGCNNRegressor):
+        def __init__(self, extra=1, epochs=5):
+            self.extra = extra
+            super().__init__(epochs=epochs)
+
+    est = clone(Wider(extra=3, epochs=7))
+    assert est.extra == 3 and est.epochs == 7 and est.lr == 1e-3
+    assert clone(ALIGNNRegressor(gcn_layers=3)).get_params()["gcn_layers"] == 3

@@ -40,6 +40,17 @@ def _check_config(config: dict[str, Any], state: dict[str, Any]) -> None:
         raise ValueError(f"the graph settings {graph} do not give {n_bins} bond features")
 
 
+def _both_ways(edge_index: Any, edge_vec: Any) -> bool:
+    """Whether every bond ``j -> i`` (vector ``v``) has its reverse ``i -> j`` (``-v``)."""
+    import numpy as np
+
+    index = edge_index.numpy()
+    cells = np.rint(edge_vec.numpy().astype(np.float64) * 1e3).astype(np.int64)  # 0.001 Å
+    forward = np.column_stack([index[0], index[1], cells])
+    backward = np.column_stack([index[1], index[0], -cells])
+    return bool(np.array_equal(np.unique(forward, axis=0), np.unique(backward, axis=0)))
+
+
 class _ALIGNNBase(_GraphEstimator):
     """:class:`~crysatom_featurizers.nn.ALIGNN` as the network of a graph estimator.
 
@@ -87,11 +98,19 @@ class _ALIGNNBase(_GraphEstimator):
         return {"edge_vectors": True}
 
     def _check_input_graph(self, graph: Any, label: Any) -> None:
+        hint = (
+            "pass Structures, or build the graphs with CrystalGraphTransformer(edge_vectors=True, "
+            "symmetric=True)"
+        )
         if getattr(graph, "edge_vec", None) is None:
             raise ValueError(
                 f"the graph at row {label!r} has no bond vectors (edge_vec), which ALIGNN needs "
-                "for its bond angles; pass Structures, or build the graphs with "
-                "CrystalGraphTransformer(edge_vectors=True)"
+                f"for its bond angles; {hint}"
+            )
+        if not _both_ways(graph.edge_index, graph.edge_vec):
+            raise ValueError(
+                f"the graph at row {label!r} is directed (a bond lacks its reverse), so its bond "
+                f"angles would depend on the site order and the cell; {hint}"
             )
         # bond features are recomputed from edge_dist, so only the edges must agree
         _check_graph(graph, label, self._graph_settings(), expansion=False)
@@ -99,6 +118,8 @@ class _ALIGNNBase(_GraphEstimator):
     def _finish_packing(self, packed: Any) -> Any:
         from crysatom_featurizers.graphs import add_line_graph
 
+        if self._architecture()["alignn_layers"] == 0:
+            return packed  # no layer reads bond angles
         return add_line_graph(packed)
 
     def _network_type(self) -> type:

@@ -121,7 +121,7 @@ def _check_graph(g: Any, label: Any, settings: GraphSettings, *, expansion: bool
             label, f"it has an edge of length {float(dist.max()):.3f} Å", settings
         )
     max_neighbors = settings.max_neighbors
-    if max_neighbors is not None and dist.numel():
+    if max_neighbors is not None and dist.numel() and not settings.symmetric:
         degree = torch.bincount(g.edge_index[1], minlength=int(g.num_nodes))
         if int(degree.max()) > max_neighbors:
             raise _graph_settings_error(
@@ -191,8 +191,9 @@ class _GraphEstimator(BaseEstimator):
     def _store_params(self, params: dict[str, Any]) -> None:
         """Keep every ``__init__`` argument as given (scikit-learn's contract); ``params`` is
         the ``locals()`` of ``__init__``."""
-        for name in self._get_param_names():
-            setattr(self, name, params[name])
+        for name, value in params.items():
+            if name not in ("self", "__class__"):
+                setattr(self, name, value)
 
     def _graph_build_options(self) -> dict[str, Any]:
         """Extra keywords of :func:`~crysatom_featurizers.graphs.structures_to_graphs` (e.g.

@@ -277,7 +277,7 @@ class ALIGNNRegressor(RegressorMixin, _RegressionTask, _ALIGNNBase):
         Neighbour cutoff, Å; the bond lengths are expanded in 80 Gaussians from 0 to
         ``radius``.
     max_neighbors : int, default=12
-        Nearest neighbours kept per site (ALIGNN's 12).
+        Nearest neighbours kept per site, with the ones tied with the last (ALIGNN's 12).
     allow_isolated, epochs, batch_size, lr, weight_decay, lr_schedule, lr_milestones, \
 validation_fraction, patience, standardize_target, device, random_state, num_workers, \
 n_threads, verbose, checkpoint
@@ -295,11 +295,14 @@ target_scale_, embedding_name_, embedding_dim_, transfer_, timings_
 
     Notes
     -----
-    The graphs carry bond vectors, and a line graph is built for each packed set with a few
+    The crystal graphs are ALIGNN's (:data:`~crysatom_featurizers.graphs.ALIGNN_GRAPH`): the
+    ``max_neighbors`` nearest sites with the neighbours tied with the last one, every bond in
+    both directions, with bond vectors; a line graph is built for each packed set with a few
     vectorised index operations (:func:`~crysatom_featurizers.graphs.add_line_graph`). A site
-    has up to ``max_neighbors`` bonds, so a crystal has up to ``max_neighbors ** 2`` bond
-    pairs per site: the line graph dominates memory and time. Graphs passed as ``X`` must have
-    ``edge_vec`` (``CrystalGraphTransformer(edge_vectors=True)``).
+    with ``k`` bonds has ``k ** 2`` bond pairs (rock salt: 18 and 324), so the line graph
+    dominates memory and time. Graphs passed as ``X`` must be built that way
+    (``CrystalGraphTransformer(edge_vectors=True, symmetric=True)``); a directed graph or one
+    without bond vectors raises a ``ValueError`` naming its row.
 
     Examples
     --------

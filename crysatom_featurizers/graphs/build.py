@@ -4,6 +4,9 @@ Each site of the unit cell is a node. For every site, the ``max_neighbors`` near
 neighbours within ``radius`` (Å) become directed edges *into* that site, ordered by distance.
 Periodic images are kept as separate edges, so a small cell gives a multigraph in which a site
 may be connected to several images of the same site, including its own images.
+With ``GraphSettings(symmetric=True)`` (ALIGNN's graph) the neighbours tied with the last one
+kept stay too, and the reverse of every bond is added, so that every bond is present in both
+directions.
 
 Graph format
 ------------
@@ -152,6 +155,7 @@ _NUMERICAL_TOL = 1e-8  # Å; pairs closer than this are the site itself
 # A first search uses the radius at which an ideal gas of the cell's density would have
 # _SEARCH_MARGIN * max_neighbors neighbours; sites with fewer are searched again at full radius.
 _SEARCH_MARGIN = 2.0
+_TIE_TOLERANCE = 1e-5  # Å: neighbours this close to the last one kept are ties
 
 
 def _neighbor_list(
@@ -212,10 +216,14 @@ def _neighbor_list(
 
 
 def _nearest_edges(
-    structure: IStructure, radius: float, max_neighbors: int | None, allow_isolated: bool
+    structure: IStructure,
+    radius: float,
+    max_neighbors: int | None,
+    allow_isolated: bool,
+    ties: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Centre, neighbour, image and distance arrays, truncated to the nearest
-    ``max_neighbors``."""
+    ``max_neighbors`` (with ``ties``: and every neighbour as near as the last one kept)."""
     n_sites = len(structure)
     centers, neighbors, images, distances = _neighbor_list(structure, radius, max_neighbors)
     # Group by centre, ascending distance inside each group: one stable sort on a combined
@@ -234,9 +242,28 @@ def _nearest_edges(
         starts = np.cumsum(counts) - counts
         rank = np.arange(centers.size) - starts[centers]
         keep = rank < max_neighbors
+        if ties:
+            last = np.full(n_sites, np.inf)
+            full = counts >= max_neighbors
+            last[full] = distances[order][starts[full] + max_neighbors - 1]
+            keep |= distances[order] <= last[centers] + _TIE_TOLERANCE
         order = order[keep]
         centers = centers[keep]
     return centers, neighbors[order], images[order], distances[order]
+
+
+def _both_directions(
+    centers: np.ndarray, neighbors: np.ndarray, images: np.ndarray, distances: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The bonds and their reverses (each once), grouped by centre by ascending distance."""
+    c = np.concatenate([centers, neighbors])
+    n = np.concatenate([neighbors, centers])
+    img = np.concatenate([images, -images])
+    d = np.concatenate([distances, distances])
+    key = np.column_stack([c, n, np.rint(img).astype(np.int64)])
+    _, first = np.unique(key, axis=0, return_index=True)
+    first = first[np.lexsort((d[first], c[first]))]
+    return c[first], n[first], img[first], d[first]
 
 
 def structure_to_graph(
@@ -301,8 +328,12 @@ def structure_to_graph(
         raise ValueError("structure has no sites")
     z, species_z, species_weight, species_site_index = _species_arrays(structure)
     centers, neighbors, images, distances = _nearest_edges(
-        structure, radius, max_neighbors, allow_isolated
+        structure, radius, max_neighbors, allow_isolated, ties=settings.symmetric
     )
+    if settings.symmetric:
+        centers, neighbors, images, distances = _both_directions(
+            centers, neighbors, images, distances
+        )
     edge_index = np.empty((2, centers.size), dtype=np.int64)
     edge_index[0] = neighbors
     edge_index[1] = centers

@@ -33,6 +33,12 @@ class GraphSettings:
         Spacing of the Gaussian centres ``0, step, ..., radius``, Å.
     gaussian_width : float, default=0.2
         Width of each Gaussian, Å.
+    symmetric : bool, default=False
+        False: CGCNN's directed graph, each site's nearest ``max_neighbors`` as its incoming
+        edges (ties at the last distance cut arbitrarily). True: ALIGNN's undirected graph,
+        every neighbour at up to the ``max_neighbors``-th distance (ties included) and the
+        reverse of every bond, so that each bond is present in both directions and bond
+        angles do not depend on the site order or the choice of cell.
 
     The defaults are those of CGCNN (Xie & Grossman, PRL 120, 145301, 2018), also used by
     CrysAtom pretraining (paper Table 2: r = 8 Å); :data:`CGCNN_GRAPH` holds them. The graph
@@ -44,6 +50,7 @@ class GraphSettings:
     max_neighbors: int | None = 12
     gaussian_step: float = 0.2
     gaussian_width: float = 0.2
+    symmetric: bool = False
 
     def __post_init__(self) -> None:
         if not self.radius > 0:
@@ -79,7 +86,7 @@ class GraphSettings:
         return replace(self, **changes) if changes else self
 
     def as_dict(self) -> dict[str, Any]:
-        """The four fields as a plain dict (e.g. for a model file's metadata)."""
+        """The fields as a plain dict (e.g. for a model file's metadata)."""
         return asdict(self)
 
     @classmethod
@@ -98,15 +105,16 @@ _ALIGNN_BOND_BINS = 80
 
 
 def alignn_graph(radius: float = 8.0, max_neighbors: int = 12) -> GraphSettings:
-    """ALIGNN's crystal graph: the ``max_neighbors`` nearest sites within ``radius`` Å, with
-    bond lengths expanded in 80 Gaussians from 0 to ``radius`` whose squared width is their
-    spacing (ALIGNN's radial basis)."""
+    """ALIGNN's crystal graph: undirected (``symmetric``), the ``max_neighbors`` nearest sites
+    within ``radius`` Å with ties, bond lengths expanded in 80 Gaussians from 0 to ``radius``
+    whose squared width is their spacing (ALIGNN's radial basis)."""
     step = float(radius) / (_ALIGNN_BOND_BINS - 1)
     return GraphSettings(
         radius=float(radius),
         max_neighbors=int(max_neighbors),
         gaussian_step=step,
         gaussian_width=float(np.sqrt(step)),
+        symmetric=True,
     )
 
 

@@ -36,6 +36,9 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
         Keep sites without neighbours instead of raising.
     edge_vectors : bool
         Also store the bond vectors (``edge_vec``, Å), which ALIGNN needs for bond angles.
+    symmetric : bool
+        ALIGNN's undirected graph: neighbours tied with the ``max_neighbors``-th kept, and
+        every bond in both directions (see :class:`GraphSettings`).
     n_jobs : int or None
         Number of joblib workers.
     verbose : bool
@@ -75,6 +78,7 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
         n_jobs: int | None = 1,
         verbose: bool = False,
         edge_vectors: bool = False,
+        symmetric: bool = False,
     ) -> None:
         self.radius = radius
         self.max_neighbors = max_neighbors
@@ -85,6 +89,7 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.edge_vectors = edge_vectors
+        self.symmetric = symmetric
 
     def fit(self, X: Any = None, y: Any = None) -> CrystalGraphTransformer:
         """Validate the parameters; nothing is learned. Returns ``self``."""
@@ -98,6 +103,7 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
             max_neighbors=self.max_neighbors,
             gaussian_step=self.gaussian_step,
             gaussian_width=self.gaussian_width,
+            symmetric=bool(getattr(self, "symmetric", False)),
         )
 
     def transform(self, X: Any) -> list[Data]:

@@ -108,8 +108,9 @@ class EdgeGatedGraphConv(nn.Module):
 
 
 class ALIGNNConv(nn.Module):
-    """One ALIGNN layer: an edge-gated convolution on the line graph (bonds as nodes, bond
-    pairs as edges), then one on the crystal graph with the updated bonds.
+    """One ALIGNN layer: an edge-gated convolution on the crystal graph (atoms, bonds), then
+    one on the line graph (bonds as nodes, bond pairs as edges) with the bonds it updated, in
+    the order of the authors' code.
 
     Shapes
     ------
@@ -125,8 +126,8 @@ class ALIGNNConv(nn.Module):
     def forward(
         self, x: Tensor, y: Tensor, z: Tensor, edge_index: Tensor, triplet_index: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
-        y, z = self.line_graph(y, triplet_index, z)
         x, y = self.crystal_graph(x, edge_index, y)
+        y, z = self.line_graph(y, triplet_index, z)
         return x, y, z
 
 
@@ -164,8 +165,11 @@ class ALIGNN(nn.Module):
     Notes
     -----
     ``forward`` takes a :class:`~crysatom_featurizers.graphs.GraphBatch` with ``edge_vec`` and
-    ``triplet_index`` (pack graphs built with ``edge_vectors=True`` and call
-    :func:`~crysatom_featurizers.graphs.add_line_graph`).
+    ``triplet_index``: graphs built with ``graph`` (:data:`ALIGNN_GRAPH
+    <crysatom_featurizers.graphs.ALIGNN_GRAPH>` is undirected, every bond in both directions,
+    so that the bond pairs at an atom are all pairs of its bonds) and ``edge_vectors=True``,
+    packed, then :func:`~crysatom_featurizers.graphs.add_line_graph`. Without ALIGNN layers
+    (``alignn_layers=0``) no line graph is read.
     """
 
     def __init__(
@@ -240,17 +244,18 @@ class ALIGNN(nn.Module):
     def encode_layers(self, batch: Any) -> list[Tensor]:
         """Atom embeddings ``Float[N, hidden_features]`` after the input map (entry 0), after
         each ALIGNN layer and after each edge-gated convolution."""
-        triplet_index = getattr(batch, "triplet_index", None)
-        edge_vec = getattr(batch, "edge_vec", None)
-        if triplet_index is None or edge_vec is None:
-            raise ValueError(
-                "ALIGNN needs graphs with bond vectors and a line graph: build them with "
-                "edge_vectors=True and pack them with add_line_graph"
-            )
         x = self.atom_embedding(self.embedding(batch))
         y = self.bond_embedding(edge_features(batch, self.distance_expansion))
-        z = self.angle_embedding(self.angle_expansion(bond_cosines(edge_vec, triplet_index)))
         layers = [x]
+        if len(self.alignn):
+            triplet_index = getattr(batch, "triplet_index", None)
+            edge_vec = getattr(batch, "edge_vec", None)
+            if triplet_index is None or edge_vec is None:
+                raise ValueError(
+                    "ALIGNN needs graphs with bond vectors and a line graph: build them with "
+                    "edge_vectors=True and pack them with add_line_graph"
+                )
+            z = self.angle_embedding(self.angle_expansion(bond_cosines(edge_vec, triplet_index)))
         for layer in self.alignn:
             x, y, z = layer(x, y, z, batch.edge_index, triplet_index)
             layers.append(x)

@@ -59,7 +59,17 @@ def cgcnn_jobs(
 
 
 #: Parameters of the ``cgcnn`` section that only CGCNN has (an ALIGNN variant drops them).
-CGCNN_ONLY = ("atom_fea_len", "n_conv", "h_fea_len", "n_h")
+CGCNN_ONLY = (
+    "atom_fea_len",
+    "n_conv",
+    "h_fea_len",
+    "n_h",
+    "pooling",
+    "finetune",
+    "freeze_encoder_epochs",
+    "encoder_lr",
+    "atom_features",
+)
 
 
 def curve_variants(cfg) -> dict[str, dict]:
@@ -182,7 +192,7 @@ def fit_cgcnn(
     if bench.reuse(key, experiment, label, fraction):
         return
     run_id = fit_id(experiment, spec.name, label, seed, fraction, size)
-    vectors = network == "alignn"  # bond angles need the bond vectors
+    vectors = network == "alignn"  # ALIGNN's undirected graphs, with bond vectors
     g_train = bench.graphs(spec.dataset, train, vectors)
     y_train = bench.targets(spec, train)
     g_val = bench.graphs(spec.dataset, val, vectors)

@@ -323,10 +323,10 @@ class Benchmark:
             atomic_write_text(path, json.dumps(previous, indent=1))
 
     def graphs(self, dataset: str, ids: Sequence[Any], edge_vectors: bool = False) -> list[Any]:
-        """Crystal graphs of rows ``ids`` (built once per dataset row, reused by every fit),
-        with bond vectors for ALIGNN when ``edge_vectors``."""
+        """Crystal graphs of rows ``ids`` (built once per dataset row, reused by every fit);
+        with ``edge_vectors``, ALIGNN's undirected graphs with bond vectors."""
         from crysatom_featurizers.estimators import CGCNNRegressor
-        from crysatom_featurizers.graphs import CGCNN_GRAPH, structures_to_graphs
+        from crysatom_featurizers.graphs import CGCNN_GRAPH, alignn_graph, structures_to_graphs
 
         cache = self._graphs.setdefault((dataset, bool(edge_vectors)), {})
         missing = [i for i in ids if i not in cache]
@@ -335,11 +335,15 @@ class Benchmark:
             params = {**defaults, **self.cfg.cgcnn}
             frame = self.dataset(dataset)
             t0 = time.perf_counter()
+            radius, max_neighbors = float(params["radius"]), int(params["max_neighbors"])
+            settings = (
+                alignn_graph(radius, max_neighbors)
+                if edge_vectors
+                else CGCNN_GRAPH.replace(radius=radius, max_neighbors=max_neighbors)
+            )
             built = structures_to_graphs(
                 frame.loc[missing, "structure"],
-                CGCNN_GRAPH.replace(
-                    radius=float(params["radius"]), max_neighbors=int(params["max_neighbors"])
-                ),
+                settings,
                 expand_edges=False,
                 allow_isolated=bool(params["allow_isolated"]),
                 edge_vectors=bool(edge_vectors),
