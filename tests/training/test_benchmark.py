@@ -430,6 +430,18 @@ def test_curve_transfer_variants_and_report(curve_run):
     assert (curve_run / "figures" / "transfer.png").stat().st_size > 1000
 
 
+def test_alignn_report(curve_run):
+    from training.benchmark import alignn
+
+    assert alignn.main(["--run", str(curve_run), "--config", str(CURVE_SMOKE)]) == 0
+    text = (curve_run / "alignn.md").read_text()
+    assert "## The CPU preset, chosen on validation at n = 16" in text
+    assert "Chosen: `alignn`" in text and "| formation_energy_peratom | not run |" in text
+    table = pd.read_csv(curve_run / "alignn.csv")
+    assert set(table["option"]) == {"vanilla", "alignn"}
+    assert (curve_run / "figures" / "alignn.png").stat().st_size > 1000
+
+
 def test_transfer_table_scores_every_option_on_the_shared_seeds(tmp_path):
     from training.benchmark.transfer import transfer_table
 

@@ -54,6 +54,7 @@ CURVE_KEYS = (
     "label_candidates",
     "label_select_sizes",
     "label_report",
+    "alignn_report",
     "variants",
     "transfer",
 )
