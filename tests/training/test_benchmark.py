@@ -500,3 +500,106 @@ def test_curve_variant_config_errors():
         BenchConfig.from_dict(
             {**data, "curve": {"variants": {"ft": {"embedding": "cgcnn", "fine_tune": "x"}}}}
         )
+
+
+def test_checkpointed_fit_resumes_after_an_interruption(tmp_path, monkeypatch):
+    """With checkpoint_fits, a fit cut off after two epochs resumes from its checkpoint on
+    --resume and ends as the uninterrupted fit does; the checkpoint goes once the row is in."""
+    import yaml
+
+    from crysatom_featurizers.nn import train
+
+    cfg = yaml.safe_load(SMOKE.read_text())
+    cfg["cgcnn"].update(epochs=4)
+    cfg.update(experiments=["comparison"], embeddings=["cgcnn"], checkpoint_fits=True)
+    for name in ("whole", "cut"):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**cfg, "name": name}))
+
+    def run(name: str) -> pd.DataFrame:
+        argv = ["--config", str(tmp_path / f"{name}.yaml"), "--out-dir", str(tmp_path)]
+        assert benchmark.main([*argv, "--resume"]) == 0
+        path = tmp_path / name / "results.csv"
+        return pd.read_csv(path) if path.exists() else pd.DataFrame()
+
+    whole = run("whole")
+    assert len(whole) == 1 and whole.loc[0, "epochs_run"] == 4
+
+    real_epoch, calls = train._train_epoch, {"n": 0}
+
+    def cut_after_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise RuntimeError("interrupted")
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "_train_epoch", cut_after_two)
+    assert run("cut").empty  # the fit failed (noted); its checkpoint holds two epochs
+    saved = list((tmp_path / "cut" / "checkpoints").iterdir())
+    assert len(saved) == 1
+    monkeypatch.setattr(train, "_train_epoch", real_epoch)
+    resumed = run("cut")
+    assert len(resumed) == 1 and resumed.loc[0, "epochs_run"] == 4
+    assert resumed.loc[0, "test_mae"] == whole.loc[0, "test_mae"]
+    assert not saved[0].exists()
+    history = pd.read_csv(next((tmp_path / "cut" / "histories").iterdir()))
+    assert list(history["epoch"]) == [1, 2, 3, 4]
+
+
+def test_checkpoint_fits_must_be_a_boolean():
+    cfg = yaml_smoke()
+    cfg["checkpoint_fits"] = "yes"
+    with pytest.raises(ValueError, match="checkpoint_fits must be true or false"):
+        BenchConfig.from_dict(cfg)
+
+
+def yaml_smoke() -> dict:
+    import yaml
+
+    return yaml.safe_load(SMOKE.read_text())
+
+
+def test_full_data_report_batch_choice_table_and_figure(tmp_path):
+    """The full-data protocol on the smoke data: batch-size candidates on the curve, checkpointed
+    full-data fits, and the report that chooses the batch on validation and plots the curve."""
+    import yaml
+
+    from training.benchmark import full_data
+
+    cfg = yaml_smoke()
+    cfg["cgcnn"].update(epochs=3)
+    cfg.update(
+        name="full",
+        experiments=["curve", "comparison"],
+        embeddings=["cgcnn", "random:16"],
+        checkpoint_fits=True,
+        curve={
+            "sizes": [24],
+            "seeds": [0],
+            "embeddings": ["cgcnn", "random:16"],
+            "variants": {
+                "cgcnn_b8": {"embedding": "cgcnn", "batch_size": 8},
+                "cgcnn_b32": {"embedding": "cgcnn", "batch_size": 32},
+            },
+            "batch_report": {"candidates": ["cgcnn_b8", "cgcnn_b32"], "size": 24},
+        },
+    )
+    config = tmp_path / "full.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    assert benchmark.main(["--config", str(config), "--out-dir", str(tmp_path)]) == 0
+    run = tmp_path / "full"
+    assert not any((run / "checkpoints").iterdir())  # removed once each row is in
+    argv = ["--run", str(run), "--config", str(config), "--curve", str(run)]
+    assert full_data.main(argv) == 0
+    text = (run / "full_data.md").read_text()
+    frame = pd.read_csv(run / "results.csv")
+    batches, chosen = full_data.batch_table(frame, run, ["cgcnn_b8", "cgcnn_b32"], 24)
+    assert chosen in {"cgcnn_b8", "cgcnn_b32"} and f"Chosen: `{chosen}`" in text
+    best = batches["val_mae"].min()
+    ok = batches[batches["val_mae"] <= (1 + full_data.BATCH_TOLERANCE) * best]
+    assert chosen == ok.sort_values("fit_seconds")["embedding"].iloc[0]
+    table = pd.read_csv(run / "full_data.csv")
+    assert sorted(table["embedding"]) == ["cgcnn", "random_16"]
+    assert (table.loc[table["embedding"] == "cgcnn", "vs_cgcnn_pct"] == 0).all()
+    full_n = frame.loc[frame["experiment"] == "comparison", "n_train"].iloc[0]
+    assert (table["n_train"] == full_n).all() and full_n > 24
+    assert (run / "figures" / "full_curve_volume_per_atom.png").stat().st_size > 0

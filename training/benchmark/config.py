@@ -41,6 +41,8 @@ CGCNN_EXPERIMENTS = ("comparison", "dimension", "ssl", "scarce", "curve")
 #: ``distill``, ``distill_delta``) on the same curve. ``transfer`` names the labels of the
 #: transfer report: ``vanilla``, ``vectors``, ``finetune`` (labels) and ``distill``,
 #: ``distill_vectors`` (lists of labels, one per delta, the delta chosen on validation).
+#: ``alignn_report`` and ``batch_report`` name the labels of :mod:`training.benchmark.alignn`
+#: and :mod:`training.benchmark.full_data`.
 CURVE_KEYS = (
     "sizes",
     "embeddings",
@@ -55,6 +57,7 @@ CURVE_KEYS = (
     "label_select_sizes",
     "label_report",
     "alignn_report",
+    "batch_report",
     "variants",
     "transfer",
 )
@@ -139,6 +142,9 @@ class BenchConfig:
     figures: dict[str, Any] = field(default_factory=dict)
     experiment_properties: dict[str, list[str]] = field(default_factory=dict)
     save_predictions: str = "first_seed"  # first_seed | all | none
+    # every GNN fit writes a checkpoint after each epoch (<run_dir>/checkpoints/<fit>.pt); a
+    # fit cut off by a stopped process resumes from it on --resume, removed once its row is in
+    checkpoint_fits: bool = False
     data_dir: str | None = None
     source_path: str | None = None
 
@@ -180,6 +186,8 @@ class BenchConfig:
             raise ValueError(f"unknown experiments {bad}; expected some of {list(EXPERIMENTS)}")
         if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1.0) > 1e-9:
             raise ValueError(f"split_fractions must be three numbers summing to 1: {self}")
+        if not isinstance(self.checkpoint_fits, bool):
+            raise ValueError(f"checkpoint_fits must be true or false, got {self.checkpoint_fits!r}")
         if self.save_predictions not in ("first_seed", "all", "none"):
             raise ValueError("save_predictions must be first_seed, all or none")
         names = [p.name for p in self.properties]
