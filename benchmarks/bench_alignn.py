@@ -7,7 +7,8 @@ the other on the same crystals and the same number of torch threads, so that eac
 memory (the child's maximum resident set) belongs to one model:
 
 * ``cgcnn``: :class:`CGCNNRegressor` with its defaults (64 wide, 3 convolutions);
-* ``alignn-cpu``: :class:`ALIGNNRegressor` with ``preset="cpu"``;
+* ``alignn-cpu``: :class:`ALIGNNRegressor` with ``preset="cpu"`` (64 wide, 1 + 1);
+* ``alignn-cpu-2+2``: the same width with 2 + 2 layers (a candidate for the CPU preset);
 * ``alignn-paper``: :class:`ALIGNNRegressor` with ``preset="paper"`` (256 wide, 4 + 4).
 
 Measured per model: the graph preparation of ``fit`` (neighbour search, packing, and for ALIGNN
@@ -45,6 +46,7 @@ N_STRUCTURES, N_TRAIN = 1000, 900
 MODELS = {
     "cgcnn": ("CGCNNRegressor", {}),
     "alignn-cpu": ("ALIGNNRegressor", {"preset": "cpu"}),
+    "alignn-cpu-2+2": ("ALIGNNRegressor", {"preset": "cpu", "alignn_layers": 2, "gcn_layers": 2}),
     "alignn-paper": ("ALIGNNRegressor", {"preset": "paper"}),
 }
 

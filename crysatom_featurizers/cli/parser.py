@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=("cpu", "paper"),
         default=None,
-        help="with --model alignn: 'cpu' (width 64, 2 + 2 layers) or 'paper' (256, 4 + 4) "
+        help="with --model alignn: 'cpu' (width 64, 1 + 1 layers) or 'paper' (256, 4 + 4) "
         "(default: cpu)",
     )
     p.add_argument(

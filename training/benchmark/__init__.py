@@ -30,6 +30,12 @@ Everything goes to ``<out_dir>/<name>/`` (``out_dir`` defaults to ``training/res
   CPU/GPU, load averages, versions, per invocation), ``data.json`` (rows used per property),
   ``benchmark.log`` and ``notes.json`` (embeddings or experiments that were skipped, and why).
 
+With ``checkpoint_fits: true`` in the config, every GNN fit writes ``checkpoints/<fit>.pt``
+after each epoch; a fit cut off (the process stopped, the machine rebooted) resumes there on
+the next ``--resume`` and ends as an uninterrupted one would. ``bench_full.yaml`` uses it for
+fits of several hours on the whole training split (report: ``python -m
+training.benchmark.full_data``).
+
 Experiments
 -----------
 ``comparison``
