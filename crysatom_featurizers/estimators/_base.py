@@ -599,10 +599,10 @@ class _GraphEstimator(BaseEstimator):
         val_idx: Any,
         seed: int,
     ) -> str:
-        """SHA-256 of what a fit depends on: the estimator and its parameters (without those
-        that only say where or how verbosely it runs), the element vectors, the encoder's
-        weights, the graphs, the targets, the split and the seed. A checkpoint of another
-        fingerprint is not resumed."""
+        """SHA-256 of what a fit depends on: the estimator, the package version, its parameters
+        (without those that only say where or how verbosely it runs), the element vectors, the
+        encoder's weights, the graphs, the targets, the split and the seed. A checkpoint of
+        another fingerprint is not resumed."""
         import hashlib
         import json
 
@@ -624,7 +624,10 @@ class _GraphEstimator(BaseEstimator):
             ) from None
         encoder = None if transfer is None else transfer.metadata.get("checksum")
         digest = hashlib.sha256()
-        digest.update(json.dumps([type(self).__name__, params, encoder, seed]).encode())
+        from crysatom_featurizers import __version__
+
+        header = [type(self).__name__, __version__, params, encoder, seed]
+        digest.update(json.dumps(header).encode())
         table, _ = embedding.lookup_table()
         arrays = [np.asarray(table, dtype=np.float64), np.asarray(train_idx), np.asarray(val_idx)]
         arrays += [encode.arrays[k] for k in sorted(encode.arrays)]

@@ -209,15 +209,22 @@ def fit_cgcnn(
         model.set_params(validation_fraction=0)
     checkpoint = None
     if bench.cfg.checkpoint_fits:
-        checkpoint = bench.run_dir / "checkpoints" / f"{run_id}.pt"
+        # named by the run key too: a fit with other settings or vectors starts afresh
+        checkpoint = bench.run_dir / "checkpoints" / f"{run_id}__{key[:12]}.pt"
         checkpoint.parent.mkdir(exist_ok=True)
+        for stale in checkpoint.parent.glob(f"{run_id}__*.pt"):
+            if stale != checkpoint:
+                LOG.info("removing %s: written under other settings", stale.name)
+                stale.unlink(missing_ok=True)
         if checkpoint.exists():
             LOG.info("resuming %s from its checkpoint", run_id)
         model.set_params(checkpoint=str(checkpoint))
     t0 = time.perf_counter()
     model.fit(g_train, y_train, X_val=g_val if val else None, y_val=y_val if val else None)
     fit_seconds = time.perf_counter() - t0
-    if checkpoint is not None:  # the training time of every process that ran this fit
+    if checkpoint is not None:
+        # training time summed over the processes that ran this fit (the epoch a stopped
+        # process was in is not counted), plus this process's graph preparation
         fit_seconds = model.timings_["graphs_s"] + model.timings_["training_s"]
     y_pred = model.predict(g_test)
     folder = bench.run_dir / "histories"

@@ -36,6 +36,10 @@ def run_experiments(bench: Benchmark, experiments: Sequence[str], argv: Sequence
         dropped = bench.results.drop_experiments(result_experiments(experiments))
         if dropped:
             LOG.info("removed %d earlier rows of %s (no --resume)", dropped, experiments)
+        folder = bench.run_dir / "checkpoints"
+        for experiment in result_experiments(experiments):  # no fit resumes either
+            for path in folder.glob(f"{experiment}__*.pt") if folder.is_dir() else ():
+                path.unlink(missing_ok=True)
     bench.load_done()
     try:
         for experiment in experiments:
