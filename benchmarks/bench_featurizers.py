@@ -9,7 +9,9 @@ Everything runs in one process, one thread of Python work each, on the same rows
 * composition: 5,000 JARVIS-DFT formulas (random sample, seed 0, from the formulas whose
   elements the 200-dim embedding covers, because ``elementembeddings`` stops the whole batch
   on a missing element), 200 dims x 5 statistics;
-* site: every site of 500 JARVIS structures (same sampling), 200 dims.
+* site: every site of 500 JARVIS structures (same sampling), 200 dims;
+* the composition featurizers a user gets without arguments (the generic default and
+  ``CrysAtomCompositionFeaturizer()``), on the same formulas, at their default widths.
 
 Timings are the median of ``--repeats`` runs. matminer's ``ElementProperty`` is timed on the
 first ``--matminer-rows`` compositions and scaled linearly to 5,000. Results go to
@@ -141,6 +143,7 @@ def main(argv=None) -> dict:
 
     from crysatom_featurizers import embeddings
     from crysatom_featurizers.featurizers import (
+        CrysAtomCompositionFeaturizer,
         ElementEmbeddingCompositionFeaturizer,
         ElementEmbeddingSiteFeaturizer,
         ElementEmbeddingStructureFeaturizer,
@@ -230,6 +233,33 @@ def main(argv=None) -> dict:
         times,
         len(formulas),
     )
+
+    # what a user gets without arguments (the generic default and the CrysAtom preset) ----
+    defaults = (
+        (
+            "default_generic",
+            f"ElementEmbeddingCompositionFeaturizer() ({embeddings.DEFAULT_EMBEDDING}, default dim)",
+            ElementEmbeddingCompositionFeaturizer(stats=stats),
+        ),
+        (
+            "default_crysatom",
+            "CrysAtomCompositionFeaturizer() (crysatom, default dim)",
+            CrysAtomCompositionFeaturizer(stats=stats),
+        ),
+    )
+    for key, label, featurizer in defaults:
+        try:
+            featurizer.featurize_dataframe(formulas.iloc[:10], "formula")
+        except embeddings.EmbeddingNotAvailableError as error:
+            print(f"{label}: skipped ({error})")
+            continue
+        columns = len(featurizer.feature_labels())
+        seconds, times, _ = timed(
+            lambda f=featurizer: f.featurize_dataframe(formulas, "formula"),
+            args.repeats,
+            clear_formula_cache,
+        )
+        record(key, f"{label}, {columns:,} columns", seconds, times, len(formulas))
 
     # numpy bound -------------------------------------------------------------------
     table = np.nan_to_num(embedding.lookup_table()[0].astype(np.float64), nan=0.0)
@@ -369,6 +399,10 @@ def main(argv=None) -> dict:
                 ),
             }
         )
+        if {"default_crysatom", "default_generic"} <= results.keys():
+            ratios[f"crysatom_default_over_generic_default{suffix}"] = ratio(
+                "default_crysatom", "default_generic", measure
+            )
     targets = {
         ">=200x matscholar_el": ratios["matscholar_el_over_ours"] >= 200,
         "faster than elementembeddings DataFrame": ratios["elementembeddings_dataframe_over_ours"]

@@ -17,7 +17,12 @@ import pytest
 from pymatgen.core import Composition, Lattice, Structure
 
 from crysatom_featurizers import cli, datasets
-from crysatom_featurizers.embeddings import ElementEmbedding, load, vector_file_path
+from crysatom_featurizers.embeddings import (
+    DEFAULT_EMBEDDING,
+    ElementEmbedding,
+    load,
+    vector_file_path,
+)
 from crysatom_featurizers.featurizers import (
     ElementEmbeddingCompositionFeaturizer,
     ElementEmbeddingSiteFeaturizer,
@@ -28,6 +33,7 @@ CRYSATOM_SHIPPED = vector_file_path("crysatom", 200).exists()
 needs_crysatom = pytest.mark.skipif(
     not CRYSATOM_SHIPPED, reason="crysatom_200.json not generated yet (training/ produces it)"
 )
+DEFAULT_SHIPPED = vector_file_path(DEFAULT_EMBEDDING, 256).exists()
 
 
 @pytest.fixture(scope="module")
@@ -100,21 +106,21 @@ def test_featurize_example_matches_library(tmp_path, capsys, examples):
     assert "skipatom (200-dim)" in stdout and str(out) in stdout
 
 
-@needs_crysatom
+@pytest.mark.skipif(not DEFAULT_SHIPPED, reason="the default vectors are not generated yet")
 def test_featurize_example_default_embedding(tmp_path, capsys, examples):
     out = tmp_path / "example_features.csv"
     code, stdout, err = run(["featurize", "--example", "-o", out], capsys)
     assert code == 0, err
     table = pd.read_csv(out)
-    assert len(table) == len(examples)
-    assert "mean crysatom_0" in table.columns and "crysatom (1200-dim)" in stdout
+    assert len(table) == len(examples) and len(table.columns) == 2 + 256 * 5
+    assert "mean uae_0" in table.columns and "uae (256-dim)" in stdout
 
 
-@pytest.mark.skipif(CRYSATOM_SHIPPED, reason="the crysatom vectors are shipped")
+@pytest.mark.skipif(DEFAULT_SHIPPED, reason="the default vectors are shipped")
 def test_featurize_default_embedding_missing_is_a_clear_error(tmp_path, capsys):
     code, _, err = run(["featurize", "--example", "-o", tmp_path / "x.csv"], capsys)
     assert code == 1
-    assert_one_line_error(err, "crysatom", "--embedding")
+    assert_one_line_error(err, DEFAULT_EMBEDDING, "--embedding")
 
 
 def test_featurize_without_input_uses_examples(tmp_path, capsys, examples):

@@ -51,7 +51,7 @@ def fitted(data) -> CGCNNRegressor:
 # ---- sklearn contract ------------------------------------------------------------------------
 
 
-def test_default_parameters_follow_cgcnn_and_crysatom(data):
+def test_default_parameters_follow_cgcnn_and_uae(data):
     params = CGCNNRegressor().get_params()
     # None: CrysAtom vectors and CGCNN's 64 x 3 unless an encoder is fine-tuned
     assert params["embedding"] is None and params["dim"] is None
@@ -68,7 +68,7 @@ def test_default_parameters_follow_cgcnn_and_crysatom(data):
     assert params["atom_features"] is None  # deprecated alias
     X, y = data
     model = CGCNNRegressor(epochs=1, validation_fraction=0, random_state=0).fit(X, y)
-    assert model.embedding_name_.startswith("crysatom") and model.embedding_dim_ == 1200
+    assert model.embedding_name_.startswith("uae") and model.embedding_dim_ == 256
     assert model.model_.encoder.hidden_dim == 64 and model.model_.encoder.num_layers == 3
     assert model.transfer_ is None
 

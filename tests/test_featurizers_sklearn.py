@@ -296,3 +296,19 @@ def test_sklearn_pipeline_with_ridge_cross_validates():
     assert scores.mean() > 0.0
     fitted = pipeline.fit(formulas, target)
     assert np.isfinite(fitted.predict(["NaCl", "MgO"])).all()
+
+
+def test_generic_classes_default_to_the_chosen_vectors_and_presets_keep_theirs():
+    from crysatom_featurizers.embeddings import DEFAULT_EMBEDDING, vector_file_path
+    from crysatom_featurizers.featurizers import EmbeddingElementData
+
+    assert DEFAULT_EMBEDDING == "uae"
+    for cls in GENERIC.values():
+        assert cls().get_params()["embedding"] == DEFAULT_EMBEDDING
+    assert CrysAtomCompositionFeaturizer().embedding == "crysatom"
+    if not vector_file_path(DEFAULT_EMBEDDING, 256).exists():
+        pytest.skip("the default vectors are not generated yet")
+    source = EmbeddingElementData()
+    assert source.embedding_.name == "uae" and len(source.features) == 256
+    columns = ElementEmbeddingCompositionFeaturizer(stats=("mean", "max")).feature_labels()
+    assert columns[0] == "mean uae_0" and len(columns) == 2 * 256

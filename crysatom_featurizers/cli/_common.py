@@ -19,7 +19,6 @@ from crysatom_featurizers import io
 from crysatom_featurizers.io import InputTable, short_error
 
 PROG = "crysatom"
-DEFAULT_EMBEDDING = "crysatom"
 LEVELS = ("site", "composition", "structure")
 OUTPUT_SUFFIXES = io.TABLE_SUFFIXES
 #: Model files: the safe format first (the one to share); the pickle-based ones load only with

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from crysatom_featurizers.cli._common import (
-    DEFAULT_EMBEDDING,
     ERROR_COLUMN,
     FIGURE_SUFFIXES,
     INPUT_FORMATS,
@@ -30,6 +29,7 @@ from crysatom_featurizers.cli._common import (
     read_input,
     user_errors,
 )
+from crysatom_featurizers.embeddings import DEFAULT_EMBEDDING
 from crysatom_featurizers.io import InputTable, save_model, short_error
 
 

@@ -6,7 +6,6 @@ import argparse
 import textwrap
 
 from crysatom_featurizers.cli._common import (
-    DEFAULT_EMBEDDING,
     ERROR_COLUMN,
     LEVELS,
     PROG,
@@ -20,6 +19,7 @@ from crysatom_featurizers.cli.embeddings import (
 )
 from crysatom_featurizers.cli.featurize import _cmd_featurize
 from crysatom_featurizers.cli.models import _cmd_predict, _cmd_train
+from crysatom_featurizers.embeddings import DEFAULT_EMBEDDING
 
 
 def _positive_int(text: str) -> int:

@@ -17,6 +17,7 @@ This subpackage does not import torch.
 
 from .builtin import (
     DATA_DIR,
+    DEFAULT_EMBEDDING,
     EmbeddingNotAvailableError,
     random_embedding,
     vector_file_path,
@@ -35,6 +36,7 @@ from .resolve import parse_spec, resolve, spec_label
 
 __all__ = [
     "DATA_DIR",
+    "DEFAULT_EMBEDDING",
     "ELEMENT_SYMBOLS",
     "ElementEmbedding",
     "EmbeddingFileError",

@@ -25,9 +25,8 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
 from crysatom_featurizers.deps import require_gnn
-from crysatom_featurizers.embeddings import resolve
+from crysatom_featurizers.embeddings import DEFAULT_EMBEDDING, resolve
 from crysatom_featurizers.estimators._transfer import (
-    DEFAULT_EMBEDDING,
     FREEZE_ALL,
     TRANSFER_DEFAULTS,
     Transfer,

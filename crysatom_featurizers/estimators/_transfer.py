@@ -14,7 +14,6 @@ from crysatom_featurizers.graphs import GraphSettings
 #: Architecture of the vanilla model when neither ``atom_fea_len`` nor ``n_conv`` is given.
 DEFAULT_ATOM_FEA_LEN = 64
 DEFAULT_N_CONV = 3
-DEFAULT_EMBEDDING = "crysatom"
 #: ``freeze_encoder_epochs`` value that keeps the encoder frozen throughout.
 FREEZE_ALL = "all"
 #: The transfer parameters and their defaults (plain training); models pickled before these

@@ -31,9 +31,10 @@ class CGCNNRegressor(RegressorMixin, _RegressionTask, _CGCNNBase):
         ``"atom2vec"``, ``"random"``, ``"onehot"``, ...), ``"name:dim"`` (e.g.
         ``"crysatom:100"``), the path of a vector file, or an
         :class:`~crysatom_featurizers.embeddings.ElementEmbedding`; anything
-        :func:`crysatom_featurizers.embeddings.resolve` accepts. None: the default CrysAtom
-        vectors (``"crysatom"``, 1,200 numbers per element), or with ``finetune`` the vectors
-        the encoder was trained on.
+        :func:`crysatom_featurizers.embeddings.resolve` accepts. None: the default vectors
+        (``"uae"``, 256 numbers per element, learned from property labels; see
+        :data:`crysatom_featurizers.embeddings.DEFAULT_EMBEDDING`), or with ``finetune`` the
+        vectors the encoder was trained on.
     dim : int, optional
         Dimension of a registry embedding (as ``"name:dim"``; give it once).
     trainable_embeddings : bool, default=False

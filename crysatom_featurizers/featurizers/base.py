@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from matminer.featurizers.base import BaseFeaturizer
 
+from crysatom_featurizers.embeddings import DEFAULT_EMBEDDING
 from crysatom_featurizers.graphs.inputs import type_name
 
 if TYPE_CHECKING:
@@ -205,7 +206,7 @@ class ElementEmbeddingFeaturizer(BaseFeaturizer):
 
     Parameters
     ----------
-    embedding : str or ElementEmbedding, default "crysatom"
+    embedding : str or ElementEmbedding, default "uae"
         Registry name (see :func:`crysatom_featurizers.embeddings.available`) or an
         :class:`~crysatom_featurizers.embeddings.ElementEmbedding` (for example one built with
         ``ElementEmbedding.from_dict``). Stored as given, so the featurizer stays cheap to pickle
@@ -225,7 +226,9 @@ class ElementEmbeddingFeaturizer(BaseFeaturizer):
     #: Default ``col_id`` of :meth:`featurize_dataframe`.
     default_column = "composition"
 
-    def __init__(self, embedding: str | ElementEmbedding = "crysatom", dim: int | None = None):
+    def __init__(
+        self, embedding: str | ElementEmbedding = DEFAULT_EMBEDDING, dim: int | None = None
+    ):
         self.embedding = embedding
         self.dim = dim
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from crysatom_featurizers.embeddings import DEFAULT_EMBEDDING
 from crysatom_featurizers.featurizers._chemistry import (
     DUMMY_Z,
     as_composition,
@@ -50,7 +51,7 @@ class ElementEmbeddingCompositionFeaturizer(ElementEmbeddingFeaturizer):
 
     Parameters
     ----------
-    embedding : str or ElementEmbedding, default "crysatom"
+    embedding : str or ElementEmbedding, default "uae"
         Registry name or embedding object.
     dim : int, optional
         Vector length for a registry name (``None``: its default).
@@ -93,7 +94,7 @@ class ElementEmbeddingCompositionFeaturizer(ElementEmbeddingFeaturizer):
 
     def __init__(
         self,
-        embedding: str | ElementEmbedding = "crysatom",
+        embedding: str | ElementEmbedding = DEFAULT_EMBEDDING,
         dim: int | None = None,
         stats: Sequence[str] = DEFAULT_STATS,
     ):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matminer.utils.data import AbstractData
 
-from crysatom_featurizers.embeddings import resolve
+from crysatom_featurizers.embeddings import DEFAULT_EMBEDDING, resolve
 from crysatom_featurizers.featurizers.base import PresetEmbeddingMixin
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ class EmbeddingElementData(AbstractData):
 
     Parameters
     ----------
-    embedding : str or ElementEmbedding, default "crysatom"
+    embedding : str or ElementEmbedding, default "uae"
         Registry name or embedding object.
     dim : int, optional
         Vector length for a registry name (``None``: its default).
@@ -65,7 +65,7 @@ class EmbeddingElementData(AbstractData):
 
     def __init__(
         self,
-        embedding: str | ElementEmbedding = "crysatom",
+        embedding: str | ElementEmbedding = DEFAULT_EMBEDDING,
         dim: int | None = None,
         missing: str = "raise",
     ):

@@ -10,6 +10,7 @@ import pandas as pd
 import scipy.sparse
 
 from crysatom_featurizers.chemistry import element_symbol
+from crysatom_featurizers.embeddings import DEFAULT_EMBEDDING
 from crysatom_featurizers.featurizers._chemistry import (
     DUMMY_Z,
     site_species,
@@ -50,7 +51,7 @@ class ElementEmbeddingSiteFeaturizer(ElementEmbeddingFeaturizer):
 
     Parameters
     ----------
-    embedding : str or ElementEmbedding, default "crysatom"
+    embedding : str or ElementEmbedding, default "uae"
         Registry name or embedding object.
     dim : int, optional
         Vector length for a registry name (``None``: its default).
@@ -87,7 +88,9 @@ class ElementEmbeddingSiteFeaturizer(ElementEmbeddingFeaturizer):
 
     default_column = "structure"
 
-    def __init__(self, embedding: str | ElementEmbedding = "crysatom", dim: int | None = None):
+    def __init__(
+        self, embedding: str | ElementEmbedding = DEFAULT_EMBEDDING, dim: int | None = None
+    ):
         super().__init__(embedding=embedding, dim=dim)
 
     def feature_labels(self) -> list[str]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from crysatom_featurizers.chemistry import element_symbol
+from crysatom_featurizers.embeddings import DEFAULT_EMBEDDING
 from crysatom_featurizers.featurizers._chemistry import (
     site_species,
     structure_species_arrays,
@@ -54,7 +55,7 @@ class ElementEmbeddingStructureFeaturizer(ElementEmbeddingFeaturizer):
 
     Parameters
     ----------
-    embedding : str or ElementEmbedding, default "crysatom"
+    embedding : str or ElementEmbedding, default "uae"
     dim : int, optional
     stats : sequence of str, default ("mean", "std_dev", "min", "max", "range")
         Statistic names as in :class:`ElementEmbeddingCompositionFeaturizer`.
@@ -72,7 +73,7 @@ class ElementEmbeddingStructureFeaturizer(ElementEmbeddingFeaturizer):
 
     def __init__(
         self,
-        embedding: str | ElementEmbedding = "crysatom",
+        embedding: str | ElementEmbedding = DEFAULT_EMBEDDING,
         dim: int | None = None,
         stats: Sequence[str] = DEFAULT_STATS,
     ):

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
 
+from crysatom_featurizers.embeddings import DEFAULT_EMBEDDING
 from crysatom_featurizers.graphs import CGCNN_GRAPH, GraphSettings, check_settings
 from crysatom_featurizers.nn.encoder import CGCNNEncoder
 from crysatom_featurizers.nn.layers import (
@@ -95,7 +96,7 @@ class CGCNN(nn.Module):
 
     def __init__(
         self,
-        embedding: Any = "crysatom",
+        embedding: Any = DEFAULT_EMBEDDING,
         atom_fea_len: int = 64,
         n_conv: int = 3,
         h_fea_len: int = 128,
