@@ -10,6 +10,7 @@ from training.benchmark.label_vectors import (
     label_markdown,
     label_table,
     matminer_comparison,
+    ranked_candidates,
     target_checks,
 )
 from training.benchmark.results import row_fit_id
@@ -74,3 +75,17 @@ def test_the_report_marks_seen_cells_and_checks_every_target(tmp_path):
     text = "\n".join(label_markdown(table, list(checks.values()), matminer, "uae_a"))
     assert "## bulk_modulus_kv (u), unseen" in text
     assert "at or below Magpie on 5 of 5" in text
+
+
+def test_the_report_ranks_the_vector_candidates_on_validation(tmp_path):
+    run, frame = _run(tmp_path)
+    # a listed candidate without rows (not trained yet) is left out, not an error
+    ranking = ranked_candidates(frame, run, ["uae_b", "uae_a", "uae_untrained"], [100])
+    assert list(ranking["candidate"]) == ["uae_a", "uae_b"]
+    assert list(ranking["chosen"]) == [True, False]
+    # uae_a's validation MAE is 0.8-1.0 x cgcnn's; uae_b's is 2.2 x
+    assert ranking["mean_val_ratio"].iloc[1] == pytest.approx(2.2)
+    assert ranked_candidates(frame, run, ["uae_untrained"], [100]).empty
+    text = "\n".join(label_markdown(pd.DataFrame(), [], pd.DataFrame(), "uae_a", ranking))
+    assert "## Vector candidates, ranked on validation" in text
+    assert "| uae_a | 15 | 0.886 | 0.886 | yes |" in text  # 5 properties x 3 seeds

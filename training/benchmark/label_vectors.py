@@ -16,6 +16,10 @@ encoder). A property is *seen* when it was a training label of the vectors
 * the matminer workflow: composition features from the shipped ``uae`` candidate + boosting at
   or below Magpie on at least 4 of 5 properties at n = 100 and n = 300.
 
+The report also ranks the vector candidates of ``curve.label_candidates`` on validation, as
+:mod:`training.ship_label_vectors` does when it ships one (a candidate trained after the
+shipped choice shows whether the choice still stands).
+
 ``python -m training.benchmark.label_vectors --run training/results/bench_curve`` writes
 ``label_vectors.md``, ``label_vectors.csv`` and ``figures/label_vectors.png`` into the run.
 """
@@ -32,7 +36,7 @@ import pandas as pd
 
 from crysatom_featurizers.io import atomic_write_text
 from training.benchmark.config import BenchConfig
-from training.benchmark.curve import paired_verdict
+from training.benchmark.curve import candidate_selection, paired_verdict
 from training.benchmark.results import ResultsFile
 from training.benchmark.transfer import option_table, transfer_table
 from training.labels import SEEN_PROPERTIES
@@ -178,10 +182,26 @@ def _fmt(x: float) -> str:
     return "–" if not np.isfinite(x) else f"{x:.3g}"
 
 
+def ranked_candidates(
+    frame: pd.DataFrame, run_dir: Path, labels: Sequence[str], sizes: Sequence[int]
+) -> pd.DataFrame:
+    """:func:`~training.benchmark.curve.candidate_selection` of the ``labels`` that have rows."""
+    present = set(frame["embedding"])
+    labels = [lab for lab in labels if lab in present]
+    if not labels:
+        return pd.DataFrame()
+    return candidate_selection(frame, run_dir, labels, [int(n) for n in sizes])
+
+
 def label_markdown(
-    table: pd.DataFrame, checks: list[dict], matminer: pd.DataFrame, candidate: str
+    table: pd.DataFrame,
+    checks: list[dict],
+    matminer: pd.DataFrame,
+    candidate: str,
+    ranking: pd.DataFrame | None = None,
 ) -> list[str]:
-    """The report: one table per property, the target checks, the matminer comparison."""
+    """The report: one table per property, the target checks, the matminer comparison and
+    the validation ranking of the vector candidates."""
     lines = [
         "# Vectors and encoders learned from property labels",
         "",
@@ -192,7 +212,7 @@ def label_markdown(
         "formula removed); *unseen*: it never was.",
         "",
     ]
-    for prop, group in table.groupby("property", sort=True):
+    for prop, group in table.groupby("property", sort=True) if not table.empty else ():
         lines += [f"## {prop} ({group['unit'].iloc[0]}), {seen(prop)}", ""]
         lines += option_table(group, LABEL_OPTIONS, seeds=True)
         lines.append("")
@@ -221,6 +241,22 @@ def label_markdown(
             lines.append("")
             lines.append(
                 f"n = {n}: at or below Magpie on {int((sub['ratio'] <= 1).sum())} of {len(sub)}."
+            )
+        lines.append("")
+    if ranking is not None and not ranking.empty:
+        lines += [
+            "## Vector candidates, ranked on validation",
+            "",
+            "Validation MAE / `cgcnn`'s, geometric mean over the cells every candidate has "
+            "(all cells of the candidate in the last column); the lowest is the choice.",
+            "",
+            "| candidate | shared cells | ratio, shared cells | ratio, all its cells | chosen |",
+            "|---|---:|---:|---:|---|",
+        ]
+        for r in ranking.itertuples(index=False):
+            lines.append(
+                f"| {r.candidate} | {r.n_cells} | {r.mean_val_ratio:.3f} | "
+                f"{r.mean_val_ratio_all_cells:.3f} | {'yes' if r.chosen else ''} |"
             )
         lines.append("")
     return lines
@@ -276,7 +312,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     checks = target_checks(table, frame, groups)
     candidate = str(cfg.curve.get("label_report", {}).get("matminer", "uae"))
     matminer = matminer_comparison(frame, candidate)
-    lines = label_markdown(table, checks, matminer, candidate)
+    ranking = ranked_candidates(
+        frame,
+        run_dir,
+        cfg.curve.get("label_candidates", []),
+        cfg.curve.get("label_select_sizes", (100,)),
+    )
+    lines = label_markdown(table, checks, matminer, candidate, ranking)
     atomic_write_text(run_dir / "label_vectors.md", "\n".join(lines) + "\n")
     atomic_write_text(run_dir / "label_vectors.csv", table.to_csv(index=False, float_format="%.6g"))
     plot_label_options(table, run_dir / "figures" / "label_vectors.png")
