@@ -602,6 +602,13 @@ def test_full_data_report_batch_choice_table_and_figure(tmp_path):
     full_n = frame.loc[frame["experiment"] == "comparison", "n_train"].iloc[0]
     assert (table["n_train"] == full_n).all() and full_n > 24
     assert (run / "figures" / "full_curve_volume_per_atom.png").stat().st_size > 0
+    # a property of the curve without a full-data fit gets no figure
+    full_data.plot_full_curves(frame, frame.iloc[0:0], run / "empty")
+    assert not (run / "empty").exists()
+    only_curve = frame[frame["experiment"] == "curve"].assign(property="other")
+    full = frame[frame["experiment"] == "comparison"]
+    paths = full_data.plot_full_curves(pd.concat([frame, only_curve]), full, run / "two")
+    assert [p.name for p in paths] == ["full_curve_volume_per_atom.png"]
 
 
 def test_full_data_batch_choice_rules(tmp_path):

@@ -217,6 +217,8 @@ def plot_full_curves(curve: pd.DataFrame, full: pd.DataFrame, folder: Path, dpi:
     style = curve_styles(list(dict.fromkeys(full["embedding"])), "crysatom_200_concat")
     for prop, group in summary.groupby("property", sort=False):
         labels = set(full.loc[full["property"] == prop, "embedding"])
+        if not labels:
+            continue  # no full-data fit of this property yet
         fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
         full_n = set(full.loc[full["property"] == prop, "n_train"].astype(int))
         for emb, sub in group[group["embedding"].isin(labels)].groupby("embedding", sort=False):
@@ -242,7 +244,7 @@ def plot_full_curves(curve: pd.DataFrame, full: pd.DataFrame, folder: Path, dpi:
         ax.set_yscale("log")
         ax.set_xlabel("training crystals")
         ax.set_ylabel(f"test MAE ({group['unit'].iloc[0]})")
-        ax.set_title(f"{prop}: CGCNN from 100 crystals to full data (★: full-data protocol)")
+        ax.set_title(f"{prop}: CGCNN, 100 crystals to full data\n(★: the full-data protocol)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
         path = folder / f"full_curve_{prop}.png"
