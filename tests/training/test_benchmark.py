@@ -262,6 +262,21 @@ def test_sizes_filter_runs_only_the_named_training_sizes(tmp_path):
     assert set(frame["n_train"]) == {32} and set(frame["embedding"]) == {"cgcnn"}
 
 
+def test_seeds_filter_runs_only_the_named_seeds(tmp_path):
+    """--seeds narrows the CGCNN and matminer fits to the named seeds (at n = 16 the CGCNN
+    curve has seeds 0 and 1, the matminer curve seed 0 only)."""
+    base = ["--config", str(CURVE_SMOKE), "--out-dir", str(tmp_path)]
+    with pytest.raises(ValueError, match="need --resume"):
+        benchmark.main([*base, "--seeds", "1"])
+    with pytest.raises(SystemExit):
+        benchmark.main([*base, "--resume", "--seeds", "one"])
+    args = [*base, "--resume", "--sizes", "16", "--embeddings", "cgcnn", "--seeds", "1"]
+    assert benchmark.main([*args, "--experiments", "curve,matminer"]) == 0
+    frame = pd.read_csv(tmp_path / "bench_curve_smoke" / "results.csv")
+    assert set(frame["experiment"]) == {"curve"}  # no matminer fit has seed 1
+    assert set(frame["seed"]) == {1} and set(frame["n_train"]) == {16}
+
+
 def test_curve_styles_are_distinct_past_the_palette():
     from training.benchmark.curve import FIXED_COLOURS, TARGET, curve_styles
 

@@ -126,7 +126,7 @@ def run_cgcnn_experiment(bench: Benchmark, experiment: str) -> None:
     # Budgets and seeds outside properties: a run stopped early by --max-minutes still has
     # every property and embedding of the smallest budgets and first seeds.
     for fraction, size, seeds in budgets:
-        for seed in seeds:
+        for seed in filter(bench.wanted_seed, seeds):
             for spec in bench.properties_for(experiment):
                 data = bench.property_data(spec)
                 if size is not None and size > len(data.train):

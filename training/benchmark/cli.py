@@ -58,6 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "e.g. to give the largest size its own processes",
     )
     parser.add_argument(
+        "--seeds",
+        default=None,
+        help="comma-separated subset of the seeds of the CGCNN and matminer experiments "
+        "(needs --resume), e.g. 0,1,2 for a costly model at sizes that have more seeds",
+    )
+    parser.add_argument(
         "--report-only", action="store_true", help="rewrite results.md from results.csv"
     )
     args = parser.parse_args(argv)
@@ -87,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = [int(n) for n in args.sizes.split(",") if n.strip()] if args.sizes else None
     except ValueError:
         parser.error(f"--sizes takes integers, got {args.sizes!r}")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()] if args.seeds else None
+    except ValueError:
+        parser.error(f"--seeds takes integers, got {args.seeds!r}")
     bench = Benchmark(
         cfg,
         run_dir,
@@ -100,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else None
         ),
         sizes=sizes,
+        seeds=seeds,
     )
     try:
         if args.report_only:

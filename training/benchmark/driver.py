@@ -23,10 +23,15 @@ def run_experiments(bench: Benchmark, experiments: Sequence[str], argv: Sequence
     if not bench.resume:
         if any(
             only is not None
-            for only in (bench.only_properties, bench.only_embeddings, bench.only_sizes)
+            for only in (
+                bench.only_properties,
+                bench.only_embeddings,
+                bench.only_sizes,
+                bench.only_seeds,
+            )
         ):
             raise ValueError(
-                "--properties/--embeddings/--sizes need --resume (rows of the others stay)"
+                "--properties/--embeddings/--sizes/--seeds need --resume (rows of the others stay)"
             )
         if bench.others_running():
             raise ValueError(

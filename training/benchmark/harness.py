@@ -67,6 +67,7 @@ class Benchmark:
         properties: Sequence[str] | None = None,
         embeddings: Sequence[str] | None = None,
         sizes: Sequence[int] | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> None:
         self.cfg = cfg
         self.only_embeddings = None if embeddings is None else set(embeddings)
@@ -87,6 +88,7 @@ class Benchmark:
                     f"unknown sizes {unknown}; the learning curves have {sorted(known)}"
                 )
         self.only_sizes = None if sizes is None else {int(n) for n in sizes}
+        self.only_seeds = None if seeds is None else {int(s) for s in seeds}
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.resume = resume
@@ -379,6 +381,10 @@ class Benchmark:
     def wanted_size(self, n_train: int) -> bool:
         """Whether ``--sizes`` (if given) selects the learning-curve size ``n_train``."""
         return self.only_sizes is None or int(n_train) in self.only_sizes
+
+    def wanted_seed(self, seed: int) -> bool:
+        """Whether ``--seeds`` (if given) selects ``seed``."""
+        return self.only_seeds is None or int(seed) in self.only_seeds
 
     def is_done(
         self, experiment: str, prop: str, label: str, seed: int, frac: float, n_train: int

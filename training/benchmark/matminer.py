@@ -178,7 +178,7 @@ def run_matminer(bench: Benchmark) -> None:
             for label, _ in available:
                 todo = [
                     s
-                    for s in seeds
+                    for s in filter(bench.wanted_seed, seeds)
                     if not bench.is_done(experiment, spec.name, label, s, frac, n_train)
                 ]
                 if not todo:
