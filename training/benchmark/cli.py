@@ -17,6 +17,19 @@ from training.benchmark.harness import Benchmark
 from training.benchmark.report import write_report
 
 
+def _split(value: str | None) -> list[str] | None:
+    """The items of a comma-separated option, or None when the option was not given."""
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _split_ints(parser: argparse.ArgumentParser, flag: str, value: str | None) -> list[int] | None:
+    """The integers of a comma-separated option (a usage error otherwise), or None."""
+    try:
+        return [int(v) for v in _split(value)] if value else None
+    except ValueError:
+        parser.error(f"{flag} takes integers, got {value!r}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(
@@ -78,39 +91,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = logging.FileHandler(run_dir / "benchmark.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger().addHandler(handler)
-    experiments = (
-        [e.strip() for e in args.experiments.split(",") if e.strip()]
-        if args.experiments
-        else list(cfg.experiments)
-    )
+    experiments = _split(args.experiments) or list(cfg.experiments)
     bad = sorted(set(experiments) - set(EXPERIMENTS))
     if bad:
         parser.error(f"unknown experiments {bad}; expected some of {','.join(EXPERIMENTS)}")
-    properties = (
-        [p.strip() for p in args.properties.split(",") if p.strip()] if args.properties else None
-    )
-    try:
-        sizes = [int(n) for n in args.sizes.split(",") if n.strip()] if args.sizes else None
-    except ValueError:
-        parser.error(f"--sizes takes integers, got {args.sizes!r}")
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()] if args.seeds else None
-    except ValueError:
-        parser.error(f"--seeds takes integers, got {args.seeds!r}")
     bench = Benchmark(
         cfg,
         run_dir,
         resume=args.resume,
         max_minutes=args.max_minutes,
         data_dir=args.data_dir,
-        properties=properties,
-        embeddings=(
-            [e.strip() for e in args.embeddings.split(",") if e.strip()]
-            if args.embeddings
-            else None
-        ),
-        sizes=sizes,
-        seeds=seeds,
+        properties=_split(args.properties),
+        embeddings=_split(args.embeddings),
+        sizes=_split_ints(parser, "--sizes", args.sizes),
+        seeds=_split_ints(parser, "--seeds", args.seeds),
     )
     try:
         if args.report_only:
