@@ -455,6 +455,30 @@ def test_alignn_report(curve_run):
     table = pd.read_csv(curve_run / "alignn.csv")
     assert set(table["option"]) == {"vanilla", "alignn"}
     assert (curve_run / "figures" / "alignn.png").stat().st_size > 1000
+    fit_rows = text.split("## Fit at the kept epoch")[1].splitlines()
+    assert sum(row.startswith("| volume_per_atom | 16 |") for row in fit_rows) == 2
+
+
+def test_alignn_fit_table_reads_the_kept_epoch_on_shared_seeds(tmp_path):
+    from training.benchmark.alignn import fit_table
+
+    rows, histories = [], tmp_path / "histories"
+    histories.mkdir()
+    fits = {"a": [0, 1], "b": [0]}  # seed 1 has no "b" fit, so it is left out
+    for label, seeds in fits.items():
+        for seed in seeds:
+            rows.append({
+                "experiment": "curve", "property": "p", "unit": "eV", "embedding": label,
+                "seed": seed, "n_train": 100, "train_fraction": 0.1, "best_epoch": 2,
+                "epochs_run": 4, "fit_seconds": 8.0, "test_mae": 0.5,
+            })  # fmt: skip
+            history = {"epoch": [1, 2, 3], "train_mae": [3.0, 1.0 + seed, 0.5],
+                       "val_mae": [4.0, 2.0, 2.5]}  # fmt: skip
+            pd.DataFrame(history).to_csv(histories / f"curve__p__{label}__s{seed}__n100.csv")
+    table = fit_table(pd.DataFrame(rows), tmp_path, {"A": "a", "B": "b"}).set_index("option")
+    assert table.loc["A", "seeds"] == 1 and table.loc["A", "train_mae"] == 1.0
+    assert table.loc["A", "val_over_train"] == 2.0 and table.loc["A", "s_per_epoch"] == 2.0
+    assert fit_table(pd.DataFrame(rows), tmp_path, {"A": "a", "C": "c"}).empty
 
 
 def test_transfer_table_scores_every_option_on_the_shared_seeds(tmp_path):

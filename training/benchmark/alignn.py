@@ -63,6 +63,58 @@ def preset_table(
     return table.sort_values(["property", "val_mae"]).reset_index(drop=True)
 
 
+def fit_table(frame: pd.DataFrame, run_dir: Path, labels: Mapping[str, str]) -> pd.DataFrame:
+    """How well each labelled fit learned its training crystals: training and validation MAE
+    at the kept epoch, their ratio, epochs and s/epoch, averaged over the seeds that every
+    option has in a cell (cells that some option lacks are left out).
+
+    ``labels`` maps an option name to one embedding label. The training MAE is the mean over
+    the kept epoch's batches (weights still moving), so it slightly overstates the final one.
+    """
+    rows = attach_validation(frame, run_dir, columns=("train_mae", "val_mae"))
+    names = {label: option for option, label in labels.items()}
+    rows = rows[(rows["experiment"] == "curve") & rows["embedding"].isin(list(names))].copy()
+    if rows.empty:
+        return pd.DataFrame()
+    rows["option"] = rows["embedding"].map(names)
+    # only cells every option has, on the seeds they share
+    cell = ["property", "n_train", "seed"]
+    shared = rows.groupby(cell)["option"].transform("nunique") == len(names)
+    rows = rows[shared]
+    if rows.empty:
+        return pd.DataFrame()
+    rows["val_over_train"] = rows["val_mae"] / rows["train_mae"]
+    rows["s_per_epoch"] = rows["fit_seconds"] / rows["epochs_run"]
+    keys = ["property", "n_train", "option"]
+    stats = ["train_mae", "val_mae", "val_over_train", "epochs_run", "best_epoch", "s_per_epoch"]
+    table = rows.groupby(keys)[stats].mean()
+    table["seeds"] = rows.groupby(keys)["seed"].nunique()
+    return table.reset_index()
+
+
+def fit_lines(fits: pd.DataFrame) -> list[str]:
+    """Markdown for :func:`fit_table`."""
+    if fits.empty:
+        return []
+    lines = [
+        "## Fit at the kept epoch (mean over seeds)",
+        "",
+        "Training MAE over the kept epoch's batches, validation MAE, their ratio (how much "
+        "worse the model does on crystals it did not fit), epochs and s/epoch.",
+        "",
+        "| property | n | model | seeds | train MAE | validation MAE | val / train | epochs "
+        "(best) | s/epoch |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in fits.itertuples(index=False):
+        lines.append(
+            f"| {r.property} | {int(r.n_train):,} | {r.option} | {r.seeds} | "
+            f"{r.train_mae:.4g} | {r.val_mae:.4g} | {r.val_over_train:.2f} | "
+            f"{r.epochs_run:.0f} ({r.best_epoch:.0f}) | {r.s_per_epoch:.2f} |"
+        )
+    return [*lines, ""]
+
+
 def chosen_preset(presets: pd.DataFrame) -> str | None:
     """The candidate with the lowest mean validation MAE (relative to the best candidate of
     each property, averaged over properties) among those always within the budget."""
@@ -100,8 +152,14 @@ def target_lines(table: pd.DataFrame, n_train: int = 1000) -> list[str]:
     return [*lines, ""]
 
 
-def alignn_markdown(table: pd.DataFrame, presets: pd.DataFrame, n_preset: int) -> list[str]:
-    """The report: the preset choice, one table per property, the target."""
+def alignn_markdown(
+    table: pd.DataFrame,
+    presets: pd.DataFrame,
+    n_preset: int,
+    fits: pd.DataFrame | None = None,
+) -> list[str]:
+    """The report: the preset choice, one table per property, the target, and how well the
+    fits learned their training crystals."""
     lines = [
         "# ALIGNN against CGCNN on the learning curve",
         "",
@@ -131,7 +189,7 @@ def alignn_markdown(table: pd.DataFrame, presets: pd.DataFrame, n_preset: int) -
         lines += [f"## {prop} ({group['unit'].iloc[0]})", ""]
         lines += option_table(group, ALIGNN_OPTIONS, seeds=True)
         lines.append("")
-    return lines + target_lines(table)
+    return lines + target_lines(table) + fit_lines(fits if fits is not None else pd.DataFrame())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -151,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = transfer_table(frame, run_dir, groups)
     n_preset = int(section.get("preset_size", 1000))
     presets = preset_table(frame, run_dir, section.get("preset_candidates") or [], n_preset)
-    lines = alignn_markdown(table, presets, n_preset)
+    fits = fit_table(frame, run_dir, {"CGCNN": groups["vanilla"][0], "ALIGNN": groups["alignn"][0]})
+    lines = alignn_markdown(table, presets, n_preset, fits)
     atomic_write_text(run_dir / "alignn.md", "\n".join(lines) + "\n")
     atomic_write_text(run_dir / "alignn.csv", table.to_csv(index=False, float_format="%.6g"))
     plot_transfer(

@@ -116,25 +116,31 @@ def verdict_table(
     return pd.DataFrame(out)
 
 
-def attach_validation(frame: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
-    """Add ``val_mae``: the validation MAE at the kept (best) epoch, from ``histories/``.
+def attach_validation(
+    frame: pd.DataFrame, run_dir: Path, columns: Sequence[str] = ("val_mae",)
+) -> pd.DataFrame:
+    """Add ``columns`` of ``histories/`` (by default ``val_mae``, the validation MAE) at each
+    fit's kept (best) epoch.
 
     NaN for rows without a history (the matminer workflow has no validation step).
     """
     from training.benchmark.results import row_fit_id
 
     rows = curve_rows(frame)
-    values = []
+    values: dict[str, list[float]] = {column: [] for column in columns}
     for row in rows.to_dict("records"):
         path = Path(run_dir) / "histories" / f"{row_fit_id(row)}.csv"
         best = row.get("best_epoch")
-        if not path.exists() or not np.isfinite(best):
-            values.append(math.nan)
-            continue
-        history = pd.read_csv(path)
-        match = history.loc[history["epoch"] == int(best), "val_mae"]
-        values.append(float(match.iloc[0]) if len(match) else math.nan)
-    rows["val_mae"] = values
+        history = pd.read_csv(path) if path.exists() and np.isfinite(best) else None
+        for column in columns:
+            match = (
+                history.loc[history["epoch"] == int(best), column]
+                if history is not None and column in history
+                else ()
+            )
+            values[column].append(float(match.iloc[0]) if len(match) else math.nan)
+    for column in columns:
+        rows[column] = values[column]
     return rows
 
 
