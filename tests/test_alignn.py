@@ -310,7 +310,7 @@ def test_distillation_from_a_cgcnn_encoder(data):
         ({"hidden_features": 0}, "hidden_features must be an integer >= 1"),
         ({"alignn_layers": 0, "gcn_layers": 0}, "no layer"),
         ({"embedding_features": 2.5}, "embedding_features must be an integer"),
-        ({"radius": -1.0}, "radius must be positive"),
+        ({"radius": -1.0}, "radius must be a positive finite number"),
     ],
 )
 def test_bad_parameters_are_clear(data, params, message):

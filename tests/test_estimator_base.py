@@ -127,3 +127,145 @@ def test_models_take_graph_settings_and_warn_on_the_old_keywords():
     with pytest.raises(ValueError, match="layer must be in"):
         DistilledModel(model, teacher_dim=3, layer=2)
     assert GraphSettings.from_dict(graph.as_dict()) == graph
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input on the shared base
+# --------------------------------------------------------------------------------------------
+
+SMALL = dict(
+    embedding="cgcnn", atom_fea_len=4, n_conv=1, h_fea_len=8, epochs=2, batch_size=8,
+    random_state=0, validation_fraction=None,
+)  # fmt: skip
+
+
+def _unknown_element():
+    from pymatgen.core import Lattice, Structure
+
+    return Structure(Lattice.cubic(4.0), ["Og", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def test_a_failed_refit_keeps_the_previous_fit(data):
+    X, y = data
+    reg = MeanElementRegressor(random_state=0, epochs=3).fit(X, y)
+    before, mean = reg.predict(X), reg.target_mean_.copy()
+    with pytest.raises(ValueError, match="Og"):
+        reg.fit([*X[:5], _unknown_element()], np.arange(6.0) * 1e6)
+    np.testing.assert_array_equal(reg.predict(X), before)
+    np.testing.assert_array_equal(reg.target_mean_, mean)
+    with pytest.raises(ValueError, match="different lengths"):
+        reg.fit(X, np.stack([y, y], axis=1)[:5])  # a 2-D refit that fails keeps 1-D output
+    assert reg.predict(X).shape == (len(X),)
+
+    labels = ["a", "b"] * 6
+    clf = CGCNNClassifier(**SMALL).fit(X[:12], labels)
+    predicted = clf.predict(X[:12])
+    with pytest.raises(ValueError, match="Og"):
+        clf.fit([*X[:3], _unknown_element()], ["x", "y", "z", "x"])
+    assert list(clf.classes_) == ["a", "b"]
+    np.testing.assert_array_equal(clf.predict(X[:12]), predicted)
+    fresh = MeanElementRegressor(random_state=0)
+    with pytest.raises(ValueError, match="Og"):
+        fresh.fit([*X[:5], _unknown_element()], np.arange(6.0))
+    assert not hasattr(fresh, "target_mean_") and not hasattr(fresh, "model_")
+
+
+@pytest.mark.parametrize("name", ["allow_isolated", "standardize_target"])
+def test_boolean_parameters_refuse_strings(data, name):
+    X, y = data
+    with pytest.raises(ValueError, match=f"{name} must be True or False, got 'False'"):
+        MeanElementRegressor(**{name: "False"}).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    ("milestones", "schedule", "match"),
+    [
+        (["a"], "step", "lr_milestones must be a list of epochs"),
+        ([2.5], "step", "lr_milestones must be a list of epochs"),
+        ([-1], "step", "lr_milestones must be a list of epochs"),
+        (3, "step", "lr_milestones must be a list of epochs"),
+        ([], "step", "lr_milestones must be a list of epochs"),
+        ([0], "constant", "lr_milestones must be a list of epochs"),
+    ],
+)
+def test_bad_lr_milestones_are_refused(data, milestones, schedule, match):
+    X, y = data
+    with pytest.raises(ValueError, match=match):
+        MeanElementRegressor(lr_schedule=schedule, lr_milestones=milestones).fit(X, y)
+
+
+def test_step_milestones_apply(data):
+    X, y = data
+    reg = MeanElementRegressor(epochs=4, lr_schedule="step", lr_milestones=(2,)).fit(X, y)
+    assert reg.history_["lr"].tolist() == pytest.approx([1e-2, 1e-2, 1e-3, 1e-3])
+
+
+@pytest.mark.parametrize("radius", [float("inf"), "8", True])
+def test_radius_must_be_a_finite_number(data, radius):
+    X, y = data
+    with pytest.raises(ValueError, match="radius must be a positive finite number"):
+        MeanElementRegressor(radius=radius).fit(X, y)
+
+
+def test_predict_before_fit_is_not_fitted_error(data):
+    from sklearn.exceptions import NotFittedError
+
+    X, _ = data
+    with pytest.raises(NotFittedError):
+        CGCNNClassifier().predict(X[:2])
+
+
+@pytest.mark.parametrize(
+    ("weights", "match"),
+    [
+        ({"a": -2.0}, r"class_weight\['a'\] must be a finite number >= 0"),
+        ({"a": float("nan")}, r"class_weight\['a'\] must be a finite number >= 0"),
+        ({"a": "2"}, r"class_weight\['a'\] must be a finite number >= 0"),
+        ([1.0, 2.0], "class_weight must be a dict"),
+    ],
+)
+def test_bad_class_weights_are_refused(data, weights, match):
+    X, _ = data
+    with pytest.raises(ValueError, match=match):
+        CGCNNClassifier(**SMALL, class_weight=weights).fit(X[:8], ["a", "b"] * 4)
+
+
+def test_labels_of_mixed_types_are_refused(data):
+    X, _ = data
+    with pytest.raises(ValueError, match="y mixes string and number labels"):
+        CGCNNClassifier(**SMALL).fit(X[:4], [1, "a", 1, "a"])
+    with pytest.raises(ValueError, match="y has number labels and y_val has string labels"):
+        CGCNNClassifier(**SMALL).fit(X[:4], [0, 1, 0, 1], X_val=X[4:6], y_val=["0", "1"])
+    # composite labels (tuples) of strings and numbers are one label each
+    clf = CGCNNClassifier(**SMALL).fit(X[:4], [("a", 1), ("b", 2)] * 2)
+    assert len(clf.classes_) == 2
+
+
+def test_bad_targets_of_y_val_are_reported_as_y_val(data):
+    X, y = data
+    with pytest.raises(ValueError, match=r"in y_val at 1 row\(s\) \(first positions: \[1\]\)"):
+        MeanElementRegressor().fit(X[:6], y[:6], X_val=X[6:8], y_val=[1.0, np.nan])
+    with pytest.raises(ValueError, match=r"labels in y_val at 1 row\(s\) \(first positions: \[0\]"):
+        CGCNNClassifier(**SMALL).fit(X[:4], ["a", "b"] * 2, X_val=X[4:6], y_val=[None, "a"])
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"max_neighbors": 4}, "max_neighbors=4"),
+        ({"radius": 6.0}, "radius=6.0"),
+        ({"symmetric": True}, "symmetric=True"),
+    ],
+)
+def test_graphs_built_with_other_settings_are_refused(data, change, match):
+    from crysatom_featurizers.graphs import CrystalGraphTransformer
+
+    X, y = data
+    reg = MeanElementRegressor(random_state=0, epochs=1).fit(X, y)
+    graphs = CrystalGraphTransformer(**change).fit_transform(X[:3])
+    with pytest.raises(ValueError, match=f"it was built with {match}"):
+        reg.predict(graphs)
+    with pytest.raises(ValueError, match=f"it was built with {match}"):
+        MeanElementRegressor(epochs=1).fit(graphs, y[:3])
+    same = CrystalGraphTransformer().fit_transform(X[:3])
+    np.testing.assert_allclose(reg.predict(same), reg.predict(X[:3]), rtol=1e-6)

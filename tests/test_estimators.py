@@ -135,12 +135,19 @@ def test_graphs_built_with_other_settings_are_rejected(data, fitted):
     X, _ = data
     with pytest.raises(ValueError, match="graph settings"):
         fitted.predict(structures_to_graphs(X[:3], radius=6.0))
+    more = structures_to_graphs(X[:3], max_neighbors=20, expand_edges=False)
+    with pytest.raises(ValueError, match="built with max_neighbors=20"):
+        fitted.predict(more)
+    longer = structures_to_graphs(X[:6], expand_edges=False)
+    with pytest.raises(ValueError, match="built with radius=8.0"):
+        CGCNNRegressor(**{**TINY, "radius": 3.0}).fit(longer, np.arange(6.0))
+    # graphs that do not record their settings are judged by their edges
+    for graph in [*more, *longer]:
+        del graph.graph_settings
     with pytest.raises(ValueError, match="neighbours"):
-        fitted.predict(structures_to_graphs(X[:3], max_neighbors=20, expand_edges=False))
+        fitted.predict(more)
     with pytest.raises(ValueError, match="edge of length"):
-        CGCNNRegressor(**{**TINY, "radius": 3.0}).fit(
-            structures_to_graphs(X[:6], expand_edges=False), np.arange(6.0)
-        )
+        CGCNNRegressor(**{**TINY, "radius": 3.0}).fit(longer, np.arange(6.0))
 
 
 def test_pipeline_with_graph_transformer(data):
@@ -536,7 +543,7 @@ def test_non_finite_targets(data, bad):
     y_bad = y.copy()
     y_bad[4] = bad
     with pytest.raises(
-        ValueError, match=r"NaN or infinite values at 1 row\(s\) \(first positions: \[4\]\)"
+        ValueError, match=r"NaN or infinite values in y at 1 row\(s\) \(first positions: \[4\]\)"
     ):
         CGCNNRegressor(**TINY).fit(X, y_bad)
 

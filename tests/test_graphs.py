@@ -84,7 +84,7 @@ def test_functions_take_graph_settings(nacl):
         structures_to_graphs([nacl], stop=6.0)
     assert CGCNN_GRAPH.replace(radius=6.0) == GraphSettings(6.0, 12, 0.2, 0.2)
     assert GraphSettings.from_dict({**settings.as_dict(), "checksum": "x"}) == settings
-    with pytest.raises(ValueError, match="radius must be positive"):
+    with pytest.raises(ValueError, match="radius must be a positive finite number"):
         CGCNN_GRAPH.replace(radius=-1.0)
 
 

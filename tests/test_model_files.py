@@ -52,6 +52,26 @@ def test_regressor_round_trip_is_exact(data, fitted, tmp_path):
     np.testing.assert_array_equal(loaded.validation_indices_, fitted.validation_indices_)
 
 
+def test_save_replaces_a_model_file_but_no_other_file(data, fitted, tmp_path):
+    X, _ = data
+    path = tmp_path / "m.safetensors"
+    fitted.save(path)
+    fitted.save(path)  # an earlier model file is replaced
+    notes = tmp_path / "notes.safetensors"
+    notes.write_text("my notes")
+    with pytest.raises(FileExistsError, match="not a crysatom-featurizers model file"):
+        fitted.save(notes)
+    assert notes.read_text() == "my notes"
+    other = tmp_path / "other.safetensors"
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.zeros(2)}, str(other), metadata={"format": "pt"})
+    before = other.read_bytes()
+    with pytest.raises(FileExistsError):
+        fitted.save(other)
+    assert other.read_bytes() == before
+
+
 def test_round_trips_of_other_estimators_and_parameters(data, tmp_path):
     from crysatom_featurizers.embeddings import resolve
     from crysatom_featurizers.estimators import CGCNNClassifier, CGCNNRegressor

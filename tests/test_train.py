@@ -147,8 +147,13 @@ def test_train_model_refuses_a_foreign_or_broken_checkpoint(tmp_path, nacl, pero
     with pytest.raises(ValueError, match="another run"):
         _checkpointed_fit(packed, targets, 3, path, fingerprint="other data")
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="cannot read the training checkpoint"):
+    with pytest.raises(ValueError, match="cannot read the training checkpoint") as info:
         _checkpointed_fit(packed, targets, 3, path)
+    assert "weights_only" not in str(info.value)  # no advice to unpickle it
+    assert path.read_bytes() == b"not a checkpoint"
+    # a folder that cannot be made fails before any epoch runs
+    with pytest.raises(ValueError, match="cannot create its folder"):
+        _checkpointed_fit(packed, targets, 3, path / "fit.ckpt")
     torch.save({"format": "something else"}, path)
     with pytest.raises(ValueError, match="is not a training checkpoint"):
         _checkpointed_fit(packed, targets, 3, path)

@@ -96,8 +96,9 @@ def _graph_settings_error(label: Any, detail: str, settings: GraphSettings) -> V
 
 
 def _check_graph(g: Any, label: Any, settings: GraphSettings, *, expansion: bool = True) -> None:
-    """Reject graphs built with other neighbour settings than the estimator's (and, with
-    ``expansion``, another number of Gaussian edge features)."""
+    """Reject graphs built with other neighbour settings than the estimator's (those recorded
+    on the graph, else what its edges show) and, with ``expansion``, another number of
+    Gaussian edge features."""
     import torch
 
     if getattr(g, "edge_index", None) is None or getattr(g, "edge_dist", None) is None:
@@ -105,6 +106,15 @@ def _check_graph(g: Any, label: Any, settings: GraphSettings, *, expansion: bool
             f"the graph at row {label!r} lacks edge_index or edge_dist; build graphs with "
             "crysatom_featurizers.graphs.structures_to_graph or CrystalGraphTransformer"
         )
+    built = getattr(g, "graph_settings", None)
+    if isinstance(built, GraphSettings):
+        differs = [
+            f"{name}={getattr(built, name)!r}"
+            for name in ("radius", "max_neighbors", "symmetric")
+            if getattr(built, name) != getattr(settings, name)
+        ]
+        if differs:
+            raise _graph_settings_error(label, f"it was built with {', '.join(differs)}", settings)
     edge_attr = getattr(g, "edge_attr", None)
     n_centres = settings.num_gaussians
     if expansion and edge_attr is not None and edge_attr.shape[-1] != n_centres:
@@ -131,6 +141,9 @@ def _check_graph(g: Any, label: Any, settings: GraphSettings, *, expansion: bool
 # --------------------------------------------------------------------------------------------
 # The base
 # --------------------------------------------------------------------------------------------
+
+#: Parameters that must be a bool (``bool("False")`` is True, so strings are refused).
+_BOOL_PARAMS = ("allow_isolated", "standardize_target", "trainable_embeddings")
 
 
 class _GraphEstimator(BaseEstimator):
@@ -225,8 +238,8 @@ class _GraphEstimator(BaseEstimator):
         Parameters
         ----------
         path : str or os.PathLike
-            Output file, ending in ``.safetensors``. An existing file there is replaced only
-            once the new one is completely written.
+            Output file, ending in ``.safetensors``. An existing model file there is replaced
+            only once the new one is completely written; any other existing file is refused.
 
         Returns
         -------
@@ -240,6 +253,8 @@ class _GraphEstimator(BaseEstimator):
         TypeError
             If a parameter holds an object the format cannot represent (e.g. a
             ``RandomState`` as ``random_state``); the message names it.
+        FileExistsError
+            If ``path`` exists and is not a model file of this package.
         """
         from crysatom_featurizers.estimators._persist import save_estimator
 
@@ -302,8 +317,17 @@ class _GraphEstimator(BaseEstimator):
             self._positive_int(name)
         self._check_model_params()
         self._positive_int("max_neighbors")
-        if not self.radius > 0:
-            raise ValueError(f"radius must be positive (Å), got {self.radius!r}")
+        radius = self.radius
+        if (
+            isinstance(radius, bool)
+            or not isinstance(radius, numbers.Real)
+            or not 0 < radius < float("inf")
+        ):
+            raise ValueError(f"radius must be a positive finite number (Å), got {radius!r}")
+        for name in _BOOL_PARAMS:
+            value = getattr(self, name, False)
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {value!r}")
         if not 0 < self.lr < float("inf"):
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
         if not 0 <= self.weight_decay < float("inf"):
@@ -314,6 +338,7 @@ class _GraphEstimator(BaseEstimator):
 
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        self._check_milestones()
         vf = self.validation_fraction
         if vf is not None and not 0.0 <= vf < 1.0:
             raise ValueError(f"validation_fraction must be in [0, 1) or None, got {vf!r}")
@@ -333,6 +358,19 @@ class _GraphEstimator(BaseEstimator):
             raise ValueError(
                 "checkpoint needs an integer random_state: a resumed fit must draw the same "
                 f"split and initial weights as the interrupted one (got random_state={rs!r})"
+            )
+
+    def _check_milestones(self) -> None:
+        milestones = self.lr_milestones
+        if milestones is None:
+            return  # checked even when another schedule ignores them, as in a grid search
+        kinds = (list, tuple, range, np.ndarray)
+        values = list(milestones) if isinstance(milestones, kinds) else None
+        if not values or any(
+            isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1 for m in values
+        ):
+            raise ValueError(
+                f"lr_milestones must be a list of epochs (integers >= 1), got {milestones!r}"
             )
 
     def _embedding_spec(self) -> tuple[Any, str]:
@@ -420,8 +458,13 @@ class _GraphEstimator(BaseEstimator):
         )
         return packed, labels
 
-    def _check_y(self, y: Any, n: int) -> np.ndarray:
+    def _check_y(self, y: Any, n: int, n_val: int = 0) -> np.ndarray:
+        """Targets of ``n`` rows as the network reads them; the last ``n_val`` are ``y_val``'s
+        (for error messages)."""
         raise NotImplementedError
+
+    def _check_label_types(self, y: Any, y_val: Any) -> None:
+        """Raise ``ValueError`` on labels of mixed types (classification)."""
 
     # ---- training --------------------------------------------------------------------------
 
@@ -471,6 +514,21 @@ class _GraphEstimator(BaseEstimator):
         }
 
     def _fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> _GraphEstimator:
+        """Fit, or leave the estimator as it was: a fit that raises (bad input, a diverging
+        loss, an interrupt) restores the previous fitted state, so that a model and the
+        target scaling or classes of another fit are never paired."""
+        params = set(self.get_params(deep=False))
+        before = {k: v for k, v in vars(self).items() if k not in params}
+        try:
+            return self._fit_state(X, y, X_val, y_val)
+        except BaseException:
+            for name in [k for k in vars(self) if k not in params]:
+                delattr(self, name)
+            for name, value in before.items():
+                setattr(self, name, value)
+            raise
+
+    def _fit_state(self, X: Any, y: Any, X_val: Any, y_val: Any) -> _GraphEstimator:
         require_gnn(type(self).__name__)
         import torch
 
@@ -484,6 +542,7 @@ class _GraphEstimator(BaseEstimator):
         if (X_val is None) != (y_val is None):
             raise ValueError("X_val and y_val must be given together")
         self._check_params(given_validation=X_val is not None)
+        self._check_label_types(y, y_val)
         transfer = load_transfer(self, self._graph_settings())
         spec, param = self._embedding_spec()
         finetuning = transfer is not None and transfer.mode == "finetune"
@@ -503,7 +562,8 @@ class _GraphEstimator(BaseEstimator):
             X, y, n_given_val = _with_validation_rows(X, y, X_val, y_val)
             if n_rows < 2:
                 raise ValueError(f"fit needs at least 2 training structures; got {n_rows}")
-        targets = self._check_y(y, n_rows + n_given_val)  # float targets or class codes
+        # float targets or class codes; the last n_given_val rows are y_val's
+        targets = self._check_y(y, n_rows + n_given_val, n_given_val)
 
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))

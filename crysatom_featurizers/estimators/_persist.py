@@ -37,6 +37,8 @@ FORMAT = "crysatom-featurizers model"
 FORMAT_VERSION = 1
 #: File name ending of the safe format.
 SAFE_SUFFIX = ".safetensors"
+#: A model file's JSON header is a few kB; a longer one is not read when checking a path.
+_MAX_HEADER_BYTES = 64 * 2**20
 #: Fitted attributes that are rebuilt or only needed during ``fit``.
 _NOT_SAVED = ("model_", "_label_lookup")
 #: What a fitted attribute's name looks like (``history_``, ``_y_ndim``).
@@ -198,6 +200,11 @@ def save_estimator(est: Any, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if path.suffix != SAFE_SUFFIX:
         raise ValueError(f"{path}: the safe model file ends in {SAFE_SUFFIX}")
+    if path.exists() and not _is_our_model_file(path):
+        raise FileExistsError(
+            f"{path} exists and is not a crysatom-featurizers model file; not replacing it "
+            "(remove it or choose another path)"
+        )
     name = type(est).__name__
     if name not in _estimator_classes() or type(est) is not _estimator_classes()[name]:
         raise TypeError(f"{name} has no safe model format")
@@ -247,6 +254,23 @@ def is_safe_model_file(path: str | os.PathLike[str]) -> bool:
         return False
     n = int.from_bytes(head[:8], "little")
     return 0 < n <= size - 8 and head[8:9] == b"{"
+
+
+def _is_our_model_file(path: Path) -> bool:
+    """Whether ``path`` is a file whose safetensors header names this package's model format
+    (reads the header only)."""
+    if not path.is_file() or not is_safe_model_file(path):
+        return False
+    try:
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if size > _MAX_HEADER_BYTES:
+                return False
+            header = json.loads(handle.read(size))
+    except (OSError, ValueError):
+        return False
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return isinstance(metadata, dict) and metadata.get("format") == FORMAT
 
 
 def load_model(path: str | os.PathLike[str]) -> Any:

@@ -5,12 +5,52 @@ _RegressionTask, _CGCNNBase)``."""
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+
+def _rows_text(rows: np.ndarray, n: int, n_val: int) -> str:
+    """Where the bad ``rows`` of ``y + y_val`` (``n`` rows, the last ``n_val`` from ``y_val``)
+    are, by argument and position."""
+    n_fit = n - n_val
+    parts = []
+    for name, found in (("y", rows[rows < n_fit]), ("y_val", rows[rows >= n_fit] - n_fit)):
+        if found.size:
+            parts.append(f"{name} at {found.size} row(s) (first positions: {found[:5].tolist()})")
+    return " and ".join(parts)
+
+
+def _label_kinds(y: Any) -> set[str]:
+    """``{"string"}``, ``{"number"}``, both, or empty (other labels, e.g. tuples) for the
+    labels of ``y``, read before numpy turns a mixed list into strings."""
+    values = y.to_numpy() if isinstance(y, (pd.Series, pd.Index, pd.DataFrame)) else y
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        kind = values.dtype.kind
+        return {"string"} if kind in "US" else {"number"} if kind in "biuf" else set()
+    if values is None or isinstance(values, (str, bytes)):
+        return set()
+    items = values.ravel() if isinstance(values, np.ndarray) else values
+    try:
+        iterator = iter(items)
+    except TypeError:  # not a sequence: _check_y says so
+        return set()
+    kinds = set()
+    for value in iterator:  # a tuple is one (composite) label, not several
+        if isinstance(value, (str, bytes)):
+            kinds.add("string")
+        elif isinstance(value, numbers.Number) and not (
+            isinstance(value, numbers.Real) and math.isnan(value)
+        ):
+            kinds.add("number")
+    return kinds
 
 
 class _RegressionTask:
@@ -20,7 +60,7 @@ class _RegressionTask:
     _task = "regression"
     _metric_name = "mae"
 
-    def _check_y(self, y: Any, n: int) -> np.ndarray:
+    def _check_y(self, y: Any, n: int, n_val: int = 0) -> np.ndarray:
         try:
             arr = np.asarray(y, dtype=np.float64)
         except (TypeError, ValueError):
@@ -39,8 +79,8 @@ class _RegressionTask:
         if bad.any():
             rows = np.flatnonzero(bad.reshape(n, -1).any(axis=1))
             raise ValueError(
-                f"y contains NaN or infinite values at {rows.size} row(s) (first positions: "
-                f"{rows[:5].tolist()}); drop or impute them before fitting"
+                f"NaN or infinite values in {_rows_text(rows, n, n_val)}; drop or impute them "
+                "before fitting"
             )
         self._y_ndim = arr.ndim
         self.n_targets_ = 1 if arr.ndim == 1 else int(arr.shape[1])
@@ -122,7 +162,24 @@ class _ClassificationTask:
     _task = "classification"
     _metric_name = "accuracy"
 
-    def _check_y(self, y: Any, n: int) -> np.ndarray:
+    def _check_label_types(self, y: Any, y_val: Any) -> None:
+        kinds = {}
+        for name, labels in (("y", y), ("y_val", y_val)):
+            if labels is None:
+                continue
+            kinds[name] = _label_kinds(labels)
+            if len(kinds[name]) > 1:
+                raise ValueError(
+                    f"{name} mixes string and number labels; use one type for all classes "
+                    "(as scikit-learn requires)"
+                )
+        if len(kinds) == 2 and all(kinds.values()) and kinds["y"] != kinds["y_val"]:
+            raise ValueError(
+                f"y has {''.join(kinds['y'])} labels and y_val has {''.join(kinds['y_val'])} "
+                "labels; give both the same type"
+            )
+
+    def _check_y(self, y: Any, n: int, n_val: int = 0) -> np.ndarray:
         arr = y.to_numpy() if isinstance(y, (pd.Series, pd.Index)) else np.asarray(y)
         if arr.ndim != 1 and not isinstance(y, np.ndarray) and len(y) == n:
             # a list of hashable composite labels, e.g. tuples, that numpy made into a 2-D array
@@ -147,8 +204,7 @@ class _ClassificationTask:
         if np.any(missing):
             rows = np.flatnonzero(missing)
             raise ValueError(
-                f"y contains missing (NaN/None) or infinite labels at {rows.size} row(s) (first "
-                f"positions: {rows[:5].tolist()})"
+                f"missing (NaN/None) or infinite labels in {_rows_text(rows, n, n_val)}"
             )
         if arr.dtype.kind in "biufc":
             # numeric labels must be classes: continuous values raise, as in scikit-learn
@@ -196,12 +252,25 @@ class _ClassificationTask:
                 counts = np.bincount(y_train, minlength=k).astype(np.float64)
                 w = np.where(counts > 0, len(y_train) / (k * np.maximum(counts, 1)), 0.0)
             else:
+                if not isinstance(self.class_weight, Mapping):
+                    raise ValueError(
+                        "class_weight must be a dict {label: weight}, 'balanced' or None, got "
+                        f"{type(self.class_weight).__name__} {self.class_weight!r}"
+                    )
                 w = np.ones(k)
-                for label, value in dict(self.class_weight).items():
+                for label, value in self.class_weight.items():
                     if label not in self._label_lookup:
                         raise ValueError(
                             f"class_weight names label {label!r}, which is not in y (classes: "
                             f"{list(self.classes_)})"
+                        )
+                    if (
+                        isinstance(value, bool)
+                        or not isinstance(value, numbers.Real)
+                        or not 0 <= value < math.inf
+                    ):
+                        raise ValueError(
+                            f"class_weight[{label!r}] must be a finite number >= 0, got {value!r}"
                         )
                     w[self._label_lookup[label]] = float(value)
             weight = torch.as_tensor(w, dtype=torch.float32, device=device)
@@ -239,4 +308,5 @@ class _ClassificationTask:
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable class label of each structure of ``X``."""
+        check_is_fitted(self, "model_")
         return self.classes_[np.argmax(self._predict_outputs(X), axis=1)]

@@ -102,7 +102,8 @@ class CGCNNRegressor(RegressorMixin, _RegressionTask, _CGCNNBase):
         ``"cosine"``: cosine annealing to zero over ``epochs``. ``"step"``: multiply the
         learning rate by 0.1 at each of ``lr_milestones`` (CGCNN's ``MultiStepLR``).
     lr_milestones : sequence of int, optional
-        Epochs of the ``"step"`` schedule; default ``[epochs // 2, 3 * epochs // 4]``.
+        Epochs of the ``"step"`` schedule (ignored by the others); default
+        ``[epochs // 2, 3 * epochs // 4]``.
     validation_fraction : float, default=0.1
         Share of the training structures held out (deterministically, from ``random_state``)
         to monitor the validation loss. The model of the epoch with the lowest validation loss

@@ -34,6 +34,9 @@ Graph format
 ``edge_vec`` : ``Float[E, 3]``
     Cartesian bond vector from the centre to the neighbour's periodic image, Å (its norm is
     ``edge_dist``). Only when ``edge_vectors``; bond angles (ALIGNN's line graph) need it.
+``graph_settings`` : :class:`~crysatom_featurizers.graphs.GraphSettings`
+    The settings the graph was built with; an estimator refuses a graph built with other
+    neighbour settings than its own.
 
 Disordered sites and vacancies
 ------------------------------
@@ -115,7 +118,7 @@ def _species_arrays(structure: IStructure) -> tuple[np.ndarray, ...]:
     )
 
 
-def _make_data(num_nodes: int, attrs: dict[str, torch.Tensor]) -> Data:
+def _make_data(num_nodes: int, attrs: dict[str, Any]) -> Data:
     """``Data(num_nodes=num_nodes, **attrs)``, filling the storage mapping directly.
 
     Setting attributes one by one through ``Data.__setattr__`` costs about as much as the
@@ -345,6 +348,7 @@ def structure_to_graph(
         "species_site_index": torch.from_numpy(species_site_index),
         "edge_index": torch.from_numpy(edge_index),
         "edge_dist": torch.from_numpy(dist32),
+        "graph_settings": settings,
     }
     if edge_vectors:
         matrix = np.asarray(structure.lattice.matrix, dtype=np.float64)

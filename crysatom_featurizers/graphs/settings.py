@@ -53,8 +53,8 @@ class GraphSettings:
     symmetric: bool = False
 
     def __post_init__(self) -> None:
-        if not self.radius > 0:
-            raise ValueError(f"radius must be positive (Å), got {self.radius!r}")
+        if not 0 < self.radius < float("inf"):
+            raise ValueError(f"radius must be a positive finite number (Å), got {self.radius!r}")
         if self.max_neighbors is not None and self.max_neighbors < 1:
             raise ValueError(f"max_neighbors must be at least 1 or None, got {self.max_neighbors}")
         if not self.gaussian_step > 0:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -376,6 +377,15 @@ def train_model(
     history: dict[str, list[float]] = {k: [] for k in history_keys(settings.metric_name)}
     best_loss, best_epoch, best_state, stale = math.inf, 0, None, 0
     start, spent = 1, 0.0
+    if checkpoint is not None and not os.path.exists(checkpoint):
+        folder = Path(checkpoint).parent
+        try:  # fail now rather than after the first epoch
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(
+                f"checkpoint {str(checkpoint)!r}: cannot create its folder {str(folder)!r} "
+                f"({exc.strerror or type(exc).__name__})"
+            ) from None
     if checkpoint is not None and os.path.exists(checkpoint):
         state = _load_checkpoint(checkpoint, fingerprint)
         model.load_state_dict(state["model"])
@@ -498,7 +508,12 @@ def _load_checkpoint(path: str | os.PathLike, fingerprint: str) -> dict[str, Any
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"cannot read the training checkpoint {str(path)!r}: {exc}") from None
+        # not torch's own text: it suggests weights_only=False, i.e. unpickling the file
+        raise ValueError(
+            f"cannot read the training checkpoint {str(path)!r} ({type(exc).__name__}): it is "
+            "not a checkpoint written by this package, or it is damaged; it was not unpickled. "
+            "Remove it or choose another checkpoint path"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{str(path)!r} is not a training checkpoint")
     if state.get("fingerprint") != fingerprint:
