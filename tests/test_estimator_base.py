@@ -200,6 +200,15 @@ def test_step_milestones_apply(data):
     assert reg.history_["lr"].tolist() == pytest.approx([1e-2, 1e-2, 1e-3, 1e-3])
 
 
+@pytest.mark.parametrize(
+    ("name", "value"), [("n_threads", 0), ("n_threads", -2), ("num_workers", 1.5)]
+)
+def test_thread_and_worker_counts_are_checked(data, name, value):
+    X, y = data
+    with pytest.raises(ValueError, match=f"{name} must be an integer"):
+        MeanElementRegressor(**{name: value}).fit(X, y)
+
+
 @pytest.mark.parametrize("radius", [float("inf"), "8", True])
 def test_radius_must_be_a_finite_number(data, radius):
     X, y = data

@@ -349,8 +349,10 @@ class _GraphEstimator(BaseEstimator):
                     "early stopping (patience) needs a validation set: set validation_fraction "
                     "> 0, pass X_val and y_val to fit, or set patience=None"
                 )
-        if self.num_workers is not None and self.num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {self.num_workers!r}")
+        if self.num_workers is not None:
+            self._positive_int("num_workers", minimum=0)
+        if getattr(self, "n_threads", None) is not None:
+            self._positive_int("n_threads")
         rs = self.random_state
         if getattr(self, "checkpoint", None) is not None and (
             isinstance(rs, bool) or not isinstance(rs, numbers.Integral)
