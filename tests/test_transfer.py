@@ -138,7 +138,7 @@ def test_finetune_accepts_its_own_architecture_spelled_out(data, encoder_file):
         ({"finetune": "x.pt", "encoder_lr": "1e-4"}, "encoder_lr must be a positive finite number"),
         ({"finetune": "x.pt", "encoder_lr": float("inf")}, "encoder_lr must be a positive finite"),
         ({"lr": float("inf")}, "lr must be a positive finite number"),
-        ({"weight_decay": float("nan")}, "weight_decay must be a non-negative finite number"),
+        ({"weight_decay": float("nan")}, "weight_decay must be a finite number >= 0"),
         ({"distill": "x.pt", "distill_layer": 0.5}, "distill_layer must be an integer"),
         ({"finetune": 3}, "finetune must be None"),
     ],

@@ -19,8 +19,10 @@ checkpoint after every epoch and resumes from it when run again. The run writes,
 ``training/results/supervised/<frontend>/``: ``summary.json`` (history, validation MAE per
 task in the label's unit, wall time, s/epoch, the leak guard's counts) and
 ``uae_<frontend>.json`` (the learned element vectors: each element's node vector after the
-input map, for the elements of the training crystals). A CGCNN front-end's encoder goes to
-``training/runs/supervised/<frontend>/encoder.pt``.
+input map, for the elements of the training crystals). The checkpoint and a CGCNN front-end's
+encoder go to ``<runs-dir>/<frontend>/`` (``checkpoint.pt``, ``encoder.pt``; by default
+``training/runs/supervised``, which git ignores; a run that spans machines uses
+``--runs-dir training/results/supervised/checkpoints``, which is committed).
 """
 
 from __future__ import annotations
@@ -450,12 +452,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--max-epochs", type=int, default=None, help="lower epoch cap (ends a resumed run)"
     )
+    parser.add_argument(
+        "--runs-dir",
+        default=str(RUNS_DIR),
+        help="folder of the per-epoch checkpoints and CGCNN encoders (default: %(default)s); "
+        "a long run kept in training/results/supervised/checkpoints resumes on any clone",
+    )
     args = parser.parse_args(argv)
     cfg = load_config(args.config)
     for name in args.frontend:
         frontend_settings(cfg, name)  # unknown names fail before any work
     for name in args.frontend:
-        summary = train_frontend(cfg, name, data_dir=args.data_dir, max_epochs=args.max_epochs)
+        summary = train_frontend(
+            cfg, name, data_dir=args.data_dir, max_epochs=args.max_epochs, runs_dir=args.runs_dir
+        )
         print(
             f"{name}: best epoch {summary['best_epoch']} of {summary['epochs_run']}, "
             f"validation MAE "

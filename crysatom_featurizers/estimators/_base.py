@@ -24,6 +24,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
+from crysatom_featurizers._checks import check_real
 from crysatom_featurizers.deps import require_gnn
 from crysatom_featurizers.embeddings import DEFAULT_EMBEDDING, resolve
 from crysatom_featurizers.estimators._transfer import (
@@ -115,6 +116,19 @@ def _check_graph(g: Any, label: Any, settings: GraphSettings, *, expansion: bool
         ]
         if differs:
             raise _graph_settings_error(label, f"it was built with {', '.join(differs)}", settings)
+    else:  # no record: judge the graph by its edges
+        dist = g.edge_dist
+        if dist.numel() and float(dist.max()) > settings.radius + 1e-4:
+            raise _graph_settings_error(
+                label, f"it has an edge of length {float(dist.max()):.3f} Å", settings
+            )
+        max_neighbors = settings.max_neighbors
+        if max_neighbors is not None and dist.numel() and not settings.symmetric:
+            degree = torch.bincount(g.edge_index[1], minlength=int(g.num_nodes))
+            if int(degree.max()) > max_neighbors:
+                raise _graph_settings_error(
+                    label, f"a site has {int(degree.max())} neighbours", settings
+                )
     edge_attr = getattr(g, "edge_attr", None)
     n_centres = settings.num_gaussians
     if expansion and edge_attr is not None and edge_attr.shape[-1] != n_centres:
@@ -124,18 +138,6 @@ def _check_graph(g: Any, label: Any, settings: GraphSettings, *, expansion: bool
             f"{n_centres}",
             settings,
         )
-    dist = g.edge_dist
-    if dist.numel() and float(dist.max()) > settings.radius + 1e-4:
-        raise _graph_settings_error(
-            label, f"it has an edge of length {float(dist.max()):.3f} Å", settings
-        )
-    max_neighbors = settings.max_neighbors
-    if max_neighbors is not None and dist.numel() and not settings.symmetric:
-        degree = torch.bincount(g.edge_index[1], minlength=int(g.num_nodes))
-        if int(degree.max()) > max_neighbors:
-            raise _graph_settings_error(
-                label, f"a site has {int(degree.max())} neighbours", settings
-            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,23 +319,13 @@ class _GraphEstimator(BaseEstimator):
             self._positive_int(name)
         self._check_model_params()
         self._positive_int("max_neighbors")
-        radius = self.radius
-        if (
-            isinstance(radius, bool)
-            or not isinstance(radius, numbers.Real)
-            or not 0 < radius < float("inf")
-        ):
-            raise ValueError(f"radius must be a positive finite number (Å), got {radius!r}")
+        check_real("radius", self.radius, positive=True, unit="Å")
         for name in _BOOL_PARAMS:
             value = getattr(self, name, False)
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {value!r}")
-        if not 0 < self.lr < float("inf"):
-            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
-        if not 0 <= self.weight_decay < float("inf"):
-            raise ValueError(
-                f"weight_decay must be a non-negative finite number, got {self.weight_decay!r}"
-            )
+        check_real("lr", self.lr, positive=True)
+        check_real("weight_decay", self.weight_decay)
         from crysatom_featurizers.nn.train import LR_SCHEDULES
 
         if self.lr_schedule not in LR_SCHEDULES:

@@ -16,6 +16,8 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from crysatom_featurizers._checks import check_real
+
 
 def _rows_text(rows: np.ndarray, n: int, n_val: int) -> str:
     """Where the bad ``rows`` of ``y + y_val`` (``n`` rows, the last ``n_val`` from ``y_val``)
@@ -264,14 +266,7 @@ class _ClassificationTask:
                             f"class_weight names label {label!r}, which is not in y (classes: "
                             f"{list(self.classes_)})"
                         )
-                    if (
-                        isinstance(value, bool)
-                        or not isinstance(value, numbers.Real)
-                        or not 0 <= value < math.inf
-                    ):
-                        raise ValueError(
-                            f"class_weight[{label!r}] must be a finite number >= 0, got {value!r}"
-                        )
+                    check_real(f"class_weight[{label!r}]", value)
                     w[self._label_lookup[label]] = float(value)
             weight = torch.as_tensor(w, dtype=torch.float32, device=device)
         return torch.nn.CrossEntropyLoss(weight=weight)

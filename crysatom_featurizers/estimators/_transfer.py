@@ -3,12 +3,12 @@ checks, the encoder file and the teacher's cached node embeddings (not public AP
 
 from __future__ import annotations
 
-import math
 import numbers
 import os
 from dataclasses import dataclass
 from typing import Any
 
+from crysatom_featurizers._checks import check_real
 from crysatom_featurizers.graphs import GraphSettings
 
 #: Architecture of the vanilla model when neither ``atom_fea_len`` nor ``n_conv`` is given.
@@ -93,10 +93,7 @@ def check_transfer_params(est: Any, n_layers: int) -> None:
             f"freeze_encoder_epochs must be an integer >= 0 or {FREEZE_ALL!r}, got {freeze!r}"
         )
     lr = est.encoder_lr
-    if lr is not None and (
-        isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf
-    ):
-        raise ValueError(f"encoder_lr must be a positive finite number or None, got {lr!r}")
+    check_real("encoder_lr", lr, positive=True, allow_none=True)
     defaults = TRANSFER_DEFAULTS
     if finetune is None and (
         freeze != defaults["freeze_encoder_epochs"] or lr != defaults["encoder_lr"]

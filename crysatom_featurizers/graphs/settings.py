@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from crysatom_featurizers._checks import check_real
+
 __all__ = [
     "ALIGNN_GRAPH",
     "CGCNN_GRAPH",
@@ -53,8 +55,7 @@ class GraphSettings:
     symmetric: bool = False
 
     def __post_init__(self) -> None:
-        if not 0 < self.radius < float("inf"):
-            raise ValueError(f"radius must be a positive finite number (Å), got {self.radius!r}")
+        check_real("radius", self.radius, positive=True, unit="Å")
         if self.max_neighbors is not None and self.max_neighbors < 1:
             raise ValueError(f"max_neighbors must be at least 1 or None, got {self.max_neighbors}")
         if not self.gaussian_step > 0:

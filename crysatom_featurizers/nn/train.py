@@ -377,15 +377,6 @@ def train_model(
     history: dict[str, list[float]] = {k: [] for k in history_keys(settings.metric_name)}
     best_loss, best_epoch, best_state, stale = math.inf, 0, None, 0
     start, spent = 1, 0.0
-    if checkpoint is not None and not os.path.exists(checkpoint):
-        folder = Path(checkpoint).parent
-        try:  # fail now rather than after the first epoch
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ValueError(
-                f"checkpoint {str(checkpoint)!r}: cannot create its folder {str(folder)!r} "
-                f"({exc.strerror or type(exc).__name__})"
-            ) from None
     if checkpoint is not None and os.path.exists(checkpoint):
         state = _load_checkpoint(checkpoint, fingerprint)
         model.load_state_dict(state["model"])
@@ -400,6 +391,8 @@ def train_model(
         best_loss, best_epoch, stale = state["best_loss"], state["best_epoch"], state["stale"]
         best_state = state["best_state"]
         start, spent = int(state["epoch"]) + 1, float(state["training_s"])
+    elif checkpoint is not None:
+        _make_checkpoint_folder(checkpoint)  # fail now rather than after the first epoch
     bar = None
     if settings.progress is not None:
         from tqdm.auto import tqdm
@@ -495,6 +488,17 @@ def train_model(
 
 
 CHECKPOINT_FORMAT = "crysatom-featurizers/train-checkpoint"
+
+
+def _make_checkpoint_folder(path: str | os.PathLike) -> None:
+    folder = Path(path).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(
+            f"checkpoint {str(path)!r}: cannot create its folder {str(folder)!r} "
+            f"({exc.strerror or type(exc).__name__})"
+        ) from None
 
 
 def _save_checkpoint(path: str | os.PathLike, **state: Any) -> None:

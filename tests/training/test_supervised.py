@@ -217,3 +217,19 @@ def test_unknown_frontends_and_tasks_fail_before_any_work():
     shipped = supervised.load_config("supervised_cpu")
     for name in shipped["frontends"]:
         assert supervised.frontend_settings(shipped, name)["kind"] in ("cgcnn", "transformer")
+
+
+def test_main_passes_the_runs_folder(tmp_path, monkeypatch, capsys):
+    seen = {}
+
+    def fake_train(cfg, name, **kwargs):
+        seen.update(kwargs, name=name)
+        return {"best_epoch": 1, "epochs_run": 1, "train_wall_time_s": 0.0,
+                "validation_mae": {"t": {"mae": 0.1, "unit": "eV"}}}  # fmt: skip
+
+    monkeypatch.setattr(supervised, "train_frontend", fake_train)
+    supervised.main(["--frontend", "cgcnn_mt", "--runs-dir", str(tmp_path / "ckpt")])
+    assert seen["name"] == "cgcnn_mt" and seen["runs_dir"] == str(tmp_path / "ckpt")
+    supervised.main(["--frontend", "cgcnn_mt"])
+    assert seen["runs_dir"] == str(supervised.RUNS_DIR)
+    assert "cgcnn_mt: best epoch 1 of 1" in capsys.readouterr().out

@@ -92,9 +92,9 @@ def fit_table(frame: pd.DataFrame, run_dir: Path, labels: Mapping[str, str]) -> 
     return table.reset_index()
 
 
-def fit_lines(fits: pd.DataFrame) -> list[str]:
-    """Markdown for :func:`fit_table`."""
-    if fits.empty:
+def fit_lines(fits: pd.DataFrame | None) -> list[str]:
+    """Markdown for :func:`fit_table` (none without fits)."""
+    if fits is None or fits.empty:
         return []
     lines = [
         "## Fit at the kept epoch (mean over seeds)",
@@ -189,7 +189,7 @@ def alignn_markdown(
         lines += [f"## {prop} ({group['unit'].iloc[0]})", ""]
         lines += option_table(group, ALIGNN_OPTIONS, seeds=True)
         lines.append("")
-    return lines + target_lines(table) + fit_lines(fits if fits is not None else pd.DataFrame())
+    return lines + target_lines(table) + fit_lines(fits)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
