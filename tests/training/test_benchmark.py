@@ -481,6 +481,14 @@ def test_alignn_fit_table_reads_the_kept_epoch_on_shared_seeds(tmp_path):
     assert fit_table(pd.DataFrame(rows), tmp_path, {"A": "a", "C": "c"}).empty
 
 
+def test_alignn_report_keeps_only_the_properties_alignn_was_fitted_on():
+    from training.benchmark.alignn import alignn_properties
+
+    table = pd.DataFrame({"property": ["p", "p", "q"], "option": ["vanilla", "alignn", "vanilla"]})
+    assert list(alignn_properties(table)["property"]) == ["p", "p"]
+    assert alignn_properties(table[table["property"] == "q"]).empty
+
+
 def test_transfer_table_scores_every_option_on_the_shared_seeds(tmp_path):
     from training.benchmark.transfer import transfer_table
 

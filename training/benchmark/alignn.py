@@ -46,6 +46,12 @@ def alignn_groups(section: Mapping[str, object]) -> dict[str, list[str]]:
     return out
 
 
+def alignn_properties(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the properties ALIGNN was fitted on; CGCNN-only properties are dropped."""
+    fitted = table.loc[table["option"] != "vanilla", "property"].unique()
+    return table[table["property"].isin(fitted)]
+
+
 def preset_table(
     frame: pd.DataFrame, run_dir: Path, candidates: Sequence[str], n_train: int
 ) -> pd.DataFrame:
@@ -206,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "vanilla" not in groups or "alignn" not in groups:
         parser.error("the config's curve.alignn_report needs vanilla and alignn labels")
     frame = ResultsFile(run_dir / "results.csv").read()
-    table = transfer_table(frame, run_dir, groups)
+    table = alignn_properties(transfer_table(frame, run_dir, groups))
     n_preset = int(section.get("preset_size", 1000))
     presets = preset_table(frame, run_dir, section.get("preset_candidates") or [], n_preset)
     fits = fit_table(frame, run_dir, {"CGCNN": groups["vanilla"][0], "ALIGNN": groups["alignn"][0]})
