@@ -484,7 +484,9 @@ def test_alignn_fit_table_reads_the_kept_epoch_on_shared_seeds(tmp_path):
 def test_alignn_report_keeps_only_the_properties_alignn_was_fitted_on():
     from training.benchmark.alignn import alignn_properties
 
-    table = pd.DataFrame({"property": ["p", "p", "q"], "option": ["vanilla", "alignn", "vanilla"]})
+    table = pd.DataFrame(
+        {"property": ["p", "p", "q", "q"], "option": ["vanilla", "alignn", "vanilla", "vectors"]}
+    )
     assert list(alignn_properties(table)["property"]) == ["p", "p"]
     assert alignn_properties(table[table["property"] == "q"]).empty
 

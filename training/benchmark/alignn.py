@@ -1,8 +1,9 @@
 """ALIGNN against CGCNN on the learning curve, and the choice of ALIGNN's CPU preset.
 
 The ``curve.alignn_report`` section of a config names the labels: ``vanilla`` (CGCNN on its
-own features), ``alignn`` (ALIGNN's CPU preset on the same features) and ``alignn_vectors``
-(ALIGNN on other vectors; several labels compete on validation), and ``preset_candidates``,
+own features), ``vectors`` (CGCNN on other vectors), ``alignn`` (ALIGNN's CPU preset on
+CGCNN's features) and ``alignn_vectors`` (ALIGNN on the other vectors; several labels of an
+option compete on validation), and ``preset_candidates``,
 the architectures the CPU preset was chosen from. Every option is scored as in
 :func:`training.benchmark.transfer.transfer_table`: chosen on validation, test MAE over paired
 seeds, change against vanilla CGCNN. The preset table ranks the candidates on validation MAE
@@ -28,7 +29,7 @@ from training.benchmark.results import ResultsFile
 from training.benchmark.transfer import option_table, plot_transfer, transfer_table
 
 #: Options of the report, in order.
-ALIGNN_OPTIONS = ("vanilla", "alignn", "alignn_vectors")
+ALIGNN_OPTIONS = ("vanilla", "vectors", "alignn", "alignn_vectors")
 #: At n = 1,000, ALIGNN's test MAE should be at most this share of CGCNN's on these.
 TARGET_RATIO = 0.85
 TARGET_PROPERTIES = ("formation_energy_peratom", "mbj_bandgap")
@@ -48,7 +49,7 @@ def alignn_groups(section: Mapping[str, object]) -> dict[str, list[str]]:
 
 def alignn_properties(table: pd.DataFrame) -> pd.DataFrame:
     """The rows of the properties ALIGNN was fitted on; CGCNN-only properties are dropped."""
-    fitted = table.loc[table["option"] != "vanilla", "property"].unique()
+    fitted = table.loc[table["option"].str.startswith("alignn"), "property"].unique()
     return table[table["property"].isin(fitted)]
 
 
