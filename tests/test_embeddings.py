@@ -607,6 +607,7 @@ def test_available_lists_every_builtin():
         "license",
         "corpus",
         "description",
+        "leak",
     ]
     names = set(table["name"])
     expected = {"crysatom", "atom2vec", "skipatom", "mat2vec", "megnet16", "magpie"}
@@ -615,6 +616,43 @@ def test_available_lists_every_builtin():
     assert row["dims"] == [200] and row["default_dim"] == 200 and "MIT" in row["license"]
     assert table.set_index("name").loc["random", "default_dim"] == 200
     assert table.set_index("name").loc["cgcnn", "dims"] == [92]
+
+
+FOUNDATION_TABLES = {
+    "chgnet": (64, "potential"),
+    "mace_mp0": (128, "potential"),
+    "orb_v2": (256, "potential"),
+    "sevennet": (128, "potential"),
+    "crystallm": (512, "label-free"),
+    "chemeleon": (512, "label-free"),
+    "matscibert": (768, "label-free"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FOUNDATION_TABLES))
+def test_foundation_model_tables_load_with_leak_class(name):
+    dim, leak = FOUNDATION_TABLES[name]
+    row = available().set_index("name").loc[name]
+    assert row["dims"] == [dim] and row["leak"].startswith(f"{leak}:")
+    embedding = load(name)
+    assert embedding.dim == dim
+    assert {"Fe", "O", "Si"} <= set(embedding.symbols)
+    assert np.isfinite(np.asarray(embedding.vector("Fe"))).all()
+    assert embedding.metadata["leak_class"] == leak
+    cells = embedding.metadata["leak"]
+    if leak == "potential":  # MPtrj held the MP energies of the benchmark crystals
+        assert cells["formation_energy_per_atom"] == "seen"
+        assert cells["formation_energy_peratom"] == "related"
+    assert cells["mbj_bandgap"] == "unseen" and cells["bulk_modulus_kv"] == "unseen"
+    # the file is read in place from the installed package, never copied into this one
+    assert "elementembeddings" in embedding.metadata["source"]
+
+
+def test_every_registry_entry_has_a_leak_class():
+    table = available()
+    assert table["leak"].notna().all()
+    assert table.set_index("name").loc["megnet16", "leak"].startswith("mp-formation-energy")
+    assert "K unseen" in table.set_index("name").loc["uae", "leak"]
 
 
 def test_load_is_cached_and_case_insensitive():

@@ -3,8 +3,10 @@
 * ``onehot``: one-hot of the element, H..Lr (Z = 1-103), 103 dimensions.
 * ``random``: N(0, 1) vectors for H..Fm (Z = 1-100), any dimension, seeded.
 * ``cgcnn``: see :mod:`crysatom_featurizers.embeddings.cgcnn`.
-* ``skipatom``, ``mat2vec``, ``megnet16``, ``magpie``, ``matscholar``: read
-  from the data files shipped by the ``elementembeddings`` package (MIT).
+* ``skipatom``, ``mat2vec``, ``megnet16``, ``magpie``, ``matscholar`` and the foundation-model
+  tables ``chgnet``, ``mace_mp0``, ``orb_v2``, ``sevennet``, ``crystallm``, ``chemeleon``,
+  ``matscibert``: read in place from the data files shipped by the ``elementembeddings``
+  package (MIT), with their leak class (:data:`LEAK_CLASSES`).
 * ``crysatom``, ``atom2vec``, ``uae``: vectors produced by this project's ``training/``
   scripts and stored as ``data/{name}_{dim}.json`` (or ``.json.gz``).
 """
@@ -28,6 +30,8 @@ __all__ = [
     "RANDOM_MAX_Z",
     "TRAINED_EMBEDDINGS",
     "ELEMENTEMBEDDINGS_SOURCES",
+    "LEAK_CLASSES",
+    "leak_summary",
     "onehot_embedding",
     "random_embedding",
     "elementembeddings_embedding",
@@ -112,6 +116,7 @@ ELEMENTEMBEDDINGS_SOURCES: dict[str, dict[str, Any]] = {
         "corpus_size": None,
         "original_license": "MIT (lantunes/skipatom)",
         "description": "SkipAtom: atom co-occurrence in crystal-structure graphs",
+        "leak": "label-free",
     },
     "mat2vec": {
         "file": "mat2vec.csv",
@@ -121,6 +126,7 @@ ELEMENTEMBEDDINGS_SOURCES: dict[str, dict[str, Any]] = {
         "corpus_size": 3300000,
         "original_license": "MIT (materialsintelligence/mat2vec)",
         "description": "mat2vec word embeddings of element names from the literature",
+        "leak": "label-free",
     },
     "megnet16": {
         "file": "megnet16.json",
@@ -131,6 +137,7 @@ ELEMENTEMBEDDINGS_SOURCES: dict[str, dict[str, Any]] = {
         "corpus_size": None,
         "original_license": "BSD-3-Clause (materialsvirtuallab/megnet)",
         "description": "MEGNet 16-dim element embedding layer",
+        "leak": "mp-formation-energy",
     },
     "magpie": {
         "file": "magpie.csv",
@@ -141,6 +148,7 @@ ELEMENTEMBEDDINGS_SOURCES: dict[str, dict[str, Any]] = {
         "corpus_size": None,
         "original_license": "see the Magpie project; file from Kaaiian/CBFV via elementembeddings",
         "description": "Magpie: 22 raw element properties (different units, not standardized)",
+        "leak": "label-free",
     },
     "matscholar": {
         "file": "matscholar-embedding.json",
@@ -151,8 +159,153 @@ ELEMENTEMBEDDINGS_SOURCES: dict[str, dict[str, Any]] = {
         "corpus_size": None,
         "original_license": "see lrcfmd/ElMD; file via elementembeddings",
         "description": "Matscholar element embeddings (matminer's matscholar_el)",
+        "leak": "label-free",
+    },
+    # Element tables read off foundation models: atom-level features averaged per element
+    # over Materials Project structures (elementembeddings 0.8). The potentials were trained
+    # on MPtrj (MP relaxation energies, forces, stresses, magnetic moments), so their
+    # knowledge has seen the MP formation energies of the benchmark crystals.
+    "chgnet": {
+        "file": "chgnet.csv",
+        "dim": 64,
+        "citation": "B. Deng et al., Nat. Mach. Intell. 5, 1031 (2023), "
+        "doi:10.1038/s42256-023-00716-3",
+        "corpus": "MPtrj: ~1.58 M frames of Materials Project relaxations (~146 k materials): "
+        "energies, forces, stresses, magnetic moments",
+        "corpus_size": 1580395,
+        "original_license": "modified BSD (CederGroupHub/chgnet)",
+        "description": "CHGNet 0.3.0 node features (last atom convolution), averaged per "
+        "element over MP structures",
+        "leak": "potential",
+    },
+    "mace_mp0": {
+        "file": "mace_mp0.csv",
+        "dim": 128,
+        "citation": "I. Batatia et al., arXiv:2401.00096 (2023), A foundation model for "
+        "atomistic materials chemistry",
+        "corpus": "MPtrj: ~1.58 M frames of Materials Project relaxations (energies, forces, "
+        "stresses)",
+        "corpus_size": 1580395,
+        "original_license": "see ACEsuit/mace-mp (MACE-MP-0 medium)",
+        "description": "MACE-MP-0 (medium) scalar invariants of the last interaction layer, "
+        "averaged per element over MP structures",
+        "leak": "potential",
+    },
+    "orb_v2": {
+        "file": "orb_v2.csv",
+        "dim": 256,
+        "citation": "M. Neumann et al., arXiv:2410.22570 (2024), Orb: a fast, scalable neural "
+        "network potential",
+        "corpus": "MPtrj and Alexandria (PBE energies, forces, stresses)",
+        "corpus_size": None,
+        "original_license": "Apache-2.0 (orbital-materials/orb-models)",
+        "description": "ORB-v2 node features at the input of the energy head, averaged per "
+        "element over MP structures",
+        "leak": "potential",
+    },
+    "sevennet": {
+        "file": "sevennet.csv",
+        "dim": 128,
+        "citation": "Y. Park et al., J. Chem. Theory Comput. 20, 4857 (2024), "
+        "doi:10.1021/acs.jctc.4c00190",
+        "corpus": "MPtrj: ~1.58 M frames of Materials Project relaxations (energies, forces, "
+        "stresses)",
+        "corpus_size": 1580395,
+        "original_license": "MIT (MDIL-SNU/SevenNet)",
+        "description": "SevenNet-0 scalar (l = 0) node features of the last equivariant gate, "
+        "averaged per element over MP structures",
+        "leak": "potential",
+    },
+    "crystallm": {
+        "file": "crystallm_v24c.dim512_atom_vectors.csv",
+        "dim": 512,
+        "citation": "L. M. Antunes, K. T. Butler and R. Grau-Crespo, Nat. Commun. 15, 10570 "
+        "(2024), doi:10.1038/s41467-024-54639-7",
+        "corpus": "CIF files of MP, OQMD and NOMAD structures (a language model of the text; "
+        "no property labels)",
+        "corpus_size": 2300000,
+        "original_license": "MIT (lantunes/CrystaLLM)",
+        "description": "CrystaLLM (v24c) 512-dim atom-token vectors",
+        "leak": "label-free",
+    },
+    "chemeleon": {
+        "file": "chemeleon.csv",
+        "dim": 512,
+        "citation": "H. Park, A. Onwuli and A. Walsh, Nat. Commun. 16, 4379 (2025), "
+        "doi:10.1038/s41467-025-59636-y",
+        "corpus": "MP-20 structures with text of their composition and crystal system "
+        "(a generative model; no property labels)",
+        "corpus_size": 45231,
+        "original_license": "MIT (hspark1212/chemeleon)",
+        "description": "Chemeleon-DNG node features after message passing at t = 0, averaged "
+        "per element over MP-20 structures",
+        "leak": "label-free",
+    },
+    "matscibert": {
+        "file": "matscibert.csv",
+        "dim": 768,
+        "citation": "T. Gupta, M. Zaki, N. M. A. Krishnan and Mausam, npj Comput. Mater. 8, "
+        "102 (2022), doi:10.1038/s41524-022-00784-w",
+        "corpus": "materials-science papers (a BERT language model)",
+        "corpus_size": None,
+        "original_license": "MIT (M3RG-IITD/MatSciBERT)",
+        "description": "MatSciBERT token-embedding vectors of the element symbols",
+        "leak": "label-free",
     },
 }
+
+#: What each leak class means for the five benchmark properties. A cell is *seen* when the
+#: table's training used that property's labels of the benchmark crystals, *related* when it
+#: used labels of overlapping compounds or of a closely related quantity, *unseen* otherwise.
+LEAK_CLASSES: dict[str, dict[str, str]] = {
+    "label-free": {
+        "formation_energy_per_atom": "unseen",
+        "formation_energy_peratom": "unseen",
+        "mbj_bandgap": "unseen",
+        "bulk_modulus_kv": "unseen",
+        "shear_modulus_gv": "unseen",
+    },
+    # MPtrj holds the MP energies of the MP benchmark crystals; JARVIS formation energies are
+    # energies of overlapping compounds under another functional; stresses (not moduli) were
+    # labels.
+    "potential": {
+        "formation_energy_per_atom": "seen",
+        "formation_energy_peratom": "related",
+        "mbj_bandgap": "unseen",
+        "bulk_modulus_kv": "unseen",
+        "shear_modulus_gv": "unseen",
+    },
+    # MEGNet's embedding layer was trained on MP formation energies (2018).
+    "mp-formation-energy": {
+        "formation_energy_per_atom": "seen",
+        "formation_energy_peratom": "related",
+        "mbj_bandgap": "unseen",
+        "bulk_modulus_kv": "unseen",
+        "shear_modulus_gv": "unseen",
+    },
+    # uae: trained on JARVIS E_f and band gap and MP E_f with every benchmark validation and
+    # test formula removed (no label of a benchmark crystal; the properties were tasks).
+    "label-trained, leak-free": {
+        "formation_energy_per_atom": "seen (task, test formulas removed)",
+        "formation_energy_peratom": "seen (task, test formulas removed)",
+        "mbj_bandgap": "seen (task, test formulas removed)",
+        "bulk_modulus_kv": "unseen",
+        "shear_modulus_gv": "unseen",
+    },
+}
+
+
+def leak_summary(leak: str) -> str:
+    """One line for the registry table: the leak class and its cells."""
+    cells = LEAK_CLASSES[leak]
+    short = {
+        "formation_energy_per_atom": "MP E_f",
+        "formation_energy_peratom": "JARVIS E_f",
+        "mbj_bandgap": "band gap",
+        "bulk_modulus_kv": "K",
+        "shear_modulus_gv": "G",
+    }
+    return f"{leak}: " + ", ".join(f"{short[p]} {c.split(' (')[0]}" for p, c in cells.items())
 
 
 def _elementembeddings_dir() -> Path:
@@ -217,6 +370,8 @@ def elementembeddings_embedding(name: str) -> ElementEmbedding:
         "original_license": info["original_license"],
         "package_citation": ELEMENTEMBEDDINGS_CITATION,
         "description": info["description"],
+        "leak_class": info["leak"],
+        "leak": LEAK_CLASSES[info["leak"]],
         "dropped_not_elements": not_elements,
         "dropped_non_finite": non_finite,
     }
@@ -269,6 +424,7 @@ TRAINED_EMBEDDINGS: dict[str, dict[str, Any]] = {
         "formula is a benchmark validation or test formula; the moduli are unseen. Default "
         "(256): the element averages of the input map and the 3 convolutions of the label-"
         "trained CGCNN side by side, chosen on validation",
+        "leak": "label-trained, leak-free",
     },
     "atom2vec": {
         "dims": (50, 100, 200),

@@ -13,13 +13,23 @@ mat2vec     200                200          elementembeddings (MIT)
 matscholar  200                200          elementembeddings (MIT)
 megnet16    16                 16           elementembeddings (MIT)
 magpie      22                 22           elementembeddings (MIT), raw property values
+chgnet      64                 64           elementembeddings (MIT), CHGNet node features
+mace_mp0    128                128          elementembeddings (MIT), MACE-MP-0 invariants
+orb_v2      256                256          elementembeddings (MIT), ORB-v2 node features
+sevennet    128                128          elementembeddings (MIT), SevenNet-0 scalars
+crystallm   512                512          elementembeddings (MIT), CrystaLLM token vectors
+chemeleon   512                512          elementembeddings (MIT), Chemeleon node features
+matscibert  768                768          elementembeddings (MIT), MatSciBERT tokens
 cgcnn       92                 92           CGCNN one-hot bins, rebuilt from pymatgen data
 onehot      103                103          one-hot of the element, H..Lr
 random      any                200          N(0, 1), seeded (``seed=0``), H..Fm
 ==========  =================  ===========  ================================================
 
 For ``crysatom``, ``atom2vec`` and ``uae`` only the dimensions whose vector files exist
-are listed by :func:`available`.
+are listed by :func:`available`. Its ``leak`` column says, per benchmark property, whether the
+table's training saw that property's labels (``seen``), labels of overlapping compounds or a
+close quantity (``related``), or neither (``unseen``); see
+:data:`crysatom_featurizers.embeddings.builtin.LEAK_CLASSES`.
 """
 
 from __future__ import annotations
@@ -63,7 +73,7 @@ _CACHE: dict[tuple, ElementEmbedding] = {}
 _LOCK = threading.RLock()
 _BUILTINS_READY = False
 
-_INFO_COLUMNS = ("source", "citation", "license", "corpus", "description")
+_INFO_COLUMNS = ("source", "citation", "license", "corpus", "description", "leak")
 
 
 def _normalize(name: str) -> str:
@@ -96,6 +106,7 @@ def _register_builtins() -> None:
                     "license": "MIT (this package)",
                     "corpus": "see training/ configs and the file's metadata",
                     "description": info["description"],
+                    "leak": builtin.leak_summary(info.get("leak", "label-free")),
                 },
                 dims_getter=(lambda _name=name: builtin.trained_dims(_name)),
             )
@@ -113,6 +124,7 @@ def _register_builtins() -> None:
                     "license": f"MIT (elementembeddings); original: {info['original_license']}",
                     "corpus": info["corpus"],
                     "description": info["description"],
+                    "leak": builtin.leak_summary(info["leak"]),
                 },
             )
         )
@@ -129,6 +141,7 @@ def _register_builtins() -> None:
                 "license": "MIT (this package)",
                 "corpus": "tabulated element properties (no training)",
                 "description": "CGCNN one-hot encoding of 9 binned element properties, H..Fm",
+                "leak": builtin.leak_summary("label-free"),
             },
         )
     )
@@ -144,6 +157,7 @@ def _register_builtins() -> None:
                 "license": "MIT (this package)",
                 "corpus": None,
                 "description": "one-hot of the element, H..Lr",
+                "leak": builtin.leak_summary("label-free"),
             },
         )
     )
@@ -159,6 +173,7 @@ def _register_builtins() -> None:
                 "license": "MIT (this package)",
                 "corpus": None,
                 "description": "N(0, 1) random vectors, any dimension, H..Fm; load(..., seed=)",
+                "leak": builtin.leak_summary("label-free"),
             },
         )
     )
@@ -173,7 +188,8 @@ def available() -> pd.DataFrame:
     pandas.DataFrame
         One row per name with columns ``name``, ``dims`` (list of int; ``None``
         when any dimension works), ``default_dim``, ``source``, ``citation``,
-        ``license``, ``corpus`` and ``description``. For ``crysatom`` and
+        ``license``, ``corpus``, ``description`` and ``leak`` (the leak class and its
+        cells on the five benchmark properties). For ``crysatom`` and
         ``atom2vec``, ``dims`` lists only the generated vector files (possibly
         none).
     """

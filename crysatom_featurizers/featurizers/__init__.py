@@ -6,6 +6,9 @@
 * :class:`ElementEmbeddingStructureFeaturizer`: statistics of site vectors pooled over a
   structure.
 * :class:`EmbeddingElementData`: a data source for matminer's ``ElementProperty``.
+* :class:`UniversalPotentialSiteFeaturizer`, :class:`UniversalPotentialStructureFeaturizer`:
+  latent vectors and predictions of a universal interatomic potential (CHGNet, SevenNet;
+  the ``[potentials]`` extra).
 
 Each generic featurizer has preset subclasses that always use one embedding: ``CrysAtom*``,
 ``Atom2Vec*``, ``SkipAtom*`` and ``Random*`` (they take ``dim`` and the other options, never
@@ -25,6 +28,11 @@ from crysatom_featurizers.featurizers.composition import (
     SkipAtomCompositionFeaturizer,
 )
 from crysatom_featurizers.featurizers.data_source import CrysAtomElementData, EmbeddingElementData
+from crysatom_featurizers.featurizers.potential import (
+    PHYSICS_FEATURES,
+    UniversalPotentialSiteFeaturizer,
+    UniversalPotentialStructureFeaturizer,
+)
 from crysatom_featurizers.featurizers.site import (
     Atom2VecSiteFeaturizer,
     CrysAtomSiteFeaturizer,
@@ -43,6 +51,7 @@ from crysatom_featurizers.featurizers.structure import (
 __all__ = [
     "CRYSATOM_CITATION",
     "DEFAULT_STATS",
+    "PHYSICS_FEATURES",
     "STAT_ALIASES",
     "Atom2VecCompositionFeaturizer",
     "Atom2VecSiteFeaturizer",
@@ -62,5 +71,7 @@ __all__ = [
     "SkipAtomCompositionFeaturizer",
     "SkipAtomSiteFeaturizer",
     "SkipAtomStructureFeaturizer",
+    "UniversalPotentialSiteFeaturizer",
+    "UniversalPotentialStructureFeaturizer",
     "clear_formula_cache",
 ]

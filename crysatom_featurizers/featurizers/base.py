@@ -201,7 +201,243 @@ def join_columns(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
         return pd.concat([left, right], axis=1, copy=False)
 
 
-class ElementEmbeddingFeaturizer(BaseFeaturizer):
+class BatchFeaturizer(BaseFeaturizer):
+    """matminer's featurizer protocol on one in-process batch path (not used directly).
+
+    Subclasses implement :meth:`_featurize_batch` (many entries at once, errors per entry)
+    and :meth:`feature_labels`; :meth:`featurize_many`, :meth:`featurize_dataframe` and
+    :meth:`transform` follow matminer's contract on top of it.
+    """
+
+    #: Default ``col_id`` of :meth:`featurize_dataframe`.
+    default_column = "composition"
+
+    def implementors(self) -> list[str]:
+        return ["crysatom-featurizers developers"]
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Output feature names (scikit-learn's convention), equal to :meth:`feature_labels`.
+
+        Parameters
+        ----------
+        input_features : array-like of str, optional
+            Names of the input column(s); accepted for scikit-learn compatibility and unused,
+            since the output names depend only on the embedding and the parameters.
+
+        Returns
+        -------
+        numpy.ndarray of str (object dtype)
+        """
+        return np.asarray(self.feature_labels(), dtype=object)
+
+    # ----------------------------------------------------------------- batch protocol
+    def _featurize_batch(
+        self, entries: Sequence[Any]
+    ) -> tuple[np.ndarray, dict[int, BaseException]]:
+        """Vectorized features of many entries: (array (n, n_features), position -> error)."""
+        raise NotImplementedError
+
+    def _run_batch(
+        self, entries: Sequence[Any], pbar: bool
+    ) -> tuple[np.ndarray, dict[int, BaseException]]:
+        """:meth:`_featurize_batch`, with a progress bar where the work is long enough."""
+        return self._featurize_batch(entries)
+
+    def _normalize_entries(self, entries: Any) -> list[Any]:
+        """matminer accepts a list of inputs or of 1-tuples; reduce both to a list of inputs."""
+        if isinstance(entries, pd.DataFrame):
+            if entries.shape[1] != 1:
+                raise ValueError(
+                    f"{type(self).__name__} takes one input column, got {entries.shape[1]}"
+                )
+            return list(entries.iloc[:, 0])
+        if isinstance(entries, pd.Series):
+            return list(entries)
+        if not isinstance(entries, (list, tuple, np.ndarray)):
+            raise TypeError(
+                f"entries must be list-like (list, tuple, array, Series), got "
+                f"{type(entries).__name__}"
+            )
+        if isinstance(entries, np.ndarray) and entries.ndim == 2:
+            if entries.shape[1] != 1:
+                raise ValueError(
+                    f"{type(self).__name__} takes one input column, got {entries.shape[1]}"
+                )
+            return list(entries[:, 0])
+        items = list(entries)
+        return [
+            item[0]
+            if isinstance(item, (tuple, list, np.ndarray))
+            and not isinstance(item, str)
+            and len(item) == 1
+            else item
+            for item in items
+        ]
+
+    def featurize_many(
+        self,
+        entries: Any,
+        ignore_errors: bool = False,
+        return_errors: bool = False,
+        pbar: bool = False,
+    ) -> np.ndarray | list[list[Any]]:
+        """Featurize many entries on the vectorized path.
+
+        Parameters
+        ----------
+        entries : list-like
+            Inputs (or matminer-style 1-tuples of inputs).
+        ignore_errors : bool, default False
+            Give a failing entry NaN features instead of raising.
+        return_errors : bool, default False
+            Append the formatted error (NaN when none) to each row; needs ``ignore_errors``.
+        pbar : bool, default False
+            Show a progress bar where the work is long (the universal-potential featurizers);
+            the element-embedding lookups show none.
+
+        Returns
+        -------
+        numpy.ndarray or list of list
+            Float array of shape ``(n_entries, n_features)``; with ``return_errors``, matminer's
+            list of rows with the error text as the last item.
+
+        Raises
+        ------
+        ValueError
+            If an entry fails and ``ignore_errors`` is False (the message names the entry), or
+            if ``return_errors`` is set without ``ignore_errors``.
+        """
+        if return_errors and not ignore_errors:
+            raise ValueError("Please set ignore_errors to True to use return_errors.")
+        items = self._normalize_entries(entries)
+        features, errors = self._run_batch(items, pbar)
+        if errors and not ignore_errors:
+            position = min(errors)
+            raise reraise_for_row(errors[position], position) from errors[position]
+        if return_errors:
+            texts = {i: format_error(e) for i, e in errors.items()}
+            return [[*row, texts.get(i, float("nan"))] for i, row in enumerate(features.tolist())]
+        return features
+
+    def transform(self, X: Any) -> np.ndarray:
+        """scikit-learn ``transform``: features of ``X`` as an array (failing rows are NaN)."""
+        return self.featurize_many(X, ignore_errors=True, return_errors=False, pbar=False)
+
+    def featurize_dataframe(
+        self,
+        df: pd.DataFrame,
+        col_id: str | Sequence[str] | None = None,
+        ignore_errors: bool = False,
+        return_errors: bool = False,
+        inplace: bool = False,
+        multiindex: bool = False,
+        pbar: bool = False,
+    ) -> pd.DataFrame | None:
+        """Add one row of features per input row, on the vectorized path.
+
+        Same contract as :meth:`matminer.featurizers.base.BaseFeaturizer.featurize_dataframe`
+        (feature columns appended after the input columns, NaN rows and an
+        ``"<ClassName> Exceptions"`` column for failures with ``ignore_errors``/
+        ``return_errors``).
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+        col_id : str, optional
+            Input column; defaults to :attr:`default_column`.
+        ignore_errors, return_errors, inplace, multiindex : bool
+            As in matminer.
+        pbar : bool
+            Show a progress bar where the work is long (see :meth:`featurize_many`).
+
+        Returns
+        -------
+        pandas.DataFrame or None
+            ``None`` when ``inplace``.
+        """
+        if col_id is None:
+            col_id = self.default_column
+        columns = [col_id] if isinstance(col_id, str) else list(col_id)
+        if len(columns) != 1:
+            raise ValueError(f"{type(self).__name__} takes one input column, got {columns}")
+        entries = list(df[columns[0]])
+        return self._attach_rows(
+            df,
+            entries,
+            ignore_errors,
+            return_errors,
+            inplace,
+            multiindex,
+            index=df.index,
+            pbar=pbar,
+        )
+
+    def _checked_output_labels(
+        self, df: pd.DataFrame, multiindex: bool, return_errors: bool
+    ) -> list[Any]:
+        """Output column labels, after matminer's checks on the input frame's columns."""
+        if not multiindex and isinstance(df.columns, pd.MultiIndex):
+            raise ValueError(
+                "Please enable multiindexing to featurize an input dataframe containing a "
+                "column multiindex."
+            )
+        labels = self._generate_column_labels(multiindex, return_errors)
+        if not isinstance(labels, list):
+            labels = labels.tolist()
+        if not getattr(self, "_overwrite_data", False):
+            clashes = [c for c in df.columns.values if c in labels]
+            if clashes:
+                raise ValueError(f'"{clashes[0]}" exists in input dataframe')
+        return labels
+
+    def _attach_rows(
+        self,
+        df: pd.DataFrame,
+        entries: list[Any],
+        ignore_errors: bool,
+        return_errors: bool,
+        inplace: bool,
+        multiindex: bool,
+        index: pd.Index,
+        pbar: bool = False,
+    ) -> pd.DataFrame | None:
+        """Featurize ``entries`` (one per row of ``df``) and join the features to ``df``."""
+        from matminer.utils.utils import homogenize_multiindex
+
+        if return_errors and not ignore_errors:
+            raise ValueError("Please set ignore_errors to True to use return_errors.")
+        if multiindex and inplace:
+            warnings.warn(
+                "Multiindexing enabled with inplace=True! The original dataframe index has "
+                "changed.",
+                stacklevel=3,
+            )
+        labels = self._checked_output_labels(df, multiindex, return_errors)
+        features, errors = self._run_batch(entries, pbar)
+        if errors and not ignore_errors:
+            position = min(errors)
+            raise reraise_for_row(errors[position], index[position]) from errors[position]
+        plain = self.feature_labels()
+        result = pd.DataFrame(features, index=index, columns=plain, copy=False)
+        if return_errors:
+            column = np.full(len(index), np.nan, dtype=object)
+            for position, error in errors.items():
+                column[position] = format_error(error)
+            result[f"{type(self).__name__} Exceptions"] = column
+        if multiindex:
+            df = homogenize_multiindex(df, "Input Data")
+            result.columns = pd.MultiIndex.from_tuples(labels)
+        if inplace:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+                df[result.columns.tolist()] = result
+            return None
+        if getattr(self, "_overwrite_data", False):
+            df = df.drop(columns=[c for c in result.columns if c in df.columns])
+        return join_columns(df.copy(), result)
+
+
+class ElementEmbeddingFeaturizer(BatchFeaturizer):
     """Base of the element-embedding featurizers (not used directly).
 
     Parameters
@@ -315,212 +551,3 @@ class ElementEmbeddingFeaturizer(BaseFeaturizer):
             if item and item not in citations:
                 citations.append(str(item))
         return citations
-
-    def implementors(self) -> list[str]:
-        return ["crysatom-featurizers developers"]
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """Output feature names (scikit-learn's convention), equal to :meth:`feature_labels`.
-
-        Parameters
-        ----------
-        input_features : array-like of str, optional
-            Names of the input column(s); accepted for scikit-learn compatibility and unused,
-            since the output names depend only on the embedding and the parameters.
-
-        Returns
-        -------
-        numpy.ndarray of str (object dtype)
-        """
-        return np.asarray(self.feature_labels(), dtype=object)
-
-    # ----------------------------------------------------------------- batch protocol
-    def _featurize_batch(
-        self, entries: Sequence[Any]
-    ) -> tuple[np.ndarray, dict[int, BaseException]]:
-        """Vectorized features of many entries: (array (n, n_features), position -> error)."""
-        raise NotImplementedError
-
-    def _normalize_entries(self, entries: Any) -> list[Any]:
-        """matminer accepts a list of inputs or of 1-tuples; reduce both to a list of inputs."""
-        if isinstance(entries, pd.DataFrame):
-            if entries.shape[1] != 1:
-                raise ValueError(
-                    f"{type(self).__name__} takes one input column, got {entries.shape[1]}"
-                )
-            return list(entries.iloc[:, 0])
-        if isinstance(entries, pd.Series):
-            return list(entries)
-        if not isinstance(entries, (list, tuple, np.ndarray)):
-            raise TypeError(
-                f"entries must be list-like (list, tuple, array, Series), got "
-                f"{type(entries).__name__}"
-            )
-        if isinstance(entries, np.ndarray) and entries.ndim == 2:
-            if entries.shape[1] != 1:
-                raise ValueError(
-                    f"{type(self).__name__} takes one input column, got {entries.shape[1]}"
-                )
-            return list(entries[:, 0])
-        items = list(entries)
-        return [
-            item[0]
-            if isinstance(item, (tuple, list, np.ndarray))
-            and not isinstance(item, str)
-            and len(item) == 1
-            else item
-            for item in items
-        ]
-
-    def featurize_many(
-        self,
-        entries: Any,
-        ignore_errors: bool = False,
-        return_errors: bool = False,
-        pbar: bool = False,
-    ) -> np.ndarray | list[list[Any]]:
-        """Featurize many entries on the vectorized path.
-
-        Parameters
-        ----------
-        entries : list-like
-            Inputs (or matminer-style 1-tuples of inputs).
-        ignore_errors : bool, default False
-            Give a failing entry NaN features instead of raising.
-        return_errors : bool, default False
-            Append the formatted error (NaN when none) to each row; needs ``ignore_errors``.
-        pbar : bool, default False
-            Accepted for compatibility; the vectorized path shows no progress bar.
-
-        Returns
-        -------
-        numpy.ndarray or list of list
-            Float array of shape ``(n_entries, n_features)``; with ``return_errors``, matminer's
-            list of rows with the error text as the last item.
-
-        Raises
-        ------
-        ValueError
-            If an entry fails and ``ignore_errors`` is False (the message names the entry), or
-            if ``return_errors`` is set without ``ignore_errors``.
-        """
-        if return_errors and not ignore_errors:
-            raise ValueError("Please set ignore_errors to True to use return_errors.")
-        items = self._normalize_entries(entries)
-        features, errors = self._featurize_batch(items)
-        if errors and not ignore_errors:
-            position = min(errors)
-            raise reraise_for_row(errors[position], position) from errors[position]
-        if return_errors:
-            texts = {i: format_error(e) for i, e in errors.items()}
-            return [[*row, texts.get(i, float("nan"))] for i, row in enumerate(features.tolist())]
-        return features
-
-    def transform(self, X: Any) -> np.ndarray:
-        """scikit-learn ``transform``: features of ``X`` as an array (failing rows are NaN)."""
-        return self.featurize_many(X, ignore_errors=True, return_errors=False, pbar=False)
-
-    def featurize_dataframe(
-        self,
-        df: pd.DataFrame,
-        col_id: str | Sequence[str] | None = None,
-        ignore_errors: bool = False,
-        return_errors: bool = False,
-        inplace: bool = False,
-        multiindex: bool = False,
-        pbar: bool = False,
-    ) -> pd.DataFrame | None:
-        """Add one row of features per input row, on the vectorized path.
-
-        Same contract as :meth:`matminer.featurizers.base.BaseFeaturizer.featurize_dataframe`
-        (feature columns appended after the input columns, NaN rows and an
-        ``"<ClassName> Exceptions"`` column for failures with ``ignore_errors``/
-        ``return_errors``).
-
-        Parameters
-        ----------
-        df : pandas.DataFrame
-        col_id : str, optional
-            Input column; defaults to :attr:`default_column`.
-        ignore_errors, return_errors, inplace, multiindex : bool
-            As in matminer.
-        pbar : bool
-            Accepted for compatibility; ignored.
-
-        Returns
-        -------
-        pandas.DataFrame or None
-            ``None`` when ``inplace``.
-        """
-        if col_id is None:
-            col_id = self.default_column
-        columns = [col_id] if isinstance(col_id, str) else list(col_id)
-        if len(columns) != 1:
-            raise ValueError(f"{type(self).__name__} takes one input column, got {columns}")
-        entries = list(df[columns[0]])
-        return self._attach_rows(
-            df, entries, ignore_errors, return_errors, inplace, multiindex, index=df.index
-        )
-
-    def _checked_output_labels(
-        self, df: pd.DataFrame, multiindex: bool, return_errors: bool
-    ) -> list[Any]:
-        """Output column labels, after matminer's checks on the input frame's columns."""
-        if not multiindex and isinstance(df.columns, pd.MultiIndex):
-            raise ValueError(
-                "Please enable multiindexing to featurize an input dataframe containing a "
-                "column multiindex."
-            )
-        labels = self._generate_column_labels(multiindex, return_errors)
-        if not isinstance(labels, list):
-            labels = labels.tolist()
-        if not getattr(self, "_overwrite_data", False):
-            clashes = [c for c in df.columns.values if c in labels]
-            if clashes:
-                raise ValueError(f'"{clashes[0]}" exists in input dataframe')
-        return labels
-
-    def _attach_rows(
-        self,
-        df: pd.DataFrame,
-        entries: list[Any],
-        ignore_errors: bool,
-        return_errors: bool,
-        inplace: bool,
-        multiindex: bool,
-        index: pd.Index,
-    ) -> pd.DataFrame | None:
-        """Featurize ``entries`` (one per row of ``df``) and join the features to ``df``."""
-        from matminer.utils.utils import homogenize_multiindex
-
-        if return_errors and not ignore_errors:
-            raise ValueError("Please set ignore_errors to True to use return_errors.")
-        if multiindex and inplace:
-            warnings.warn(
-                "Multiindexing enabled with inplace=True! The original dataframe index has "
-                "changed.",
-                stacklevel=3,
-            )
-        labels = self._checked_output_labels(df, multiindex, return_errors)
-        features, errors = self._featurize_batch(entries)
-        if errors and not ignore_errors:
-            position = min(errors)
-            raise reraise_for_row(errors[position], index[position]) from errors[position]
-        plain = self.feature_labels()
-        result = pd.DataFrame(features, index=index, columns=plain, copy=False)
-        if return_errors:
-            column = np.full(len(index), np.nan, dtype=object)
-            for position, error in errors.items():
-                column[position] = format_error(error)
-            result[f"{type(self).__name__} Exceptions"] = column
-        if multiindex:
-            df = homogenize_multiindex(df, "Input Data")
-            result.columns = pd.MultiIndex.from_tuples(labels)
-        if inplace:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
-                df[result.columns.tolist()] = result
-            return None
-        if getattr(self, "_overwrite_data", False):
-            df = df.drop(columns=[c for c in result.columns if c in df.columns])
-        return join_columns(df.copy(), result)

@@ -34,6 +34,7 @@ __all__ = [
     "CrysAtomSiteFeaturizer",
     "ElementEmbeddingSiteFeaturizer",
     "RandomSiteFeaturizer",
+    "SiteRowsMixin",
     "SkipAtomSiteFeaturizer",
 ]
 
@@ -41,7 +42,136 @@ __all__ = [
 NO_SITE = -1
 
 
-class ElementEmbeddingSiteFeaturizer(ElementEmbeddingFeaturizer):
+class SiteRowsMixin:
+    """matminer's site-featurizer input conventions, shared by the site featurizers.
+
+    Batch inputs are ``(structure, site index)`` pairs; :meth:`featurize_dataframe` with a
+    single structure column gives one row per site. The class implements
+    ``featurize_structures`` (every site of many structures) and ``_featurize_batch``.
+    """
+
+    def _normalize_entries(self, entries: Any) -> list[Any]:
+        if isinstance(entries, pd.DataFrame):
+            if entries.shape[1] != 2:
+                raise ValueError(
+                    f"{type(self).__name__} takes (structure, site index) pairs, got "
+                    f"{entries.shape[1]} columns"
+                )
+            return list(zip(entries.iloc[:, 0], entries.iloc[:, 1]))
+        if not isinstance(entries, (list, tuple, np.ndarray, pd.Series)):
+            raise TypeError(f"entries must be list-like, got {type(entries).__name__}")
+        items = list(entries)
+        for item in items[:1]:
+            if not (isinstance(item, (tuple, list, np.ndarray)) and len(item) == 2):
+                raise TypeError(
+                    f"{type(self).__name__}.featurize_many takes (structure, site index) pairs; "
+                    f"got {type(item).__name__}. Use featurize_dataframe(df) for all sites."
+                )
+        return items
+
+    def featurize_dataframe(
+        self,
+        df: pd.DataFrame,
+        col_id: str | Sequence[str] | None = None,
+        ignore_errors: bool = False,
+        return_errors: bool = False,
+        inplace: bool = False,
+        multiindex: bool = False,
+        pbar: bool = False,
+    ) -> pd.DataFrame | None:
+        """Site features for a DataFrame.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+        col_id : str or [str, str], default "structure"
+            A single structure column: **one output row per site**. The result is indexed by a
+            two-level MultiIndex (original row label, ``"site"`` index); its columns are the
+            input columns (each input row repeated once per site) followed by the feature
+            columns. An input that is not a structure gets one row with site index -1 (NaN
+            features, with ``ignore_errors``).
+            ``[structure_column, site_column]``: matminer's convention, one output row per
+            input row with the vector of that site; the index is unchanged.
+        ignore_errors, return_errors, multiindex : bool
+            As in matminer; errors are per site.
+        inplace : bool
+            Only with a site column (a per-site result has new rows).
+        pbar : bool
+            Show a progress bar where the work is long (the universal-potential featurizer).
+
+        Returns
+        -------
+        pandas.DataFrame or None
+        """
+        if col_id is None:
+            col_id = self.default_column
+        columns = [col_id] if isinstance(col_id, str) else list(col_id)
+        if len(columns) == 2:
+            entries = list(zip(df[columns[0]], df[columns[1]]))
+            return self._attach_rows(
+                df,
+                entries,
+                ignore_errors,
+                return_errors,
+                inplace,
+                multiindex,
+                index=df.index,
+                pbar=pbar,
+            )
+        if len(columns) != 1:
+            raise ValueError(
+                "col_id must be a structure column or [structure column, site column], "
+                f"got {columns}"
+            )
+        if inplace:
+            raise ValueError(
+                "inplace=True needs a site column: one row per site adds rows to the DataFrame"
+            )
+        if return_errors and not ignore_errors:
+            raise ValueError("Please set ignore_errors to True to use return_errors.")
+        features, positions, sites, errors = self.featurize_structures(
+            list(df[columns[0]]), pbar=pbar
+        )
+        index = pd.MultiIndex.from_arrays(
+            [df.index.values[positions], sites], names=[df.index.name, "site"]
+        )
+        if errors and not ignore_errors:
+            row = min(errors)
+            raise reraise_for_row(errors[row], index[row]) from errors[row]
+        return self._attach_site_rows(
+            df, features, positions, index, errors, return_errors, multiindex
+        )
+
+    def _attach_site_rows(
+        self,
+        df: pd.DataFrame,
+        features: np.ndarray,
+        positions: np.ndarray,
+        index: pd.MultiIndex,
+        errors: dict[int, BaseException],
+        return_errors: bool,
+        multiindex: bool,
+    ) -> pd.DataFrame:
+        from matminer.utils.utils import homogenize_multiindex
+
+        labels = self._checked_output_labels(df, multiindex, return_errors)
+        result = pd.DataFrame(features, index=index, columns=self.feature_labels(), copy=False)
+        if return_errors:
+            column = np.full(len(index), np.nan, dtype=object)
+            for row, error in errors.items():
+                column[row] = format_error(error)
+            result[f"{type(self).__name__} Exceptions"] = column
+        if multiindex:
+            df = homogenize_multiindex(df, "Input Data")
+            result.columns = pd.MultiIndex.from_tuples(labels)
+        repeated = df.iloc[positions]
+        repeated.index = index
+        if getattr(self, "_overwrite_data", False):
+            repeated = repeated.drop(columns=[c for c in result.columns if c in repeated.columns])
+        return join_columns(repeated, result)
+
+
+class ElementEmbeddingSiteFeaturizer(SiteRowsMixin, ElementEmbeddingFeaturizer):
     """The element-embedding vector of a site.
 
     Features
@@ -116,26 +246,6 @@ class ElementEmbeddingSiteFeaturizer(ElementEmbeddingFeaturizer):
             vector += float(occupancy) * np.asarray(embedding.vector(species), dtype=np.float64)
         return vector.tolist()
 
-    # ------------------------------------------------------------------ batch paths
-    def _normalize_entries(self, entries: Any) -> list[Any]:
-        if isinstance(entries, pd.DataFrame):
-            if entries.shape[1] != 2:
-                raise ValueError(
-                    f"{type(self).__name__} takes (structure, site index) pairs, got "
-                    f"{entries.shape[1]} columns"
-                )
-            return list(zip(entries.iloc[:, 0], entries.iloc[:, 1]))
-        if not isinstance(entries, (list, tuple, np.ndarray, pd.Series)):
-            raise TypeError(f"entries must be list-like, got {type(entries).__name__}")
-        items = list(entries)
-        for item in items[:1]:
-            if not (isinstance(item, (tuple, list, np.ndarray)) and len(item) == 2):
-                raise TypeError(
-                    f"{type(self).__name__}.featurize_many takes (structure, site index) pairs; "
-                    f"got {type(item).__name__}. Use featurize_dataframe(df) for all sites."
-                )
-        return items
-
     def _featurize_batch(
         self, entries: Sequence[Any]
     ) -> tuple[np.ndarray, dict[int, BaseException]]:
@@ -172,13 +282,15 @@ class ElementEmbeddingSiteFeaturizer(ElementEmbeddingFeaturizer):
         return features, errors
 
     def featurize_structures(
-        self, structures: Sequence[Any]
+        self, structures: Sequence[Any], pbar: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, BaseException]]:
         """Vectors of every site of many structures, on the vectorized path.
 
         Parameters
         ----------
         structures : sequence of Structure
+        pbar : bool, default False
+            Accepted for the common site-featurizer signature; a lookup shows no bar.
 
         Returns
         -------
@@ -248,98 +360,6 @@ class ElementEmbeddingSiteFeaturizer(ElementEmbeddingFeaturizer):
             np.concatenate(site_indices) if site_indices else empty,
             errors,
         )
-
-    def featurize_dataframe(
-        self,
-        df: pd.DataFrame,
-        col_id: str | Sequence[str] | None = None,
-        ignore_errors: bool = False,
-        return_errors: bool = False,
-        inplace: bool = False,
-        multiindex: bool = False,
-        pbar: bool = False,
-    ) -> pd.DataFrame | None:
-        """Site features for a DataFrame.
-
-        Parameters
-        ----------
-        df : pandas.DataFrame
-        col_id : str or [str, str], default "structure"
-            A single structure column: **one output row per site**. The result is indexed by a
-            two-level MultiIndex (original row label, ``"site"`` index); its columns are the
-            input columns (each input row repeated once per site) followed by the feature
-            columns. An input that is not a structure gets one row with site index -1 (NaN
-            features, with ``ignore_errors``).
-            ``[structure_column, site_column]``: matminer's convention, one output row per
-            input row with the vector of that site; the index is unchanged.
-        ignore_errors, return_errors, multiindex : bool
-            As in matminer; errors are per site.
-        inplace : bool
-            Only with a site column (a per-site result has new rows).
-        pbar : bool
-            Accepted for compatibility; ignored.
-
-        Returns
-        -------
-        pandas.DataFrame or None
-        """
-        if col_id is None:
-            col_id = self.default_column
-        columns = [col_id] if isinstance(col_id, str) else list(col_id)
-        if len(columns) == 2:
-            entries = list(zip(df[columns[0]], df[columns[1]]))
-            return self._attach_rows(
-                df, entries, ignore_errors, return_errors, inplace, multiindex, index=df.index
-            )
-        if len(columns) != 1:
-            raise ValueError(
-                "col_id must be a structure column or [structure column, site column], "
-                f"got {columns}"
-            )
-        if inplace:
-            raise ValueError(
-                "inplace=True needs a site column: one row per site adds rows to the DataFrame"
-            )
-        if return_errors and not ignore_errors:
-            raise ValueError("Please set ignore_errors to True to use return_errors.")
-        features, positions, sites, errors = self.featurize_structures(list(df[columns[0]]))
-        index = pd.MultiIndex.from_arrays(
-            [df.index.values[positions], sites], names=[df.index.name, "site"]
-        )
-        if errors and not ignore_errors:
-            row = min(errors)
-            raise reraise_for_row(errors[row], index[row]) from errors[row]
-        return self._attach_site_rows(
-            df, features, positions, index, errors, return_errors, multiindex
-        )
-
-    def _attach_site_rows(
-        self,
-        df: pd.DataFrame,
-        features: np.ndarray,
-        positions: np.ndarray,
-        index: pd.MultiIndex,
-        errors: dict[int, BaseException],
-        return_errors: bool,
-        multiindex: bool,
-    ) -> pd.DataFrame:
-        from matminer.utils.utils import homogenize_multiindex
-
-        labels = self._checked_output_labels(df, multiindex, return_errors)
-        result = pd.DataFrame(features, index=index, columns=self.feature_labels(), copy=False)
-        if return_errors:
-            column = np.full(len(index), np.nan, dtype=object)
-            for row, error in errors.items():
-                column[row] = format_error(error)
-            result[f"{type(self).__name__} Exceptions"] = column
-        if multiindex:
-            df = homogenize_multiindex(df, "Input Data")
-            result.columns = pd.MultiIndex.from_tuples(labels)
-        repeated = df.iloc[positions]
-        repeated.index = index
-        if getattr(self, "_overwrite_data", False):
-            repeated = repeated.drop(columns=[c for c in result.columns if c in repeated.columns])
-        return join_columns(repeated, result)
 
 
 def _site_vectors(
