@@ -185,7 +185,7 @@ def test_moduli_are_physical(model):
     pressure, von_mises, k_fd, k_voigt, g_voigt = featurizer.featurize(copper())
     assert von_mises == pytest.approx(0, abs=1e-3)  # cubic: the stress is hydrostatic
     assert 80 < k_fd < 250 and 80 < k_voigt < 250 and 10 < g_voigt < 150  # DFT: 140, 50
-    assert k_fd == pytest.approx(k_voigt, rel=0.1)  # two routes to one quantity
+    assert k_fd == pytest.approx(k_voigt, rel=0.2)  # two routes (strains of 2 % and 1 %)
     compressed = copper()
     compressed.apply_strain(-0.02)
     assert featurizer.featurize(compressed)[0] > pressure  # squeezing raises the pressure

@@ -24,6 +24,8 @@ def test_readme_block_runs(index, tmp_path, monkeypatch):
         r"CGCNN|ALIGNN|CrystalGraphTransformer|crysatom_featurizers\.(nn|graphs)", RUNNABLE[index]
     ):
         pytest.importorskip("torch", reason="this example needs the [gnn] extra")
+    if "UniversalPotential" in RUNNABLE[index]:
+        pytest.importorskip("chgnet", reason="this example needs the [potentials] extra")
     monkeypatch.chdir(tmp_path)
     exec(
         compile(RUNNABLE[index], f"README.md python block {index}", "exec"), {"__name__": "readme"}

@@ -219,8 +219,8 @@ ELEMENTEMBEDDINGS_SOURCES: dict[str, dict[str, Any]] = {
     "crystallm": {
         "file": "crystallm_v24c.dim512_atom_vectors.csv",
         "dim": 512,
-        "citation": "L. M. Antunes, K. T. Butler and R. Grau-Crespo, Nat. Commun. 15, 10570 "
-        "(2024), doi:10.1038/s41467-024-54639-7",
+        "citation": "L. M. Antunes, K. T. Butler and R. Grau-Crespo, Crystal structure "
+        "generation with autoregressive large language modeling, arXiv:2307.04340",
         "corpus": "CIF files of MP, OQMD and NOMAD structures (a language model of the text; "
         "no property labels)",
         "corpus_size": 2300000,
@@ -231,7 +231,7 @@ ELEMENTEMBEDDINGS_SOURCES: dict[str, dict[str, Any]] = {
     "chemeleon": {
         "file": "chemeleon.csv",
         "dim": 512,
-        "citation": "H. Park, A. Onwuli and A. Walsh, Nat. Commun. 16, 4379 (2025), "
+        "citation": "H. Park, A. Onwuli and A. Walsh, Nat. Commun. (2025), "
         "doi:10.1038/s41467-025-59636-y",
         "corpus": "MP-20 structures with text of their composition and crystal system "
         "(a generative model; no property labels)",

@@ -36,8 +36,8 @@ PHYSICS_FEATURES: dict[str, str] = {
     "stress": "pressure and von Mises stress of the given cell (GPa); one backward pass",
     "magmom": "mean and max |magnetic moment| per site (μB); free, CHGNet only",
     "bulk_modulus": "K from the pressures at +/- volume_strain, ions clamped (GPa); 2 evaluations",
-    "elastic": "Voigt K and G of the clamped-ion elastic tensor, central differences at "
-    "+/- elastic_strain (GPa); 12 evaluations",
+    "elastic": "Voigt K and G of the clamped-ion elastic tensor, forward differences at "
+    "elastic_strain (GPa); 6 evaluations and a backward pass",
 }
 
 DEFAULT_SITE_STATS = ("mean", "std_dev", "minimum", "maximum")
@@ -302,7 +302,7 @@ class UniversalPotentialStructureFeaturizer(UniversalPotentialFeaturizer):
     volume_strain : float, default 0.02
         Relative volume change of the two cells behind ``"bulk_modulus"``.
     elastic_strain : float, default 0.01
-        Strain magnitude of the 12 cells behind ``"elastic"``.
+        Strain of the 6 cells behind ``"elastic"`` (their stresses less the given cell's).
     batch_size : int, default 16
         Structures per forward pass.
     n_jobs : int or None, default 1
@@ -441,7 +441,8 @@ class UniversalPotentialStructureFeaturizer(UniversalPotentialFeaturizer):
         stats, crystal, physics = self._stats(), self._crystal(), self._physics()
         entries = list(entries)
         features = np.full((len(entries), len(labels)), np.nan)
-        results, errors = self._predict(entries, stress="stress" in physics, pbar=pbar)
+        needs_stress = "stress" in physics or "elastic" in physics
+        results, errors = self._predict(entries, stress=needs_stress, pbar=pbar)
         blocks: list[np.ndarray] = []
         good = [i for i, r in enumerate(results) if r is not None]
         if stats:
@@ -485,7 +486,8 @@ class UniversalPotentialStructureFeaturizer(UniversalPotentialFeaturizer):
                     stresses, failed = potential.strained_stresses(
                         strained, elastic_strains(self.elastic_strain), **kwargs
                     )
-                    values = voigt_moduli_from_stresses(stresses, self.elastic_strain)
+                    reference = np.stack([results[i].stress for i in good]) if good else None
+                    values = voigt_moduli_from_stresses(stresses, reference, self.elastic_strain)
                 for k, i in enumerate(good):
                     if k in failed:
                         errors.setdefault(i, failed[k])

@@ -85,21 +85,22 @@ def structure_key(structure: Any) -> str:
 
 
 def elastic_strains(delta: float) -> list[np.ndarray]:
-    """The 12 deformation gradients of a central-difference clamped-ion elastic tensor.
+    """The 6 deformation gradients of a forward-difference clamped-ion elastic tensor.
 
-    For each Voigt component ``j`` (xx, yy, zz, yz, xz, xy) the strain ``+delta`` then
-    ``-delta``; shear components are engineering strains (the tensor entry is ``delta / 2``).
+    For each Voigt component ``j`` (xx, yy, zz, yz, xz, xy) a strain of ``+delta``; shear
+    components are engineering strains (the tensor entry is ``delta / 2``). The tensor is
+    :math:`C_{ij} = (\\sigma_i(\\varepsilon_j) - \\sigma_i(0)) / \\delta`, the given cell's own
+    (residual) stress subtracted.
     """
     out = []
     for j in range(6):
-        for sign in (1.0, -1.0):
-            eps = np.zeros((3, 3))
-            a, b = _VOIGT[j]
-            if a == b:
-                eps[a, a] = sign * delta
-            else:
-                eps[a, b] = eps[b, a] = sign * delta / 2
-            out.append(np.eye(3) + eps)
+        eps = np.zeros((3, 3))
+        a, b = _VOIGT[j]
+        if a == b:
+            eps[a, a] = delta
+        else:
+            eps[a, b] = eps[b, a] = delta / 2
+        out.append(np.eye(3) + eps)
     return out
 
 
@@ -381,13 +382,16 @@ def isotropic_deformations(volume_strain: float) -> list[np.ndarray]:
     ]
 
 
-def voigt_moduli_from_stresses(stresses: np.ndarray, delta: float) -> np.ndarray:
-    """Voigt K and G (GPa) of the clamped-ion tensor from the 12 stresses of
-    :func:`elastic_strains` (shape (n, 12, 3, 3)); returns shape (n, 2)."""
+def voigt_moduli_from_stresses(
+    stresses: np.ndarray, reference: np.ndarray, delta: float
+) -> np.ndarray:
+    """Voigt K and G (GPa) of the clamped-ion tensor from the 6 stresses of
+    :func:`elastic_strains` (shape (n, 6, 3, 3)) and the unstrained stresses (shape (n, 3, 3));
+    returns shape (n, 2)."""
     n = stresses.shape[0]
     c = np.empty((n, 6, 6))
     for j in range(6):
-        diff = (stresses[:, 2 * j] - stresses[:, 2 * j + 1]) / (2 * delta)
+        diff = (stresses[:, j] - reference) / delta
         for i, (a, b) in enumerate(_VOIGT):
             c[:, i, j] = diff[:, a, b]
     c = 0.5 * (c + np.swapaxes(c, 1, 2))
