@@ -169,7 +169,8 @@ def main() -> int:
         f"{report['n_crystals']} JARVIS crystals ({report['mean_sites']:.1f} sites on average), "
         f"one torch thread, batch 16, median of {args.repeats} interleaved runs in one process; "
         f"load average at the end {' '.join(load)} (2 cores, shared with other work: the CPU "
-        "time is the steadier figure).",
+        "time is the steadier figure). SevenNet's own model always runs its force and stress "
+        "output (a backward pass); the featurizer skips it unless stress features are asked for.",
         "",
         "| model | reference wall (s) | ours cold wall (s) | ours warm wall (s) | cold / reference "
         "(wall, CPU) | cold / warm (wall, CPU) |",

@@ -132,6 +132,11 @@ class UniversalPotentialFeaturizer(BatchFeaturizer):
             desc=f"{self._model_name()} ({type(self).__name__})",
         )
 
+    def _featurize_batch(
+        self, entries: Sequence[Any]
+    ) -> tuple[np.ndarray, dict[int, BaseException]]:
+        return self._run_batch(entries, False)
+
     def citations(self) -> list[str]:
         """BibTeX of the potential."""
         return [self.potential_.citation]
@@ -193,11 +198,6 @@ class UniversalPotentialSiteFeaturizer(SiteRowsMixin, UniversalPotentialFeaturiz
         if errors:
             raise errors[0]
         return results[0].site_features[index].astype(np.float64).tolist()
-
-    def _featurize_batch(
-        self, entries: Sequence[Any]
-    ) -> tuple[np.ndarray, dict[int, BaseException]]:
-        return self._run_batch(entries, False)
 
     def _run_batch(
         self, entries: Sequence[Any], pbar: bool
@@ -421,11 +421,6 @@ class UniversalPotentialStructureFeaturizer(UniversalPotentialFeaturizer):
         if errors:
             raise errors[0]
         return features[0].tolist()
-
-    def _featurize_batch(
-        self, entries: Sequence[Any]
-    ) -> tuple[np.ndarray, dict[int, BaseException]]:
-        return self._run_batch(entries, False)
 
     def _run_batch(
         self, entries: Sequence[Any], pbar: bool

@@ -56,7 +56,7 @@ def _synthetic_cell(monkeypatch, signal_group: str):
     rows = {"train": ids[:1000], "val": ids[1000:1200], "test": ids[1200:]}
     targets = {k: y[v] for k, v in rows.items()}
     monkeypatch.setattr(heads, "SIZES", (100,))
-    monkeypatch.setattr(heads, "MLP_MAX_EPOCHS", 30)
+    monkeypatch.setattr(heads, "MLP_MAX_CHUNKS", 3)
     monkeypatch.setattr(heads, "seeds_for", lambda size: [0, 1])
     return frame, rows, targets
 

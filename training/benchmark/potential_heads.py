@@ -11,7 +11,6 @@ Magpie + boosting on the same rows, with each cell's leak class.
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import logging
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from crysatom_featurizers.io import atomic_write_text
 from training.benchmark.config import resolve_path
@@ -60,14 +60,14 @@ FEATURE_SETS = {
     "latent+physics+fractions": LATENT + PHYSICS + ("fractions",),
 }
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 4, 13))
-HGB_GRID = [
-    {"learning_rate": lr, "max_leaf_nodes": leaves}
-    for lr, leaves in itertools.product((0.05, 0.1), (15, 31))
-]
-MLP_GRID = [{"alpha": a} for a in (1e-4, 1e-2)]
+HGB_GRID = [{"learning_rate": lr, "max_leaf_nodes": 15} for lr in (0.05, 0.1)]
+MLP_GRID = [{"alpha": a} for a in (0.1, 1.0, 10.0)]
 MLP_HIDDEN = (128,)
-MLP_PATIENCE = 40
-MLP_MAX_EPOCHS = 400
+MLP_CHUNK = 25  # L-BFGS iterations between validation checks
+MLP_PATIENCE = 3  # chunks without a better validation MAE
+MLP_MAX_CHUNKS = 16
+#: The feature sets boosting and the MLP try (ridge, cheap, tries all of FEATURE_SETS).
+RICH_SETS = ("latent+physics", "latent+physics+fractions")
 
 
 def seeds_for(size: int) -> list[int]:
@@ -127,7 +127,8 @@ def _hgb(x_tr, y_tr, x_va, x_te, params, seed):
 
 
 def _mlp(x_tr, y_tr, x_va, x_te, params, seed, y_va=None):
-    """One hidden layer, Adam, early stopping on the fixed validation crystals."""
+    """One hidden layer trained full-batch by L-BFGS, in chunks of ``MLP_CHUNK`` iterations,
+    stopped early on the fixed validation crystals (the best chunk's weights are kept)."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -140,27 +141,27 @@ def _mlp(x_tr, y_tr, x_va, x_te, params, seed, y_va=None):
     model = MLPRegressor(
         hidden_layer_sizes=MLP_HIDDEN,
         alpha=params["alpha"],
-        batch_size=min(32, len(y_tr)),
-        learning_rate_init=1e-3,
+        solver="lbfgs",
+        max_iter=MLP_CHUNK,
+        warm_start=True,
         random_state=seed,
-        shuffle=True,
     )
-    best, best_state, best_epoch, epoch = np.inf, None, 0, 0
+    best, best_state, best_chunk, chunk = np.inf, None, 0, 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        for epoch in range(1, MLP_MAX_EPOCHS + 1):
-            model.partial_fit(xs_tr, (y_tr - y_mean) / y_std)
+        for chunk in range(1, MLP_MAX_CHUNKS + 1):
+            model.fit(xs_tr, (y_tr - y_mean) / y_std)
             mae = float(np.mean(np.abs(model.predict(xs_va) * y_std + y_mean - y_va)))
             if mae < best:
-                best, best_epoch = mae, epoch
+                best, best_chunk = mae, chunk
                 best_state = (copy.deepcopy(model.coefs_), copy.deepcopy(model.intercepts_))
-            elif epoch - best_epoch >= MLP_PATIENCE:
+            elif chunk - best_chunk >= MLP_PATIENCE:
                 break
     model.coefs_, model.intercepts_ = best_state
     return (
         model.predict(xs_va) * y_std + y_mean,
         model.predict(xs_te) * y_std + y_mean,
-        {"best_epoch": best_epoch, "epochs_run": epoch},
+        {"best_epoch": best_chunk * MLP_CHUNK, "epochs_run": chunk * MLP_CHUNK},
     )
 
 
@@ -193,11 +194,14 @@ def fit_cell(
             keep = np.std(x_tr, axis=0) > 0
             x_tr, x_va, x_te = x_tr[:, keep], x_va[:, keep], x_te[:, keep]
             for head, (fn, grid, seeded) in HEADS.items():
+                if head != "ridge" and set_name not in RICH_SETS:
+                    continue
                 for params in grid:
                     for seed in seeds_for(size) if seeded else [0]:
                         t0 = time.perf_counter()
                         extra_kw = {"y_va": y_va} if head == "mlp" else {}
-                        p_va, p_te, info = fn(x_tr, y_tr, x_va, x_te, params, seed, **extra_kw)
+                        with threadpool_limits(limits=1):  # one core, as every curve fit
+                            p_va, p_te, info = fn(x_tr, y_tr, x_va, x_te, params, seed, **extra_kw)
                         out.append(
                             {
                                 "model": model,
@@ -250,12 +254,25 @@ def zero_shot(model: str, prop: str, features: pd.DataFrame, rows, targets) -> l
     return out
 
 
-def run_fits(models: Sequence[str]) -> None:
+def run_fits(models: Sequence[str], properties: Sequence[str] = PROPERTIES) -> None:
+    """Fit every cell whose features exist and that ``potentials.csv`` lacks; then report.
+
+    Cells are appended to the run's CSVs one (model, property) at a time, so a stopped run
+    loses at most one cell and a second process may fit other properties.
+    """
     b = bench()
-    candidates, zero = [], []
-    costs: dict[str, dict] = {}
+    run_dir = resolve_path(RUN_DIR)
+    paths = {
+        "candidates": run_dir / "potentials.csv",
+        "zero": run_dir / "potentials_zero_shot.csv",
+    }
+    cost_path = run_dir / "potentials_cost.json"
     for model in models:
-        for prop in PROPERTIES:
+        for prop in properties:
+            done = pd.read_csv(paths["candidates"]) if paths["candidates"].exists() else None
+            if done is not None and ((done["model"] == model) & (done["property"] == prop)).any():
+                LOG.info("%s %s: fitted already", model, prop)
+                continue
             try:
                 features, meta = load_features(model, prop)
             except FileNotFoundError:
@@ -277,14 +294,20 @@ def run_fits(models: Sequence[str]) -> None:
                 axis=1,
             )
             targets = {part: b.targets(spec, ids) for part, ids in rows.items()}
-            candidates += fit_cell(model, prop, features, rows, targets)
-            zero += zero_shot(model, prop, features, rows, targets)
+            new = {
+                "candidates": pd.DataFrame(fit_cell(model, prop, features, rows, targets)),
+                "zero": pd.DataFrame(zero_shot(model, prop, features, rows, targets)),
+            }
+            for key, table in new.items():
+                if table.empty:
+                    continue
+                if paths[key].exists() and paths[key].stat().st_size > 1:
+                    table = pd.concat([pd.read_csv(paths[key]), table], ignore_index=True)
+                atomic_write_text(paths[key], table.to_csv(index=False))
+            costs = json.loads(cost_path.read_text()) if cost_path.exists() else {}
             costs[f"{model}/{prop}"] = meta["seconds_per_crystal"]
-    run_dir = resolve_path(RUN_DIR)
-    table = pd.DataFrame(candidates)
-    atomic_write_text(run_dir / "potentials.csv", table.to_csv(index=False))
-    atomic_write_text(run_dir / "potentials_zero_shot.csv", pd.DataFrame(zero).to_csv(index=False))
-    atomic_write_text(run_dir / "potentials_cost.json", json.dumps(costs, indent=1))
+            atomic_write_text(cost_path, json.dumps(costs, indent=1, sort_keys=True))
     from training.benchmark.potential_report import write_report
 
-    write_report(run_dir)
+    if paths["candidates"].exists():
+        write_report(run_dir)

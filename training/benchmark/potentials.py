@@ -89,8 +89,11 @@ def property_rows(b: Benchmark, prop: str) -> dict[str, list]:
 
 
 # ------------------------------------------------------------------------------ featurize
-def featurize(model: str, properties: Sequence[str], chunk: int = 500) -> None:
-    """Features of every curve crystal of ``properties`` with ``model``, in resumable chunks."""
+def featurize(
+    model: str, properties: Sequence[str], chunk: int = 500, skip: Sequence[str] = ()
+) -> None:
+    """Features of every curve crystal of ``properties`` with ``model``, in resumable chunks
+    (``skip``: feature groups left out, e.g. the 6 strained cells of ``"elastic"``)."""
     from crysatom_featurizers.featurizers import UniversalPotentialStructureFeaturizer
 
     b = bench()
@@ -108,7 +111,7 @@ def featurize(model: str, properties: Sequence[str], chunk: int = 500) -> None:
         blocks: dict[str, list[np.ndarray]] = {}
         labels: dict[str, list[str]] = {}
         seconds: dict[str, float] = {}
-        for group in groups_for(model, prop):
+        for group in [g for g in groups_for(model, prop) if g not in skip]:
             featurizer = UniversalPotentialStructureFeaturizer(model, n_jobs=1, **GROUPS[group])
             labels[group] = featurizer.feature_labels()
             parts = []
@@ -188,19 +191,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="formation_energy_peratom,mbj_bandgap,formation_energy_per_atom,"
         "bulk_modulus_kv,shear_modulus_gv",
     )
+    feat.add_argument("--skip", default="", help="feature groups to leave out, e.g. elastic")
     fit = sub.add_parser("fit", help="heads on the saved features; potentials.csv and .md")
     fit.add_argument("--models", default="chgnet,sevennet")
+    fit.add_argument("--properties", default=None, help="comma-separated; default: all five")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     import torch
 
     torch.set_num_threads(1)
     if args.command == "featurize":
-        featurize(args.model, args.properties.split(","))
+        featurize(
+            args.model, args.properties.split(","), skip=[g for g in args.skip.split(",") if g]
+        )
     else:
         from training.benchmark.potential_heads import run_fits
 
-        run_fits(args.models.split(","))
+        if args.properties:
+            run_fits(args.models.split(","), args.properties.split(","))
+        else:
+            run_fits(args.models.split(","))
     return 0
 
 
