@@ -51,11 +51,13 @@ UNITS = {
 }
 LATENT = ("site_stats", "crystal")
 PHYSICS = ("state", "magmom", "bulk_modulus", "elastic")
-#: Feature sets tried by every head: the latent vectors, the predictions, both, and both with
-#: the element fractions of the composition.
+#: Feature sets: the latent vectors, the predictions (alone and with the element fractions of
+#: the composition, which let a linear head learn elemental reference energies), both, and
+#: both with the fractions.
 FEATURE_SETS = {
     "latent": LATENT,
     "physics": PHYSICS,
+    "physics+fractions": PHYSICS + ("fractions",),
     "latent+physics": LATENT + PHYSICS,
     "latent+physics+fractions": LATENT + PHYSICS + ("fractions",),
 }
@@ -114,7 +116,7 @@ def _ridge(x_tr, y_tr, x_va, x_te, params, seed):
 
     scaler = StandardScaler().fit(x_tr)
     model = Ridge(alpha=params["alpha"]).fit(scaler.transform(x_tr), y_tr)
-    return model.predict(scaler.transform(x_va)), model.predict(scaler.transform(x_te)), {}
+    return tuple(model.predict(scaler.transform(x)) for x in (x_tr, x_va, x_te)) + ({},)
 
 
 def _hgb(x_tr, y_tr, x_va, x_te, params, seed):
@@ -123,7 +125,7 @@ def _hgb(x_tr, y_tr, x_va, x_te, params, seed):
     model = HistGradientBoostingRegressor(
         max_iter=300, early_stopping=False, random_state=seed, **params
     ).fit(x_tr, y_tr)
-    return model.predict(x_va), model.predict(x_te), {}
+    return model.predict(x_tr), model.predict(x_va), model.predict(x_te), {}
 
 
 def _mlp(x_tr, y_tr, x_va, x_te, params, seed, y_va=None):
@@ -159,6 +161,7 @@ def _mlp(x_tr, y_tr, x_va, x_te, params, seed, y_va=None):
                 break
     model.coefs_, model.intercepts_ = best_state
     return (
+        model.predict(xs_tr) * y_std + y_mean,
         model.predict(xs_va) * y_std + y_mean,
         model.predict(xs_te) * y_std + y_mean,
         {"best_epoch": best_chunk * MLP_CHUNK, "epochs_run": chunk * MLP_CHUNK},
@@ -201,7 +204,9 @@ def fit_cell(
                         t0 = time.perf_counter()
                         extra_kw = {"y_va": y_va} if head == "mlp" else {}
                         with threadpool_limits(limits=1):  # one core, as every curve fit
-                            p_va, p_te, info = fn(x_tr, y_tr, x_va, x_te, params, seed, **extra_kw)
+                            p_tr, p_va, p_te, info = fn(
+                                x_tr, y_tr, x_va, x_te, params, seed, **extra_kw
+                            )
                         out.append(
                             {
                                 "model": model,
@@ -214,6 +219,7 @@ def fit_cell(
                                 "n_features": int(x_tr.shape[1]),
                                 "params": json.dumps(params, sort_keys=True),
                                 "seed": seed,
+                                "train_mae": float(np.mean(np.abs(p_tr - y_tr))),
                                 "val_mae": float(np.mean(np.abs(p_va - y_va))),
                                 "test_mae": float(np.mean(np.abs(p_te - y_te))),
                                 "fit_seconds": time.perf_counter() - t0,

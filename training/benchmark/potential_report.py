@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crysatom_featurizers.embeddings.builtin import LEAK_CLASSES
 from crysatom_featurizers.io import atomic_write_text
+from training.labels import SEEN_PROPERTIES
 
 BASELINES = ("vanilla", "uae", "finetune", "megnet16")
 PROPERTY_NAMES = {
@@ -34,12 +36,15 @@ def choices(candidates: pd.DataFrame) -> pd.DataFrame:
     """Per (model, property, size, head): the feature set and parameters with the lowest mean
     validation MAE over seeds, with its mean test MAE; then ``head="best"``: the head with the
     lowest validation MAE of the cell, and ``model="best"``: the best over the models."""
+    if "train_mae" not in candidates:
+        candidates = candidates.assign(train_mae=np.nan)
     keys = ["model", "property", "unit", "leak", "n_train", "head", "feature_set", "params"]
     mean = (
         candidates.groupby(keys, dropna=False)
         .agg(
             val_mae=("val_mae", "mean"),
             test_mae=("test_mae", "mean"),
+            train_mae=("train_mae", "mean"),
             test_std=("test_mae", "std"),
             n_seeds=("seed", "nunique"),
             n_features=("n_features", "first"),
@@ -109,7 +114,9 @@ def write_report(run: str | Path) -> str:
         "the head (and model) with the lowest validation MAE. Test MAE, mean over seeds (MLP: 5 "
         "seeds at n ≤ 300, 3 at 1,000; ridge and boosting are deterministic). Baselines from "
         "`label_vectors.csv` (CGCNN, chosen on validation) and `results.csv` (Magpie + boosting). "
-        "Ratios are against CGCNN on `cgcnn` features (vanilla).",
+        "Ratios are against CGCNN on `cgcnn` features (vanilla). The baselines' own leak class is "
+        "in brackets: `uae` learned JARVIS and MP formation energies and band gaps (every "
+        "benchmark validation and test formula removed), `megnet16` MP formation energies.",
         "",
         "Leak class of the potentials' cells: MP formation energy *seen* (MPtrj holds the MP "
         "energies of its test crystals); JARVIS formation energy *related* (energies of "
@@ -125,6 +132,7 @@ def write_report(run: str | Path) -> str:
         header = ["option"] + [f"n = {n}" for n in sorted(sub["n_train"].unique())]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         sizes = sorted(sub["n_train"].unique())
+        uae_leak = "seen" if prop in SEEN_PROPERTIES else "unseen"
         vanilla = {
             n: base[
                 (base["property"] == prop) & (base["n_train"] == n) & (base["option"] == "vanilla")
@@ -144,9 +152,9 @@ def write_report(run: str | Path) -> str:
                 )
             name = {
                 "vanilla": "CGCNN, `cgcnn`",
-                "uae": "CGCNN, `uae`",
-                "finetune": "`uae` fine-tuned",
-                "megnet16": "CGCNN, `megnet16`",
+                "uae": f"CGCNN, `uae` ({uae_leak})",
+                "finetune": f"`uae` fine-tuned ({uae_leak})",
+                "megnet16": f"CGCNN, `megnet16` ({LEAK_CLASSES['mp-formation-energy'][prop]})",
                 "magpie_hgb": "Magpie + boosting",
             }[option]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -185,31 +193,77 @@ def write_report(run: str | Path) -> str:
                     + " |"
                 )
         lines.append("")
+    lines += _feature_groups(candidates)
     lines += ["## Targets", ""]
     lines += _targets(chosen, base)
     lines += ["", "## Cost", ""]
+    groups = ("state", "site_stats", "crystal", "magmom", "bulk_modulus", "elastic")
     lines += [
-        "Seconds per crystal of each feature group on one CPU core (batch 16), measured while "
-        "featurizing (a group that runs first pays the potential's forward pass; the others "
-        "read the cache):",
+        "Featurizing: CPU seconds per 1,000 crystals of each feature group on one core (batch "
+        "16), measured while featurizing the curve's crystals, with other fits sharing the "
+        "machine's 2 cores. *state* runs first and pays the potential's forward and backward "
+        "pass (energy, stress); the latent groups then read the cache; *bulk_modulus* and "
+        "*elastic* evaluate 2 and 6 strained cells.",
         "",
-        "| model / property | "
-        + " | ".join(["state", "site_stats", "crystal", "magmom", "bulk_modulus", "elastic"])
-        + " |",
-        "|---|" + "---:|" * 6,
+        "| model / property | " + " | ".join(groups) + " | latent + physics |",
+        "|---|" + "---:|" * (len(groups) + 1),
     ]
     for key, cost in costs.items():
+        total = sum(cost.values())
         lines.append(
             f"| {key} | "
-            + " | ".join(
-                f"{cost[g] * 1000:.0f} ms" if g in cost else "–"
-                for g in ("state", "site_stats", "crystal", "magmom", "bulk_modulus", "elastic")
-            )
-            + " |"
+            + " | ".join(f"{cost[g] * 1000:.0f} s" if g in cost else "–" for g in groups)
+            + f" | {total * 1000:.0f} s |"
         )
+    fit_cost = candidates.groupby(["head", "n_train"])["fit_seconds"].median().unstack("n_train")
+    lines += [
+        "",
+        "Heads: median seconds per fit (one thread; the MLP per seed), over every candidate:",
+        "",
+        "| head | " + " | ".join(f"n = {n}" for n in fit_cost.columns) + " |",
+        "|---|" + "---:|" * len(fit_cost.columns),
+    ]
+    for head, row in fit_cost.iterrows():
+        lines.append(f"| {head} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
     text = "\n".join(lines) + "\n"
     atomic_write_text(run / "potentials.md", text)
     return text
+
+
+def _feature_groups(candidates: pd.DataFrame) -> list[str]:
+    """Which feature groups carry the signal: per cell, ridge's test MAE on each feature set
+    (α chosen on validation for that set), and that fit's training MAE."""
+    if "train_mae" not in candidates:
+        candidates = candidates.assign(train_mae=np.nan)
+    keys = ["model", "property", "n_train", "feature_set", "head", "params"]
+    ridge = candidates[candidates["head"] == "ridge"]  # the head that tries every set
+    mean = ridge.groupby(keys)[["val_mae", "test_mae", "train_mae"]].mean().reset_index()
+    cell = ["model", "property", "n_train", "feature_set"]
+    best = mean.loc[mean.groupby(cell)["val_mae"].idxmin()]
+    sets = ["latent", "physics", "physics+fractions", "latent+physics", "latent+physics+fractions"]
+    out = [
+        "## Feature groups",
+        "",
+        "Ridge on each feature set (α chosen on validation): test MAE, in brackets the "
+        "training MAE of that fit; the heads' own choices are in the tables above. *latent*: site statistics and crystal vector; "
+        "*physics*: energy, pressure, von Mises stress, magnetic moments and, for the moduli, "
+        "the strained-cell moduli; *fractions*: the element fractions of the composition.",
+        "",
+        "| model | property | n | " + " | ".join(sets) + " |",
+        "|---|---|---:|" + "---:|" * len(sets),
+    ]
+    for (model, prop, n), group in best.groupby(["model", "property", "n_train"]):
+        cells = []
+        for name in sets:
+            row = group[group["feature_set"] == name]
+            if row.empty:
+                cells.append("–")
+                continue
+            r = row.iloc[0]
+            train = f" ({_fmt(r['train_mae'])})" if np.isfinite(r["train_mae"]) else ""
+            cells.append(f"{_fmt(r['test_mae'])}{train}")
+        out.append(f"| {model} | {prop} | {n} | " + " | ".join(cells) + " |")
+    return [*out, ""]
 
 
 def _targets(chosen: pd.DataFrame, base: pd.DataFrame) -> list[str]:
