@@ -10,11 +10,13 @@ Magpie + boosting on the same rows, with each cell's leak class.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -260,6 +262,19 @@ def zero_shot(model: str, prop: str, features: pd.DataFrame, rows, targets) -> l
     return out
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` for the block (POSIX ``flock``)."""
+    import fcntl
+
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_fits(models: Sequence[str], properties: Sequence[str] = PROPERTIES) -> None:
     """Fit every cell whose features exist and that ``potentials.csv`` lacks; then report.
 
@@ -304,15 +319,16 @@ def run_fits(models: Sequence[str], properties: Sequence[str] = PROPERTIES) -> N
                 "candidates": pd.DataFrame(fit_cell(model, prop, features, rows, targets)),
                 "zero": pd.DataFrame(zero_shot(model, prop, features, rows, targets)),
             }
-            for key, table in new.items():
-                if table.empty:
-                    continue
-                if paths[key].exists() and paths[key].stat().st_size > 1:
-                    table = pd.concat([pd.read_csv(paths[key]), table], ignore_index=True)
-                atomic_write_text(paths[key], table.to_csv(index=False))
-            costs = json.loads(cost_path.read_text()) if cost_path.exists() else {}
-            costs[f"{model}/{prop}"] = meta["seconds_per_crystal"]
-            atomic_write_text(cost_path, json.dumps(costs, indent=1, sort_keys=True))
+            with _locked(run_dir / ".potentials.lock"):  # other processes append too
+                for key, table in new.items():
+                    if table.empty:
+                        continue
+                    if paths[key].exists() and paths[key].stat().st_size > 1:
+                        table = pd.concat([pd.read_csv(paths[key]), table], ignore_index=True)
+                    atomic_write_text(paths[key], table.to_csv(index=False))
+                costs = json.loads(cost_path.read_text()) if cost_path.exists() else {}
+                costs[f"{model}/{prop}"] = meta["seconds_per_crystal"]
+                atomic_write_text(cost_path, json.dumps(costs, indent=1, sort_keys=True))
     from training.benchmark.potential_report import write_report
 
     if paths["candidates"].exists():

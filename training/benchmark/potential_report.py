@@ -124,7 +124,8 @@ def write_report(run: str | Path) -> str:
         "not moduli, were labels).",
         "",
     ]
-    for prop in chosen["property"].unique():
+    present = set(chosen["property"])
+    for prop in [p for p in PROPERTY_NAMES if p in present]:
         sub = chosen[chosen["property"] == prop]
         unit = sub["unit"].iloc[0]
         leak = sub["leak"].iloc[0]
@@ -199,9 +200,10 @@ def write_report(run: str | Path) -> str:
     lines += ["", "## Cost", ""]
     groups = ("state", "site_stats", "crystal", "magmom", "bulk_modulus", "elastic")
     lines += [
-        "Featurizing: CPU seconds per 1,000 crystals of each feature group on one core (batch "
-        "16), measured while featurizing the curve's crystals, with other fits sharing the "
-        "machine's 2 cores. *state* runs first and pays the potential's forward and backward "
+        "Featurizing: wall seconds per 1,000 crystals of each feature group on one core (batch "
+        "16), measured while featurizing the curve's crystals with other fits sharing the "
+        "machine's 2 cores (upper bounds). Bulk and shear moduli share their crystals, so the "
+        "shear rows read the cache. *state* runs first and pays the potential's forward and backward "
         "pass (energy, stress); the latent groups then read the cache; *bulk_modulus* and "
         "*elastic* evaluate 2 and 6 strained cells.",
         "",
