@@ -152,3 +152,20 @@ def test_featurize_dask_without_dask_says_how_to_install(monkeypatch):
         monkeypatch.setitem(sys.modules, name, None)  # as if dask were not installed
     with pytest.raises(ImportError, match=r"featurize_dask needs dask: pip install"):
         featurize_dask(None, None, "formula")
+
+
+def test_site_index_out_of_range_names_the_number_of_sites():
+    from pymatgen.core import Lattice, Structure
+
+    from crysatom_featurizers.featurizers import ElementEmbeddingSiteFeaturizer
+
+    nacl = Structure(Lattice.cubic(5.6), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    featurizer = ElementEmbeddingSiteFeaturizer("skipatom")
+    with pytest.raises(IndexError, match="site index 5 is out of range for a structure of 2"):
+        featurizer.featurize(nacl, 5)
+    with pytest.raises(TypeError, match="site index must be an integer"):
+        featurizer.featurize(nacl, 0.5)
+    assert featurizer.featurize(nacl, -1) == featurizer.featurize(nacl, 1)
+    assert featurizer.featurize(nacl, 1.0) == featurizer.featurize(nacl, np.int64(1))
+    out = featurizer.featurize_many([(nacl, 0), (nacl, 2)], ignore_errors=True)
+    assert np.isfinite(out[0]).all() and np.isnan(out[1]).all()

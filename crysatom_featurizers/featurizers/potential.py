@@ -21,7 +21,7 @@ import numpy as np
 
 from crysatom_featurizers.featurizers._stats import canonical_stats, reference_stats
 from crysatom_featurizers.featurizers.base import BatchFeaturizer
-from crysatom_featurizers.featurizers.site import NO_SITE, SiteRowsMixin
+from crysatom_featurizers.featurizers.site import NO_SITE, SiteRowsMixin, site_index
 from crysatom_featurizers.graphs.inputs import check_structure
 
 __all__ = [
@@ -193,7 +193,7 @@ class UniversalPotentialSiteFeaturizer(SiteRowsMixin, UniversalPotentialFeaturiz
             For a structure the potential cannot evaluate.
         """
         check_structure(structure)
-        index = _site_index(structure, idx)
+        index = site_index(structure, idx)
         results, errors = self._predict([structure], stress=False, pbar=False)
         if errors:
             raise errors[0]
@@ -211,7 +211,7 @@ class UniversalPotentialSiteFeaturizer(SiteRowsMixin, UniversalPotentialFeaturiz
         for position, (structure, idx) in enumerate(entries):
             try:
                 check_structure(structure)
-                index = _site_index(structure, idx)
+                index = site_index(structure, idx)
             except Exception as error:
                 errors[position] = error
                 continue
@@ -501,15 +501,6 @@ def _stress_invariants(stress: np.ndarray) -> tuple[float, float]:
     pressure = -np.trace(stress) / 3.0
     deviator = stress + pressure * np.eye(3)
     return float(pressure), float(np.sqrt(1.5 * np.sum(deviator * deviator)))
-
-
-def _site_index(structure: Any, idx: Any) -> int:
-    if isinstance(idx, bool) or not isinstance(idx, numbers.Integral):
-        raise TypeError(f"site index must be an integer, got {idx!r}")
-    n_sites = len(structure)
-    if not -n_sites <= int(idx) < n_sites:
-        raise IndexError(f"site index {idx} is out of range for a structure of {n_sites} sites")
-    return int(idx) % n_sites
 
 
 _PHYSICS_LABELS = {

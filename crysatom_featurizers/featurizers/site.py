@@ -42,6 +42,27 @@ __all__ = [
 NO_SITE = -1
 
 
+def site_index(structure: Any, idx: Any) -> int:
+    """``idx`` as a site index of ``structure`` (negative counts from the end).
+
+    Raises
+    ------
+    TypeError
+        When ``idx`` is not an integer (an integral float such as ``2.0`` is accepted).
+    IndexError
+        When it is out of range; the message gives the number of sites.
+    """
+    integral_float = isinstance(idx, (float, np.floating)) and float(idx).is_integer()
+    if isinstance(idx, (bool, np.bool_)) or not (
+        isinstance(idx, (int, np.integer)) or integral_float
+    ):
+        raise TypeError(f"site index must be an integer, got {idx!r}")
+    n_sites = len(structure)
+    if not -n_sites <= int(idx) < n_sites:
+        raise IndexError(f"site index {idx} is out of range for a structure of {n_sites} sites")
+    return int(idx) % n_sites
+
+
 class SiteRowsMixin:
     """matminer's site-featurizer input conventions, shared by the site featurizers.
 
@@ -242,7 +263,7 @@ class ElementEmbeddingSiteFeaturizer(SiteRowsMixin, ElementEmbeddingFeaturizer):
         check_structure(structure)
         embedding = self._resolved().embedding
         vector = np.zeros(embedding.dim)
-        for species, occupancy in structure[int(idx)].species.items():
+        for species, occupancy in structure[site_index(structure, idx)].species.items():
             vector += float(occupancy) * np.asarray(embedding.vector(species), dtype=np.float64)
         return vector.tolist()
 
@@ -258,7 +279,7 @@ class ElementEmbeddingSiteFeaturizer(SiteRowsMixin, ElementEmbeddingFeaturizer):
         for position, (structure, idx) in enumerate(entries):
             try:
                 check_structure(structure)
-                zs, occupancies, symbols = site_species(structure[int(idx)])
+                zs, occupancies, symbols = site_species(structure[site_index(structure, idx)])
             except Exception as error:
                 errors[position] = error
                 continue
