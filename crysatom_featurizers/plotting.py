@@ -194,7 +194,8 @@ def plot_embedding_map(
     Parameters
     ----------
     embedding : ElementEmbedding or str
-        The embedding, or a registered name passed to :func:`crysatom_featurizers.embeddings.load`.
+        The embedding, or anything :func:`crysatom_featurizers.embeddings.resolve` accepts (a
+        registered name, ``"name:dim"``, a vector file).
     method : {"pca", "tsne"}
         Projection. PCA axes show the explained variance; t-SNE uses ``init="pca"``.
     color_by : {"group", "block"}

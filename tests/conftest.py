@@ -26,6 +26,7 @@ GNN_TEST_MODULES = [
     "test_model_files.py",
     "test_resumable_fits.py",
     "test_alignn.py",
+    "test_network_registry.py",
     "training",
 ]
 collect_ignore = [] if HAS_GNN else GNN_TEST_MODULES

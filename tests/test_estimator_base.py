@@ -14,7 +14,7 @@ from crysatom_featurizers.estimators._base import _GraphEstimator
 from crysatom_featurizers.estimators._tasks import _ClassificationTask, _RegressionTask
 from crysatom_featurizers.graphs import CGCNN_GRAPH, GraphSettings
 from crysatom_featurizers.nn import CGCNN, ElementEmbeddingLayer
-from crysatom_featurizers.nn.transfer import DistilledCGCNN, DistilledModel
+from crysatom_featurizers.nn.transfer import DistilledModel
 from tests.prototypes import prototype_dataset
 
 
@@ -109,21 +109,19 @@ def test_concrete_estimators_are_a_task_and_a_model():
     for cls in (CGCNNRegressor, CGCNNClassifier):
         assert issubclass(cls, _GraphEstimator)
         assert "_build_model" not in vars(cls) and "_check_y" not in vars(cls)
-    assert CGCNNRegressor(radius=6.0)._graph_settings() == CGCNN_GRAPH.replace(radius=6.0)
+    assert CGCNNRegressor(radius=6.0).graph_settings() == CGCNN_GRAPH.replace(radius=6.0)
 
 
-def test_models_take_graph_settings_and_warn_on_the_old_keywords():
+def test_models_take_graph_settings_and_refuse_the_old_keywords():
     graph = CGCNN_GRAPH.replace(radius=6.0)
     model = CGCNN("cgcnn", atom_fea_len=4, n_conv=1, graph=graph)
     assert model.graph == graph
     assert model.distance_expansion.num_gaussians == graph.num_gaussians == 31
-    with pytest.warns(FutureWarning, match="gaussian_stop"):
-        old = CGCNN("cgcnn", atom_fea_len=4, n_conv=1, gaussian_stop=6.0)
-    torch.testing.assert_close(old.distance_expansion.centers, model.distance_expansion.centers)
+    with pytest.raises(TypeError, match="gaussian_stop"):
+        CGCNN("cgcnn", atom_fea_len=4, n_conv=1, gaussian_stop=6.0)  # removed before 1.0
     with pytest.raises(TypeError, match="must be a GraphSettings"):
         CGCNN("cgcnn", graph={"radius": 6.0})
     assert (model.node_dim, model.num_node_layers) == (4, 2)
-    assert DistilledCGCNN is DistilledModel
     with pytest.raises(ValueError, match="layer must be in"):
         DistilledModel(model, teacher_dim=3, layer=2)
     assert GraphSettings.from_dict(graph.as_dict()) == graph

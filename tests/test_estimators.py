@@ -65,7 +65,7 @@ def test_default_parameters_follow_cgcnn_and_uae(data):
     assert params["max_neighbors"] == 12 and params["trainable_embeddings"] is False
     assert params["finetune"] is None and params["distill"] is None
     assert CGCNNClassifier().get_params()["embedding"] is None
-    assert params["atom_features"] is None  # deprecated alias
+    assert "atom_features" not in params  # the alias was removed before the first release
     X, y = data
     model = CGCNNRegressor(epochs=1, validation_fraction=0, random_state=0).fit(X, y)
     assert model.embedding_name_.startswith("uae") and model.embedding_dim_ == 256
@@ -437,27 +437,6 @@ def test_embedding_and_dim_spelling(data):
         CGCNNRegressor(**{**TINY, "embedding": "random:8", "dim": 4}).fit(X[:12], y[:12])
 
 
-def test_deprecated_atom_features_warns_and_gives_the_same_model(data):
-    X, y = data
-    new = CGCNNRegressor(**TINY).fit(X[:12], y[:12])
-    old_params = {**TINY, "atom_features": TINY["embedding"]}
-    del old_params["embedding"]
-    old = CGCNNRegressor(**old_params)
-    assert clone(old).get_params()["atom_features"] == "cgcnn"
-    with pytest.warns(FutureWarning, match="atom_features is deprecated"):
-        old.fit(X[:12], y[:12])
-    np.testing.assert_array_equal(old.predict(X[:12]), new.predict(X[:12]))
-    assert old.embedding_name_ == "cgcnn"
-    # the same value under both names only warns; different values are an error
-    with pytest.warns(FutureWarning):
-        CGCNNRegressor(**{**TINY, "atom_features": "cgcnn", "epochs": 1}).fit(X[:8], y[:8])
-    with (
-        pytest.warns(FutureWarning),
-        pytest.raises(ValueError, match="both embedding='cgcnn' and its deprecated alias"),
-    ):
-        CGCNNClassifier(**{**TINY, "atom_features": "onehot"}).fit(X[:8], [0, 1] * 4)
-
-
 def test_grid_search_over_embedding(data):
     X, y = data
     search = GridSearchCV(
@@ -700,15 +679,3 @@ def test_parameters_after_embedding_are_keyword_only():
     with pytest.raises(TypeError):
         CGCNNRegressor("cgcnn", True)  # once trainable_embeddings, now refused
     assert CGCNNRegressor("cgcnn", dim=None).get_params()["embedding"] == "cgcnn"
-
-
-def test_model_pickled_with_atom_features_loads_with_the_new_spelling():
-    model = CGCNNRegressor(embedding="cgcnn", epochs=1, validation_fraction=0)
-    state = model.__getstate__()
-    state["atom_features"] = state.pop("embedding")  # as written before the rename
-    state.pop("dim")
-    old = CGCNNRegressor.__new__(CGCNNRegressor)
-    old.__setstate__(state)
-    params = old.get_params()
-    assert params["embedding"] == "cgcnn" and params["dim"] is None
-    assert params["atom_features"] is None

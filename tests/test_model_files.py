@@ -20,6 +20,25 @@ TINY = dict(atom_fea_len=8, n_conv=1, epochs=3, batch_size=16, random_state=0, n
 REPO = Path(__file__).resolve().parents[1]
 
 
+def resign_checksum(metadata, tensors):
+    """The checksum a model file's writer would give ``metadata`` and ``tensors``."""
+    from crysatom_featurizers.persistence import tensor_checksum
+
+    return tensor_checksum(tensors, metadata)
+
+
+def resigned(edit):
+    """An edit of a model file's metadata and tensors that signs the result again, as a forger
+    who knows the checksum would."""
+
+    def apply(metadata, tensors):
+        metadata.pop("checksum")
+        edit(metadata, tensors)
+        metadata["checksum"] = resign_checksum(metadata, tensors)
+
+    return apply
+
+
 @pytest.fixture(scope="module")
 def data():
     return prototype_dataset()
@@ -37,11 +56,17 @@ def _round_trip(est, path: Path):
     from crysatom_featurizers.estimators import load_model
 
     assert est.save(path) == path
-    return load_model(path)
+    return load_model(path).set_params(n_threads=est.n_threads)  # as the fit ran
 
 
 def test_regressor_round_trip_is_exact(data, fitted, tmp_path):
+    from crysatom_featurizers.estimators import load_model
+
     X, _ = data
+    # where the fit ran is the loader's choice: the file holds the defaults
+    runtime = {"device": "auto", "n_threads": None, "num_workers": 0, "verbose": 0}
+    fitted.save(tmp_path / "m.safetensors")
+    assert {k: load_model(tmp_path / "m.safetensors").get_params()[k] for k in runtime} == runtime
     loaded = _round_trip(fitted, tmp_path / "m.safetensors")
     np.testing.assert_array_equal(loaded.predict(X), fitted.predict(X))
     assert loaded.get_params() == fitted.get_params()
@@ -166,7 +191,6 @@ def test_edited_damaged_or_foreign_files_are_refused(fitted, tmp_path):
     import torch
 
     from crysatom_featurizers.estimators import ModelFileError, load_model
-    from crysatom_featurizers.estimators._persist import _checksum
 
     path = fitted.save(tmp_path / "m.safetensors")
 
@@ -184,18 +208,13 @@ def test_edited_damaged_or_foreign_files_are_refused(fitted, tmp_path):
             load_model(edited)
         assert str(edited) in str(info.value) and "\n" not in str(info.value)
 
-    def resigned(changes):
-        def edit(metadata, tensors):
-            metadata.pop("checksum")
-            metadata.update(changes)
-            metadata["checksum"] = _checksum(metadata, tensors)
+    def changed(changes):
+        return resigned(lambda metadata, tensors: metadata.update(changes))
 
-        return edit
-
-    newer = _rewrite(path, tmp_path / "newer.safetensors", resigned({"format_version": "99"}))
+    newer = _rewrite(path, tmp_path / "newer.safetensors", changed({"format_version": "99"}))
     with pytest.raises(ModelFileError, match="format 99 .* upgrade"):
         load_model(newer)
-    other = _rewrite(path, tmp_path / "other.safetensors", resigned({"estimator": "Popen"}))
+    other = _rewrite(path, tmp_path / "other.safetensors", changed({"estimator": "Popen"}))
     with pytest.raises(ModelFileError, match="unknown estimator 'Popen'"):
         load_model(other)
     from safetensors.torch import save_file
@@ -220,17 +239,8 @@ def test_edited_damaged_or_foreign_files_are_refused(fitted, tmp_path):
 
 def test_crafted_content_is_refused_as_a_bad_file(fitted, tmp_path):
     from crysatom_featurizers.estimators import ModelFileError, load_model
-    from crysatom_featurizers.estimators._persist import _checksum
 
     path = fitted.save(tmp_path / "m.safetensors")
-
-    def resigned(edit):
-        def apply(metadata, tensors):
-            metadata.pop("checksum")
-            edit(metadata, tensors)
-            metadata["checksum"] = _checksum(metadata, tensors)
-
-        return apply
 
     def overwrite_method(metadata, tensors):
         fitted_attrs = json.loads(metadata["fitted"])
@@ -275,5 +285,80 @@ def test_a_model_pickled_before_graph_settings_were_stored_saves(data, fitted, t
     X, _ = data
     old = copy.deepcopy(fitted)
     del old.model_.graph  # as unpickled from the previous release
-    loaded = load_model(old.save(tmp_path / "old.safetensors"))
+    loaded = load_model(old.save(tmp_path / "old.safetensors")).set_params(n_threads=1)
     np.testing.assert_array_equal(loaded.predict(X), fitted.predict(X))
+
+
+def test_forged_parameters_and_fitted_state_are_checked_on_load(data, fitted, tmp_path):
+    from crysatom_featurizers.estimators import CGCNNClassifier, ModelFileError, load_model
+
+    path = fitted.save(tmp_path / "m.safetensors")
+
+    def params(**changes):
+        def edit(metadata, tensors):
+            values = json.loads(metadata["params"])
+            values.update(changes)
+            metadata["params"] = json.dumps(values)
+
+        return edit
+
+    def fitted_attr(name, value):
+        def edit(metadata, tensors):
+            values = json.loads(metadata["fitted"])
+            values[name] = value
+            metadata["fitted"] = json.dumps(values)
+
+        return edit
+
+    # where the fit runs is the loader's choice, whatever the file says
+    threads = _rewrite(path, tmp_path / "threads.safetensors", resigned(params(n_threads=10**6)))
+    assert load_model(threads).n_threads is None
+    for name, edit, why in (
+        ("epochs", params(epochs=-1), "epochs must be an integer >= 1"),
+        ("lr", params(lr="fast"), "lr"),
+        ("targets", fitted_attr("n_targets_", 3), "target_mean_ must be 3 finite numbers"),
+    ):
+        crafted = _rewrite(path, tmp_path / f"{name}.safetensors", resigned(edit))
+        with pytest.raises(ModelFileError, match=why):
+            load_model(crafted)
+
+    X, y = data
+    labels = np.where(y > np.median(y), "large", "small")
+    clf = CGCNNClassifier(embedding="cgcnn", **TINY).fit(X, labels)
+    clf_path = clf.save(tmp_path / "clf.safetensors")
+    three = {"__labels__": ["large", "small", "medium"], "dtype": "<U6"}
+    crafted = _rewrite(
+        clf_path, tmp_path / "three.safetensors", resigned(fitted_attr("classes_", three))
+    )
+    with pytest.raises(
+        ModelFileError, match="the fitted attributes give 3 outputs, the network has 2"
+    ):
+        load_model(crafted)
+
+
+def test_one_checksum_and_one_version_policy():
+    import torch
+
+    from crysatom_featurizers.persistence import check_format_version, tensor_checksum
+
+    a = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    base = tensor_checksum({"a": a}, {"k": 1})
+    assert tensor_checksum({"a": a.t().contiguous().t()}, {"k": 1}) == base  # layout aside
+    assert tensor_checksum({"a": a.numpy()}, {"k": 1}) != base  # numpy names its dtype apart
+    assert tensor_checksum({"b": a}, {"k": 1}) != base
+    assert tensor_checksum({"a": a.double()}, {"k": 1}) != base
+    assert tensor_checksum({"a": a.reshape(3, 2)}, {"k": 1}) != base
+    assert tensor_checksum({"a": a}, {"k": 2}) != base
+    assert tensor_checksum({"a": a}, {"k": 1}, record_end="\n") != base
+
+    def fail(why):
+        return ValueError(why)
+
+    assert check_format_version("2", [1, 2], fail) == 2
+    with pytest.raises(ValueError, match=r"format 3 by crysatom-featurizers 9\.0; .* upgrade"):
+        check_format_version(3, [1, 2], fail, writer="9.0")
+    with pytest.raises(ValueError, match="format 1 is no longer read"):
+        check_format_version(1, [2], fail)
+    for bad in ("two", None, True, 1.5, " 1x"):
+        with pytest.raises(ValueError, match="is not a version number"):
+            check_format_version(bad, [1], fail)

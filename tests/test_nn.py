@@ -287,15 +287,11 @@ def test_cgcnn_learns_a_toy_target(toy_embedding, graphs):
     assert loss.item() < 0.1 * first
 
 
-def test_cgcnn_dim_and_deprecated_embedding_dim():
+def test_cgcnn_dim():
     model = CGCNN("random", dim=8, atom_fea_len=4, n_conv=1)
     assert model.embedding.dim == 8
-    with pytest.warns(FutureWarning, match="embedding_dim is deprecated"):
-        old = CGCNN("random", embedding_dim=8, atom_fea_len=4, n_conv=1)
-    assert old.embedding.dim == 8
-    torch.testing.assert_close(old.embedding.weight, model.embedding.weight)
-    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="pass only dim"):
-        CGCNN("random", dim=4, embedding_dim=8)
+    with pytest.raises(TypeError, match="embedding_dim"):
+        CGCNN("random", embedding_dim=8, atom_fea_len=4, n_conv=1)  # removed before 1.0
 
 
 def test_no_generated_module_is_left_in_the_temporary_folder(tmp_path):

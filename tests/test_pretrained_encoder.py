@@ -72,7 +72,7 @@ def test_edited_metadata_or_architecture_fail_the_checksum(tmp_path):
 
     path = save_encoder(tiny_encoder(), tmp_path / "enc.pt", META)
     original = torch.load(path, weights_only=True)
-    assert original["format_version"] == 2
+    assert original["format_version"] == 3
     for edit in ("radius", "input_embedding", "architecture"):
         document = torch.load(path, weights_only=True)
         metadata = json.loads(document["metadata"])
@@ -100,7 +100,7 @@ def test_format_1_files_still_load(tmp_path):
     torch.save(document, tmp_path / "v1.pt")
     encoder, loaded = load_encoder(tmp_path / "v1.pt")
     assert loaded["checksum"] == metadata["checksum"] and encoder.hidden_dim == 8
-    # a format-2 file relabelled as format 1 still has its content checksum checked
+    # a format-3 file relabelled as format 1 still has its content checksum checked
     edited = torch.load(path, weights_only=True)
     meta2 = json.loads(edited["metadata"])
     meta2["graph"]["radius"] = 6.0
@@ -108,10 +108,15 @@ def test_format_1_files_still_load(tmp_path):
     torch.save(edited, tmp_path / "relabelled.pt")
     with pytest.raises(EncoderFileError, match="metadata or architecture were edited"):
         load_encoder(tmp_path / "relabelled.pt")
-    document["format_version"] = 3
-    torch.save(document, tmp_path / "v3.pt")
-    with pytest.raises(EncoderFileError, match="unsupported format_version 3"):
-        load_encoder(tmp_path / "v3.pt")
+    for version, message in (
+        (4, "format 4; this release reads format 1, 3: upgrade"),
+        (2, "format 2 is no longer read"),
+        ("x", "'x' is not a version number"),
+    ):
+        document["format_version"] = version
+        torch.save(document, tmp_path / "other.pt")
+        with pytest.raises(EncoderFileError, match=message):
+            load_encoder(tmp_path / "other.pt")
 
 
 def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):

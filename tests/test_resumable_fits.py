@@ -33,16 +33,16 @@ import os, signal, sys
 import numpy as np
 from crysatom_featurizers.nn import train
 
-save = train._save_checkpoint
+save = train.save_checkpoint
 
-def save_then_die(path, **state):
-    save(path, **state)
+def save_then_die(path, state):
+    save(path, state)
     if state["epoch"] == 3:
         os.kill(os.getpid(), signal.SIGKILL)  # as a preempted job: no cleanup, no exception
 
 checkpoint, params, kill, out = sys.argv[1], eval(sys.argv[2]), sys.argv[3] == "kill", sys.argv[4]
 if kill:
-    train._save_checkpoint = save_then_die
+    train.save_checkpoint = save_then_die
 from crysatom_featurizers.estimators import CGCNNRegressor
 from tests.prototypes import prototype_dataset
 

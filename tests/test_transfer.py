@@ -3,8 +3,6 @@ and the nn modules. Tiny encoders are built and saved here, so no shipped file i
 
 from __future__ import annotations
 
-import pickle
-
 import joblib
 import numpy as np
 import pytest
@@ -16,7 +14,7 @@ from sklearn.pipeline import Pipeline
 from crysatom_featurizers.estimators import CGCNNClassifier, CGCNNRegressor
 from crysatom_featurizers.graphs import CGCNN_GRAPH, PackedGraphs, structures_to_graphs
 from crysatom_featurizers.nn import CGCNN, CGCNNEncoder, EncoderFileError, save_encoder
-from crysatom_featurizers.nn.transfer import DistilledCGCNN, NodeDistillation, node_embeddings
+from crysatom_featurizers.nn.transfer import DistilledModel, NodeDistillation, node_embeddings
 from tests.prototypes import prototype_dataset
 
 GRAPH = {
@@ -235,9 +233,9 @@ def test_transfer_options_work_with_clone_pipeline_and_grid_search(data, encoder
 def test_distilled_cgcnn_layer_out_of_range():
     student = CGCNN("cgcnn", atom_fea_len=4, n_conv=1, h_fea_len=4)
     with pytest.raises(ValueError, match=r"layer must be in \[-2, 1\]"):
-        DistilledCGCNN(student, teacher_dim=6, layer=2)
+        DistilledModel(student, teacher_dim=6, layer=2)
     with pytest.raises(ValueError, match=r"delta must be in \[0, 1\]"):
-        DistilledCGCNN(student, teacher_dim=6, delta=-0.1)
+        DistilledModel(student, teacher_dim=6, delta=-0.1)
 
 
 def test_thawed_encoder_gets_its_own_patience(data, encoder_file):
@@ -269,31 +267,6 @@ def _load(path):
     return load_encoder(path)[0]
 
 
-def test_models_pickled_before_transfer_options_load(data):
-    X, y = data
-    model = CGCNNRegressor("cgcnn", atom_fea_len=8, n_conv=1, **HEAD).fit(X, y)
-    state = model.__getstate__()
-    for name in ("finetune", "freeze_encoder_epochs", "encoder_lr", "distill"):
-        del state[name]
-    del state["transfer_"]
-    old = CGCNNRegressor.__new__(CGCNNRegressor)
-    old.__setstate__(pickle.loads(pickle.dumps(state)))
-    assert old.get_params()["distill"] is None and old.get_params()["finetune"] is None
-    assert old.transfer_ is None
-    np.testing.assert_allclose(old.predict(X), model.predict(X))
-    # the alias next to the then-default embedding="crysatom" refits without a conflict
-    unfitted = CGCNNRegressor("cgcnn", atom_fea_len=8, n_conv=1, **HEAD).__getstate__()
-    for name in ("finetune", "freeze_encoder_epochs", "encoder_lr", "distill"):
-        del unfitted[name]
-    unfitted.update(embedding="crysatom", atom_features="cgcnn")
-    alias = CGCNNRegressor.__new__(CGCNNRegressor)
-    alias.__setstate__(unfitted)
-    assert alias.embedding is None
-    with pytest.warns(FutureWarning, match="atom_features is deprecated"):
-        alias.fit(X, y)
-    assert alias.embedding_name_ == "cgcnn"
-
-
 # ---- nn modules ---------------------------------------------------------------------------------
 
 
@@ -307,7 +280,7 @@ def test_node_distillation_and_distilled_cgcnn(nacl, fe2o3):
     batch = packed.batch(torch.tensor([1]))
     assert batch.node_targets is None
     student = CGCNN("cgcnn", atom_fea_len=4, n_conv=1, h_fea_len=4)
-    model = DistilledCGCNN(student, teacher_dim=6, delta=0.25)
+    model = DistilledModel(student, teacher_dim=6, delta=0.25)
     with pytest.raises(ValueError, match="node_targets"):
         model.training_loss(batch, torch.zeros(1, 1), torch.nn.MSELoss())
     packed.node_targets = emb

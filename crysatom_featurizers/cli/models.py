@@ -84,33 +84,29 @@ def _require_gnn(command: str) -> None:
         raise CLIError(str(exc)) from None
 
 
-_CGCNN_ONLY = ("atom_fea_len", "n_conv", "h_fea_len", "finetune", "encoder_lr")
-_ALIGNN_ONLY = ("preset",)
+#: Options of ``crysatom train`` that only some networks take: each is the estimator parameter
+#: of the same name, passed only when given, and refused for a network without it.
+_NETWORK_OPTIONS = ("atom_fea_len", "n_conv", "h_fea_len", "finetune", "encoder_lr", "preset")
 
 
 def _regressor(args: argparse.Namespace, freeze: int | str) -> Any:
-    """The estimator class of ``--model``, with its own options bound."""
+    """The registered regressor of ``--model``, with its own options bound."""
     from functools import partial
 
-    from crysatom_featurizers.estimators import ALIGNNRegressor, CGCNNRegressor
+    from crysatom_featurizers.estimators import get_estimator
 
-    wrong = _CGCNN_ONLY if args.model == "alignn" else _ALIGNN_ONLY
-    given = [f"--{k.replace('_', '-')}" for k in wrong if getattr(args, k) is not None]
-    if args.model == "alignn" and str(args.freeze_encoder_epochs) != "0":
-        given.append("--freeze-encoder-epochs")
+    try:
+        cls = get_estimator(args.model, "regression")
+    except ValueError as exc:
+        raise CLIError(f"--model: {exc}") from None
+    accepted = cls().get_params(deep=False)
+    options = {k: getattr(args, k) for k in _NETWORK_OPTIONS if getattr(args, k) is not None}
+    if freeze != 0:
+        options["freeze_encoder_epochs"] = freeze
+    given = [f"--{k.replace('_', '-')}" for k in options if k not in accepted]
     if given:
         raise CLIError(f"{', '.join(given)} do(es) not apply to --model {args.model}")
-    if args.model == "alignn":
-        return partial(ALIGNNRegressor, preset="cpu" if args.preset is None else args.preset)
-    return partial(
-        CGCNNRegressor,
-        atom_fea_len=args.atom_fea_len,
-        n_conv=args.n_conv,
-        h_fea_len=128 if args.h_fea_len is None else args.h_fea_len,
-        finetune=args.finetune,
-        freeze_encoder_epochs=freeze,
-        encoder_lr=args.encoder_lr,
-    )
+    return partial(cls, **options)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -123,6 +119,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.checkpoint is not None:
         _check_not_an_input(Path(args.checkpoint), args.data, output)
     freeze = _freeze_epochs(args.freeze_encoder_epochs)
+    make_model = _regressor(args, freeze)  # before any work: an unknown network or option
     input_name = args.embedding
     if args.finetune is not None and input_name is None:
         input_name = _encoder_input(args.finetune)  # the vectors the encoder was trained on
@@ -164,7 +161,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         shuffled = list(rng.permutation(keep))
         test_idx, keep = sorted(shuffled[:n_test]), sorted(shuffled[n_test:])
     structures = table.frame["structure"]
-    model = _regressor(args, freeze)(
+    model = make_model(
         embedding=args.embedding,
         dim=args.dim,
         distill=args.distill,

@@ -242,9 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--units", default=None, help="target units for messages, e.g. eV/atom")
     p.add_argument(
         "--model",
-        choices=("cgcnn", "alignn"),
         default="cgcnn",
-        help="the graph network: CGCNN, or ALIGNN with bond angles (default: cgcnn)",
+        metavar="NETWORK",
+        help="the graph network, by its registered name: cgcnn, alignn (with bond angles), or "
+        "one that another package registers (default: cgcnn)",
     )
     p.add_argument(
         "--preset",

@@ -22,17 +22,26 @@ package holds the scikit-learn surface (parameters, input and target checks, ``f
 How an estimator is made
 ------------------------
 Each estimator is a task mixin (regression or classification: targets, loss, metric, ``fit``,
-``predict``), a model base that builds the network (``_build_model``) and checks its own
-parameters (``_check_model_params``), and the graph-estimator base that holds everything else:
-validation, graphs (one :class:`~crysatom_featurizers.graphs.GraphSettings`), early stopping,
-fine-tuning and distillation, pickling. ``CGCNNRegressor`` is ``RegressorMixin +
-_RegressionTask + _CGCNNBase``, ``ALIGNNRegressor`` is ``RegressorMixin + _RegressionTask +
-_ALIGNNBase`` (which adds bond vectors and a line graph to the packed graphs through the
-base's ``_graph_build_options`` and ``_finish_packing`` hooks); another network joins with its own model base and an
-``__init__`` listing its parameters.
+``predict``), a model base that builds its network and checks its own parameters, and the
+graph-estimator base that holds the rest (input handling, graph checks, early stopping,
+transfer, the fit loop, model files). ``CGCNNRegressor`` is ``RegressorMixin +
+_RegressionTask + _CGCNNBase``; ``ALIGNNRegressor`` is ``RegressorMixin + _RegressionTask +
+_ALIGNNBase``, which adds bond vectors and a line graph to the packed graphs through the
+base's ``_graph_build_options`` and ``_finish_packing`` hooks.
+
+A new network joins with a network module (a torch module with ``config`` and
+``from_config``) and an estimator module (a model base, and each estimator class decorated
+with :func:`register_estimator`). Model files (:func:`load_model`), ``crysatom train --model``
+and the training pipelines then find it in the registry (:func:`available_networks`,
+:func:`get_estimator`); no other file changes.
 """
 
 from crysatom_featurizers.estimators._persist import ModelFileError, is_safe_model_file, load_model
+from crysatom_featurizers.estimators._registry import (
+    available_networks,
+    get_estimator,
+    register_estimator,
+)
 from crysatom_featurizers.estimators.classifier import ALIGNNClassifier, CGCNNClassifier
 from crysatom_featurizers.estimators.regressor import ALIGNNRegressor, CGCNNRegressor
 
@@ -42,6 +51,9 @@ __all__ = [
     "CGCNNClassifier",
     "CGCNNRegressor",
     "ModelFileError",
+    "available_networks",
+    "get_estimator",
     "is_safe_model_file",
     "load_model",
+    "register_estimator",
 ]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from crysatom_featurizers.estimators._base import _check_graph, _GraphEstimator
+from crysatom_featurizers.estimators._base import _GraphEstimator
+from crysatom_featurizers.estimators._graph_checks import both_ways, check_graph
 from crysatom_featurizers.estimators._transfer import Transfer, check_transfer_params
 
 _ARCHITECTURE = ("hidden_features", "alignn_layers", "gcn_layers")
@@ -40,17 +41,6 @@ def _check_config(config: dict[str, Any], state: dict[str, Any]) -> None:
         raise ValueError(f"the graph settings {graph} do not give {n_bins} bond features")
 
 
-def _both_ways(edge_index: Any, edge_vec: Any) -> bool:
-    """Whether every bond ``j -> i`` (vector ``v``) has its reverse ``i -> j`` (``-v``)."""
-    import numpy as np
-
-    index = edge_index.numpy()
-    cells = np.rint(edge_vec.numpy().astype(np.float64) * 1e3).astype(np.int64)  # 0.001 Å
-    forward = np.column_stack([index[0], index[1], cells])
-    backward = np.column_stack([index[1], index[0], -cells])
-    return bool(np.array_equal(np.unique(forward, axis=0), np.unique(backward, axis=0)))
-
-
 class _ALIGNNBase(_GraphEstimator):
     """:class:`~crysatom_featurizers.nn.ALIGNN` as the network of a graph estimator.
 
@@ -58,6 +48,10 @@ class _ALIGNNBase(_GraphEstimator):
     (``finetune``) has no meaning, so these parameters are fixed here, not in ``__init__``.
     """
 
+    _description = (
+        "ALIGNN: edge-gated convolutions over the crystal graph and its line graph of bond "
+        "angles (Choudhary & DeCost 2021)"
+    )
     finetune = None
     freeze_encoder_epochs = 0
     encoder_lr = None
@@ -89,7 +83,9 @@ class _ALIGNNBase(_GraphEstimator):
         self._positive_int("embedding_features")
         check_transfer_params(self, n_layers)
 
-    def _graph_settings(self) -> Any:
+    def graph_settings(self) -> Any:
+        """The settings of ALIGNN's undirected crystal graphs this estimator builds and accepts
+        (see :func:`crysatom_featurizers.graphs.alignn_graph`)."""
         from crysatom_featurizers.graphs import alignn_graph
 
         return alignn_graph(float(self.radius), int(self.max_neighbors))
@@ -107,13 +103,13 @@ class _ALIGNNBase(_GraphEstimator):
                 f"the graph at row {label!r} has no bond vectors (edge_vec), which ALIGNN needs "
                 f"for its bond angles; {hint}"
             )
-        if not _both_ways(graph.edge_index, graph.edge_vec):
+        if not both_ways(graph.edge_index, graph.edge_vec):
             raise ValueError(
                 f"the graph at row {label!r} is directed (a bond lacks its reverse), so its bond "
                 f"angles would depend on the site order and the cell; {hint}"
             )
         # bond features are recomputed from edge_dist, so only the edges must agree
-        _check_graph(graph, label, self._graph_settings(), expansion=False)
+        check_graph(graph, label, self.graph_settings(), expansion=False)
 
     def _finish_packing(self, packed: Any) -> Any:
         from crysatom_featurizers.graphs import add_line_graph
@@ -139,5 +135,5 @@ class _ALIGNNBase(_GraphEstimator):
             embedding_features=int(self.embedding_features),
             n_targets=int(n_outputs),
             trainable_embeddings=bool(self.trainable_embeddings),
-            graph=self._graph_settings(),
+            graph=self.graph_settings(),
         )

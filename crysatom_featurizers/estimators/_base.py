@@ -1,12 +1,18 @@
-"""The graph-estimator base: the scikit-learn surface shared by every GNN estimator (parameter
-checks, input handling, validation split and early stopping, transfer options, fit and predict
-around :func:`crysatom_featurizers.nn.train.train_model`, pickling). Not public API.
+"""The graph-estimator base: the scikit-learn surface shared by every GNN estimator (the hooks
+a network implements, parameter checks, graph settings, model files, pickling). Not public API.
+
+The rest of an estimator lives by concern: input handling in
+:mod:`~crysatom_featurizers.estimators._inputs`, graph checks in ``_graph_checks``, the fit and
+prediction in ``_fitting``, the fingerprint of a resumable fit in ``_fingerprint``, the tasks
+(regression, classification) in ``_tasks``.
 
 A concrete estimator is a short class: a task mixin from
-:mod:`~crysatom_featurizers.estimators._tasks` (regression or classification), a model base
-such as :class:`~crysatom_featurizers.estimators._cgcnn._CGCNNBase` that implements
-:meth:`_GraphEstimator._build_model` and :meth:`_GraphEstimator._check_model_params`, and an
-``__init__`` that lists its parameters (scikit-learn reads them from its signature).
+:mod:`~crysatom_featurizers.estimators._tasks`, a model base such as
+:class:`~crysatom_featurizers.estimators._cgcnn._CGCNNBase` that implements
+:meth:`_GraphEstimator._build_model`, :meth:`_GraphEstimator._check_model_params`,
+:meth:`_GraphEstimator._network_type` and :meth:`_GraphEstimator._check_network_config`, and an
+``__init__`` that lists its parameters (scikit-learn reads them from its signature). It joins
+the network registry with :func:`~crysatom_featurizers.estimators.register_estimator`.
 """
 
 from __future__ import annotations
@@ -14,141 +20,25 @@ from __future__ import annotations
 import io
 import numbers
 import os
-import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sklearn.base import BaseEstimator
-from sklearn.utils.validation import check_is_fitted, check_random_state
+from sklearn.utils.validation import check_is_fitted
 
 from crysatom_featurizers._checks import check_real
-from crysatom_featurizers.deps import require_gnn
-from crysatom_featurizers.embeddings import DEFAULT_EMBEDDING, resolve
-from crysatom_featurizers.estimators._transfer import (
-    FREEZE_ALL,
-    TRANSFER_DEFAULTS,
-    Transfer,
-    attach_teacher,
-    check_input_embedding,
-    load_transfer,
-)
+from crysatom_featurizers.estimators._fitting import _FitLoop
+from crysatom_featurizers.estimators._graph_checks import check_graph
+from crysatom_featurizers.estimators._inputs import _Inputs
+from crysatom_featurizers.estimators._transfer import Transfer
 from crysatom_featurizers.graphs import CGCNN_GRAPH, GraphSettings
-from crysatom_featurizers.graphs.inputs import type_name
-
-# --------------------------------------------------------------------------------------------
-# Input handling
-# --------------------------------------------------------------------------------------------
-
-
-def _items_and_labels(X: Any) -> tuple[list[Any], list[Any]]:
-    """Items of ``X`` with their row labels (index labels for pandas, positions otherwise)."""
-    from crysatom_featurizers.graphs import iter_structures
-
-    return iter_structures(X, "X", " or of crystal graphs from CrystalGraphTransformer")
-
-
-def _with_validation_rows(X: Any, y: Any, X_val: Any, y_val: Any) -> tuple[Any, Any, int]:
-    """``X + X_val`` as one Series (validation labels ``X_val[label]``), ``y + y_val``, and the
-    number of validation rows."""
-    items, labels = _items_and_labels(X)
-    v_items, v_labels = _items_and_labels(X_val)
-    if not v_items:
-        raise ValueError("X_val is empty; leave X_val and y_val out to use validation_fraction")
-    column = np.empty(len(items) + len(v_items), dtype=object)
-    for i, item in enumerate(items + v_items):
-        column[i] = item  # item by item: numpy would unpack a Structure into a row
-    index = list(labels) + [f"X_val[{label!r}]" for label in v_labels]
-    y_arr = y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else np.asarray(y)
-    yv_arr = y_val.to_numpy() if isinstance(y_val, (pd.Series, pd.DataFrame)) else np.asarray(y_val)
-    if len(yv_arr) != len(v_items):
-        raise ValueError(
-            f"X_val and y_val have different lengths: {len(v_items)} structures, "
-            f"{len(yv_arr)} targets"
-        )
-    if len(y_arr) != len(items):
-        raise ValueError(
-            f"X and y have different lengths: X has {len(items)} structures, y has "
-            f"{len(y_arr)} rows"
-        )
-    if y_arr.ndim != yv_arr.ndim or y_arr.shape[1:] != yv_arr.shape[1:]:
-        raise ValueError(
-            f"y_val must have the shape of y past the first axis: y {y_arr.shape}, "
-            f"y_val {yv_arr.shape}"
-        )
-    merged = pd.Series(column, index=pd.Index(index, dtype=object), dtype=object)
-    return merged, np.concatenate([y_arr, yv_arr]), len(v_items)
-
-
-def _same_spec(a: Any, b: Any) -> bool:
-    """Whether two embedding specs are equal strings or paths (objects compare by identity)."""
-    return isinstance(a, (str, os.PathLike)) and isinstance(b, (str, os.PathLike)) and a == b
-
-
-def _graph_settings_error(label: Any, detail: str, settings: GraphSettings) -> ValueError:
-    return ValueError(
-        f"the graph at row {label!r} does not match the estimator's graph settings "
-        f"(radius={settings.radius} Å, max_neighbors={settings.max_neighbors}): {detail}. Build "
-        "the graphs with CrystalGraphTransformer(radius=..., max_neighbors=...) set to the "
-        "estimator's values"
-    )
-
-
-def _check_graph(g: Any, label: Any, settings: GraphSettings, *, expansion: bool = True) -> None:
-    """Reject graphs built with other neighbour settings than the estimator's (those recorded
-    on the graph, else what its edges show) and, with ``expansion``, another number of
-    Gaussian edge features."""
-    import torch
-
-    if getattr(g, "edge_index", None) is None or getattr(g, "edge_dist", None) is None:
-        raise ValueError(
-            f"the graph at row {label!r} lacks edge_index or edge_dist; build graphs with "
-            "crysatom_featurizers.graphs.structures_to_graph or CrystalGraphTransformer"
-        )
-    built = getattr(g, "graph_settings", None)
-    if isinstance(built, GraphSettings):
-        differs = [
-            f"{name}={getattr(built, name)!r}"
-            for name in ("radius", "max_neighbors", "symmetric")
-            if getattr(built, name) != getattr(settings, name)
-        ]
-        if differs:
-            raise _graph_settings_error(label, f"it was built with {', '.join(differs)}", settings)
-    else:  # no record: judge the graph by its edges
-        dist = g.edge_dist
-        if dist.numel() and float(dist.max()) > settings.radius + 1e-4:
-            raise _graph_settings_error(
-                label, f"it has an edge of length {float(dist.max()):.3f} Å", settings
-            )
-        max_neighbors = settings.max_neighbors
-        if max_neighbors is not None and dist.numel() and not settings.symmetric:
-            degree = torch.bincount(g.edge_index[1], minlength=int(g.num_nodes))
-            if int(degree.max()) > max_neighbors:
-                raise _graph_settings_error(
-                    label, f"a site has {int(degree.max())} neighbours", settings
-                )
-    edge_attr = getattr(g, "edge_attr", None)
-    n_centres = settings.num_gaussians
-    if expansion and edge_attr is not None and edge_attr.shape[-1] != n_centres:
-        raise _graph_settings_error(
-            label,
-            f"its edges carry {edge_attr.shape[-1]} Gaussian features, the estimator expects "
-            f"{n_centres}",
-            settings,
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# The base
-# --------------------------------------------------------------------------------------------
 
 #: Parameters that must be a bool (``bool("False")`` is True, so strings are refused).
 _BOOL_PARAMS = ("allow_isolated", "standardize_target", "trainable_embeddings")
 
 
-class _GraphEstimator(BaseEstimator):
+class _GraphEstimator(_FitLoop, _Inputs, BaseEstimator):
     """Shared implementation of the graph-network estimators (not part of the public API).
 
     The network that a subclass builds in :meth:`_build_model` reads a
@@ -164,6 +54,7 @@ class _GraphEstimator(BaseEstimator):
 
     _task = "regression"
     _metric_name = "mae"  # history columns train_<name>, val_<name>
+    _network = ""  # the registry name, set by register_estimator
 
     # ---- hooks of a model --------------------------------------------------------------------
 
@@ -174,9 +65,51 @@ class _GraphEstimator(BaseEstimator):
     def _check_model_params(self) -> None:
         """Raise ``ValueError`` on the model's own parameters (architecture, transfer)."""
 
-    def _graph_settings(self) -> GraphSettings:
-        """The crystal graphs this estimator builds and accepts."""
+    def graph_settings(self) -> GraphSettings:
+        """The settings of the crystal graphs this estimator builds and accepts.
+
+        Returns
+        -------
+        GraphSettings
+            Cutoff ``radius`` (Å), ``max_neighbors``, the Gaussian expansion and whether the
+            graph is undirected, from the estimator's parameters.
+        """
         return CGCNN_GRAPH.replace(radius=float(self.radius), max_neighbors=int(self.max_neighbors))
+
+    def graph_transformer(self, n_jobs: int | None = 1, verbose: bool = False) -> Any:
+        """A transformer that builds the graphs this estimator reads, once, for many fits.
+
+        Graphs given to ``fit`` and ``predict`` are used as they are, so a grid search or a
+        learning curve can build them once with this transformer.
+
+        Parameters
+        ----------
+        n_jobs : int or None, default=1
+            Number of joblib workers of the graph building.
+        verbose : bool, default=False
+            Show a progress bar.
+
+        Returns
+        -------
+        CrystalGraphTransformer
+            With the estimator's graph settings, ``allow_isolated`` and bond vectors where the
+            network needs them; edges are left unexpanded (the network expands them).
+        """
+        from crysatom_featurizers.graphs import CrystalGraphTransformer
+
+        settings = self.graph_settings()
+        return CrystalGraphTransformer(
+            radius=settings.radius,
+            max_neighbors=settings.max_neighbors,
+            gaussian_step=settings.gaussian_step,
+            gaussian_width=settings.gaussian_width,
+            symmetric=settings.symmetric,
+            expand_edges=False,
+            allow_isolated=bool(self.allow_isolated),
+            n_jobs=n_jobs,
+            verbose=verbose,
+            **self._graph_build_options(),
+        )
 
     def _network_type(self) -> type:
         """The torch module class of the network (it has ``config`` and ``from_config``)."""
@@ -216,7 +149,7 @@ class _GraphEstimator(BaseEstimator):
 
     def _check_input_graph(self, graph: Any, label: Any) -> None:
         """Raise ``ValueError`` on a graph given as input that the network cannot read."""
-        _check_graph(graph, label, self._graph_settings())
+        check_graph(graph, label, self.graph_settings())
 
     def _finish_packing(self, packed: Any) -> Any:
         """The packed graphs as the network reads them (e.g. with a line graph added)."""
@@ -285,19 +218,6 @@ class _GraphEstimator(BaseEstimator):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
-        if "embedding" not in state and "atom_features" in state:
-            # saved before embedding + dim replaced atom_features: same model, new spelling
-            state["embedding"] = state.pop("atom_features")
-            state.setdefault("atom_features", None)
-            state.setdefault("dim", None)
-        if "finetune" not in state:  # saved before the transfer options existed
-            if state.get("atom_features") is not None and state.get("embedding") == "crysatom":
-                state["embedding"] = None  # then the default, now None
-            if "model_" in state or "_model_bytes" in state:
-                state.setdefault("transfer_", None)
-        for name, default in TRANSFER_DEFAULTS.items():
-            state.setdefault(name, default)  # saved before these parameters existed
-        state.setdefault("checkpoint", None)
         model_bytes = state.pop("_model_bytes", None)
         if model_bytes is not None:
             import torch
@@ -367,91 +287,6 @@ class _GraphEstimator(BaseEstimator):
                 f"lr_milestones must be a list of epochs (integers >= 1), got {milestones!r}"
             )
 
-    def _embedding_spec(self) -> tuple[Any, str]:
-        """``embedding``, or the deprecated ``atom_features`` (with a FutureWarning), and the
-        name of the parameter it came from."""
-        old = getattr(self, "atom_features", None)
-        if old is None:
-            return self.embedding, "embedding"
-        warnings.warn(
-            "atom_features is deprecated and will be removed in the next release; use "
-            "embedding= (a name, 'name:dim', a vector file or an ElementEmbedding) and dim=",
-            FutureWarning,
-            stacklevel=4,
-        )
-        if not (self.embedding is None or self.embedding is old or _same_spec(self.embedding, old)):
-            raise ValueError(
-                f"both embedding={self.embedding!r} and its deprecated alias "
-                f"atom_features={old!r} are given; pass only embedding"
-            )
-        return old, "atom_features"
-
-    def _graphs_of(self, X: Any, *, for_fit: bool) -> tuple[list[Any], list[Any]]:
-        """Graphs of ``X`` (built here from Structures, or taken as given) and row labels."""
-        from pymatgen.core import IStructure
-        from torch_geometric.data.data import BaseData
-
-        from crysatom_featurizers.graphs import structures_to_graphs
-
-        settings = self._graph_settings()
-        items, labels = _items_and_labels(X)
-        if not items:
-            raise ValueError(
-                f"X is empty: {'fit' if for_fit else 'predict'} needs at least one structure"
-            )
-        to_build: list[int] = []
-        for i, item in enumerate(items):
-            if isinstance(item, IStructure):
-                to_build.append(i)
-            elif isinstance(item, BaseData):
-                self._check_input_graph(item, labels[i])
-            else:
-                raise TypeError(
-                    f"X[{labels[i]!r}] is a {type_name(item)}; expected a pymatgen Structure "
-                    "or a crystal graph (torch_geometric Data) from CrystalGraphTransformer"
-                )
-        if to_build:
-            workers = self.num_workers or 1
-            # An object array filled item by item: numpy would otherwise unpack each Structure
-            # (a sequence of sites) into a row.
-            column = np.empty(len(to_build), dtype=object)
-            for j, i in enumerate(to_build):
-                column[j] = items[i]
-            built = structures_to_graphs(
-                pd.Series(column, index=[labels[i] for i in to_build], dtype=object),
-                settings,
-                expand_edges=False,
-                allow_isolated=bool(self.allow_isolated),
-                n_jobs=workers,
-                progress=self.verbose >= 2,
-                **self._graph_build_options(),
-            )
-            for i, graph in zip(to_build, built):
-                items[i] = graph
-        return items, labels
-
-    def _pack(self, X: Any, covered: np.ndarray, embedding_name: str, *, for_fit: bool):
-        """Packed graphs of ``X``; raises if an element is not covered by the embedding."""
-        import torch
-
-        from crysatom_featurizers.graphs import PackedGraphs
-        from crysatom_featurizers.nn import check_covered
-
-        graphs, labels = self._graphs_of(X, for_fit=for_fit)
-        packed = self._finish_packing(PackedGraphs.from_graphs(graphs))
-
-        def where(entry: int) -> str:
-            row = int(torch.searchsorted(packed.species_start, entry, right=True)) - 1
-            return f"the structure at row {labels[row]!r}"
-
-        check_covered(
-            packed.tensors["species_z"].long(),
-            torch.from_numpy(np.array(covered, dtype=bool)),
-            embedding_name,
-            where,
-        )
-        return packed, labels
-
     def _check_y(self, y: Any, n: int, n_val: int = 0) -> np.ndarray:
         """Targets of ``n`` rows as the network reads them; the last ``n_val`` are ``y_val``'s
         (for error messages)."""
@@ -461,265 +296,3 @@ class _GraphEstimator(BaseEstimator):
         """Raise ``ValueError`` on labels of mixed types (classification)."""
 
     # ---- training --------------------------------------------------------------------------
-
-    def _split(self, n: int, rng: np.random.RandomState, y_enc: np.ndarray) -> tuple[Any, Any]:
-        """Training and validation positions, deterministic for a given ``random_state``."""
-        vf = self.validation_fraction or 0.0
-        n_val = 0 if vf == 0 else max(1, int(round(vf * n)))
-        if n - n_val < 2:
-            raise ValueError(
-                f"fit needs at least 2 training structures; got {n} structures of which {n_val} "
-                f"go to validation (validation_fraction={vf})"
-            )
-        if n_val == 0:
-            return np.arange(n), np.arange(0)
-        perm = rng.permutation(n)
-        if self._task == "classification":
-            from sklearn.model_selection import StratifiedShuffleSplit
-
-            counts = np.bincount(y_enc)
-            if counts.min() >= 2 and n_val >= counts.size and n - n_val >= counts.size:
-                splitter = StratifiedShuffleSplit(
-                    n_splits=1, test_size=n_val, random_state=rng.randint(2**31 - 1)
-                )
-                train, val = next(splitter.split(np.zeros(n), y_enc))
-                return np.sort(train), np.sort(val)
-        return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-
-    def _transfer_options(self, model: Any, transfer: Transfer | None) -> dict[str, Any]:
-        """``train_model`` keyword arguments of fine-tuning: the encoder's learning rate and
-        its frozen epochs."""
-        if transfer is None or transfer.mode != "finetune":
-            return {}
-        import torch
-
-        pretrained = torch.nn.ModuleList(self._pretrained_modules(model))
-        pretrained_ids = {id(p) for p in pretrained.parameters()}
-        head = [p for p in model.parameters() if id(p) not in pretrained_ids]
-        encoder_lr = float(self.lr if self.encoder_lr is None else self.encoder_lr)
-        freeze = self.freeze_encoder_epochs
-        return {
-            "param_groups": [
-                {"params": head, "lr": float(self.lr)},
-                {"params": list(pretrained.parameters()), "lr": encoder_lr},
-            ],
-            "frozen": pretrained,
-            "frozen_epochs": int(self.epochs) if freeze == FREEZE_ALL else int(freeze),
-        }
-
-    def _fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> _GraphEstimator:
-        """Fit, or leave the estimator as it was: a fit that raises (bad input, a diverging
-        loss, an interrupt) restores the previous fitted state, so that a model and the
-        target scaling or classes of another fit are never paired."""
-        params = set(self.get_params(deep=False))
-        before = {k: v for k, v in vars(self).items() if k not in params}
-        try:
-            return self._fit_state(X, y, X_val, y_val)
-        except BaseException:
-            for name in [k for k in vars(self) if k not in params]:
-                delattr(self, name)
-            for name, value in before.items():
-                setattr(self, name, value)
-            raise
-
-    def _fit_state(self, X: Any, y: Any, X_val: Any, y_val: Any) -> _GraphEstimator:
-        require_gnn(type(self).__name__)
-        import torch
-
-        from crysatom_featurizers.nn.train import (
-            TrainSettings,
-            resolve_device,
-            torch_runtime,
-            train_model,
-        )
-
-        if (X_val is None) != (y_val is None):
-            raise ValueError("X_val and y_val must be given together")
-        self._check_params(given_validation=X_val is not None)
-        self._check_label_types(y, y_val)
-        transfer = load_transfer(self, self._graph_settings())
-        spec, param = self._embedding_spec()
-        finetuning = transfer is not None and transfer.mode == "finetune"
-        if spec is None:
-            spec = transfer.input_embedding if finetuning else DEFAULT_EMBEDDING
-        embedding = resolve(spec, self.dim, param=param)
-        if finetuning:
-            check_input_embedding(transfer, embedding)
-        _, covered = embedding.lookup_table()
-        emb_name = str(getattr(embedding, "name", "custom"))
-
-        n_rows = len(_items_and_labels(X)[0])
-        if n_rows == 0:
-            raise ValueError("X is empty: fit needs at least 2 structures")
-        n_given_val = 0
-        if X_val is not None:
-            X, y, n_given_val = _with_validation_rows(X, y, X_val, y_val)
-            if n_rows < 2:
-                raise ValueError(f"fit needs at least 2 training structures; got {n_rows}")
-        # float targets or class codes; the last n_given_val rows are y_val's
-        targets = self._check_y(y, n_rows + n_given_val, n_given_val)
-
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
-        device = resolve_device(self.device)
-
-        t0 = time.perf_counter()
-        packed, _ = self._pack(X, covered, emb_name, for_fit=True)
-        graph_time = time.perf_counter() - t0
-
-        if n_given_val:
-            train_idx, val_idx = np.arange(n_rows), np.arange(n_rows, n_rows + n_given_val)
-            unseen = np.setdiff1d(targets[val_idx], targets[train_idx])
-            if self._task == "classification" and unseen.size:
-                raise ValueError(
-                    f"y_val has classes absent from y: {list(self.classes_[unseen])[:5]}"
-                )
-        else:
-            train_idx, val_idx = self._split(
-                len(packed), rng, targets if self._task == "classification" else None
-            )
-        self._fit_target_transform(targets[train_idx])
-
-        settings = TrainSettings(
-            epochs=int(self.epochs),
-            batch_size=int(self.batch_size),
-            lr=float(self.lr),
-            weight_decay=float(self.weight_decay),
-            lr_schedule=self.lr_schedule,
-            lr_milestones=self.lr_milestones,
-            patience=self.patience,
-            metric_name=self._metric_name,
-            progress=type(self).__name__ if self.verbose else None,
-        )
-        with torch_runtime(device, self.n_threads, seed):
-            packed.to(device)
-            y_all = torch.as_tensor(self._encode_targets(targets), device=device)
-            model = self._build_model(embedding, self._n_outputs(), transfer).to(device)
-            _expand_edges(packed, model)
-            trained = model
-            if transfer is not None and transfer.mode == "distill":
-                from crysatom_featurizers.nn.transfer import DistilledModel
-
-                t_teacher = time.perf_counter()
-                attach_teacher(transfer, packed, train_idx, self._graph_settings(), self.batch_size)
-                graph_time += time.perf_counter() - t_teacher
-                trained = DistilledModel(
-                    model,
-                    transfer.encoder.hidden_dim,
-                    delta=float(self.distill_delta),
-                    layer=int(self.distill_layer),
-                ).to(device)
-            result = train_model(
-                trained,
-                packed,
-                y_all,
-                torch.as_tensor(train_idx, dtype=torch.long),
-                torch.as_tensor(val_idx, dtype=torch.long, device=device),
-                criterion=self._criterion(targets[train_idx], device),
-                metric=self._metric_sum,
-                settings=settings,
-                seed=seed,
-                checkpoint=getattr(self, "checkpoint", None),
-                fingerprint=self._run_fingerprint(
-                    embedding, transfer, packed, targets, train_idx, val_idx, seed
-                ),
-                **self._transfer_options(model, transfer),
-            )
-            model = model.cpu()  # the student of a distillation; the projection is dropped
-            packed.node_targets = None
-
-        self.model_ = model
-        self.embedding_name_ = emb_name
-        self.embedding_dim_ = int(embedding.dim)
-        self.transfer_ = None if transfer is None else transfer.describe()
-        self.history_ = pd.DataFrame(result.history)
-        self.best_epoch_ = result.best_epoch
-        # positions in X; a separate X_val holds none of them
-        self.validation_indices_ = np.asarray(
-            np.arange(0) if n_given_val else val_idx, dtype=np.int64
-        )
-        self.n_iter_ = result.n_epochs
-        self.timings_ = {"graphs_s": graph_time, "training_s": result.training_s}
-        return self
-
-    def _run_fingerprint(
-        self,
-        embedding: Any,
-        transfer: Transfer | None,
-        packed: Any,
-        targets: Any,
-        train_idx: Any,
-        val_idx: Any,
-        seed: int,
-    ) -> str:
-        """SHA-256 of what a fit depends on: the estimator, the package version, its parameters
-        (without those that only say where or how verbosely it runs), the element vectors, the
-        encoder's weights, the graphs, the targets, the split and the seed. A checkpoint of
-        another fingerprint is not resumed."""
-        import hashlib
-        import json
-
-        from crysatom_featurizers.estimators._persist import _Encoder
-
-        if getattr(self, "checkpoint", None) is None:
-            return ""
-        ignored = {"checkpoint", "verbose", "n_threads", "num_workers", "device", "embedding"}
-        encode = _Encoder()
-        try:
-            params = {
-                k: encode(v, k)
-                for k, v in sorted(self.get_params(deep=False).items())
-                if k not in ignored
-            }
-        except TypeError as exc:
-            raise ValueError(
-                f"checkpoint: cannot record the parameters of the fit ({exc})"
-            ) from None
-        encoder = None if transfer is None else transfer.metadata.get("checksum")
-        digest = hashlib.sha256()
-        from crysatom_featurizers import __version__
-
-        header = [type(self).__name__, __version__, params, encoder, seed]
-        digest.update(json.dumps(header).encode())
-        table, _ = embedding.lookup_table()
-        arrays = [np.asarray(table, dtype=np.float64), np.asarray(train_idx), np.asarray(val_idx)]
-        arrays += [encode.arrays[k] for k in sorted(encode.arrays)]
-        arrays += [packed.tensors[k].cpu().numpy() for k in sorted(packed.tensors)]
-        arrays.append(np.asarray(targets))  # as given: targets in their units, or class codes
-        for array in arrays:
-            digest.update(str((array.dtype.str, array.shape)).encode())
-            digest.update(np.ascontiguousarray(array).tobytes())
-        return digest.hexdigest()
-
-    def _predict_outputs(self, X: Any) -> np.ndarray:
-        """Raw model outputs (standardised targets or logits) for ``X``, as float64."""
-        require_gnn(type(self).__name__)
-        import torch
-
-        from crysatom_featurizers.nn.train import predict_packed, resolve_device, torch_runtime
-
-        check_is_fitted(self, "model_")
-        model = self.model_
-        covered = model.embedding.covered.detach().cpu().numpy()
-        packed, _ = self._pack(X, covered, self.embedding_name_, for_fit=False)
-        device = resolve_device(self.device)
-        with torch_runtime(device, self.n_threads):
-            packed.to(device)
-            model.to(device)
-            try:
-                _expand_edges(packed, model)
-                index = torch.arange(len(packed), device=device)
-                out = predict_packed(model, packed, index, int(self.batch_size))
-            finally:
-                model.cpu()
-        return out.double().cpu().numpy()
-
-
-def _expand_edges(packed: Any, model: Any) -> None:
-    """Expand every edge once with the model's distance expansion, where it has one and the
-    table fits in memory (see :meth:`PackedGraphs.expand_edges`)."""
-    from crysatom_featurizers.nn import train as train_mod
-
-    expansion = getattr(model, "distance_expansion", None)
-    if expansion is not None:
-        packed.expand_edges(expansion, train_mod.MAX_EXPANDED_EDGE_BYTES)

@@ -48,6 +48,8 @@ def _check_config(config: dict[str, Any], state: dict[str, Any]) -> None:
 class _CGCNNBase(_GraphEstimator):
     """:class:`~crysatom_featurizers.nn.CGCNN` as the network of a graph estimator."""
 
+    _description = "CGCNN: gated graph convolutions over the crystal graph (Xie & Grossman 2018)"
+
     def _check_model_params(self) -> None:
         for name in ("h_fea_len", "n_h"):
             self._positive_int(name)
@@ -78,7 +80,7 @@ class _CGCNNBase(_GraphEstimator):
             n_targets=int(n_outputs),
             pooling=self.pooling,
             trainable_embeddings=bool(self.trainable_embeddings),
-            graph=self._graph_settings(),
+            graph=self.graph_settings(),
         )
         if transfer is not None and transfer.mode == "finetune":
             return CGCNN.from_encoder(transfer.encoder, embedding, **common)

@@ -20,170 +20,39 @@ from its configuration: no code from the file runs.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from crysatom_featurizers.io import atomic_write
+from crysatom_featurizers.estimators._registry import estimator_classes
+from crysatom_featurizers.persistence import (
+    PlainDataEncoder,
+    decode_plain_data,
+    is_safetensors_file,
+    read_safetensors,
+    safetensors_metadata,
+    write_safetensors,
+)
 
 FORMAT = "crysatom-featurizers model"
 FORMAT_VERSION = 1
 #: File name ending of the safe format.
 SAFE_SUFFIX = ".safetensors"
-#: A model file's JSON header is a few kB; a longer one is not read when checking a path.
-_MAX_HEADER_BYTES = 64 * 2**20
 #: Fitted attributes that are rebuilt or only needed during ``fit``.
 _NOT_SAVED = ("model_", "_label_lookup")
+#: Parameters that say where and how verbosely a fit ran, not what the model is: a model file
+#: records their defaults, so that whoever loads it chooses them.
+RUNTIME_PARAMS = ("checkpoint", "device", "n_threads", "num_workers", "verbose")
 #: What a fitted attribute's name looks like (``history_``, ``_y_ndim``).
 _FITTED_NAME = re.compile(r"_?[a-z][a-z0-9_]*_|_[a-z][a-z0-9_]*")
 
 
 class ModelFileError(ValueError):
     """A model file that is not a valid safe model file (the message names the file)."""
-
-
-def _safetensors() -> Any:
-    try:
-        import safetensors.torch
-    except ImportError:
-        raise ImportError(
-            "model files need the safetensors package: pip install safetensors (it comes with "
-            "the [gnn] extra)"
-        ) from None
-    return safetensors
-
-
-def _estimator_classes() -> dict[str, type]:
-    from crysatom_featurizers.estimators import (
-        ALIGNNClassifier,
-        ALIGNNRegressor,
-        CGCNNClassifier,
-        CGCNNRegressor,
-    )
-
-    classes = (CGCNNRegressor, CGCNNClassifier, ALIGNNRegressor, ALIGNNClassifier)
-    return {cls.__name__: cls for cls in classes}
-
-
-# ---- plain data <-> JSON + arrays ------------------------------------------------------------
-
-_JSON_SCALARS = (str, int, float, bool, type(None))
-
-
-class _Encoder:
-    """Turns parameter and attribute values into JSON, collecting numeric arrays apart."""
-
-    def __init__(self) -> None:
-        self.arrays: dict[str, np.ndarray] = {}
-
-    def array(self, key: str, value: np.ndarray) -> dict[str, str]:
-        self.arrays[key] = np.array(value, order="C")  # 0-d arrays keep their shape
-        return {"__array__": key}
-
-    def __call__(self, value: Any, where: str) -> Any:
-        if isinstance(value, (bool, np.bool_)):
-            return bool(value)
-        if isinstance(value, (int, np.integer)):
-            return int(value)
-        if isinstance(value, (float, np.floating)):
-            value = float(value)
-            return value if math.isfinite(value) else {"__float__": repr(value)}
-        if value is None or isinstance(value, str):
-            return value
-        if isinstance(value, os.PathLike):
-            return os.fspath(value)
-        if isinstance(value, (list, tuple)):
-            items = [self(v, f"{where}[{i}]") for i, v in enumerate(value)]
-            return items if isinstance(value, list) else {"__tuple__": items}
-        if isinstance(value, dict):
-            bad = [k for k in value if not isinstance(k, str)]
-            if bad:
-                # e.g. class_weight={0: 1.0, 1: 2.0}: keys kept with their types
-                return {
-                    "__pairs__": [
-                        [self(k, where), self(v, f"{where}[{k!r}]")] for k, v in value.items()
-                    ]
-                }
-            return {"__dict__": {k: self(v, f"{where}[{k!r}]") for k, v in value.items()}}
-        if isinstance(value, np.ndarray):
-            if value.dtype.kind in "biuf":
-                return self.array(where, value)
-            items = value.tolist()
-            if value.ndim != 1 or not all(isinstance(v, _JSON_SCALARS) for v in items):
-                raise TypeError(
-                    f"{where}: an array of {value.dtype} values that are not numbers or strings"
-                )
-            return {"__labels__": [self(v, where) for v in items], "dtype": value.dtype.str}
-        if isinstance(value, pd.DataFrame):
-            columns = [str(c) for c in value.columns]
-            return {
-                "__frame__": columns,
-                "arrays": [self.array(f"{where}/{c}", value[c].to_numpy()) for c in columns],
-            }
-        from crysatom_featurizers.embeddings import ElementEmbedding
-
-        if isinstance(value, ElementEmbedding):
-            return {
-                "__embedding__": str(value.name),
-                "symbols": list(value.symbols),
-                "vectors": self.array(f"{where}/vectors", np.asarray(value.vectors)),
-            }
-        raise TypeError(
-            f"{where}: a {type(value).__name__}; the safe model file holds numbers, strings, "
-            "lists, dicts, arrays, tables and element embeddings (use joblib for other objects)"
-        )
-
-
-def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
-    if isinstance(value, list):
-        return [_decode(v, arrays) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if "__array__" in value:
-        return arrays[value["__array__"]]
-    if "__float__" in value:
-        return float(value["__float__"])
-    if "__tuple__" in value:
-        return tuple(_decode(v, arrays) for v in value["__tuple__"])
-    if "__pairs__" in value:
-        return {_decode(k, arrays): _decode(v, arrays) for k, v in value["__pairs__"]}
-    if "__dict__" in value:
-        return {k: _decode(v, arrays) for k, v in value["__dict__"].items()}
-    if "__labels__" in value:
-        labels = [_decode(v, arrays) for v in value["__labels__"]]
-        dtype = np.dtype(value["dtype"])
-        out = np.empty(len(labels), dtype=dtype)
-        out[:] = labels
-        return out
-    if "__frame__" in value:
-        columns = value["__frame__"]
-        return pd.DataFrame({c: _decode(a, arrays) for c, a in zip(columns, value["arrays"])})
-    if "__embedding__" in value:
-        from crysatom_featurizers.embeddings import ElementEmbedding
-
-        vectors = _decode(value["vectors"], arrays)
-        return ElementEmbedding(value["__embedding__"], value["symbols"], vectors)
-    raise ValueError(f"unknown value in the model file: {sorted(value)}")
-
-
-# ---- checksum --------------------------------------------------------------------------------
-
-
-def _checksum(metadata: dict[str, str], tensors: dict[str, Any]) -> str:
-    digest = hashlib.sha256()
-    digest.update(json.dumps(metadata, sort_keys=True).encode())
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().cpu()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.numpy().tobytes())  # C order, whatever the strides
-    return digest.hexdigest()
 
 
 # ---- save and load ---------------------------------------------------------------------------
@@ -195,8 +64,6 @@ def save_estimator(est: Any, path: str | os.PathLike[str]) -> Path:
 
     from crysatom_featurizers import __version__
 
-    save = _safetensors().torch.save
-
     path = Path(path)
     if path.suffix != SAFE_SUFFIX:
         raise ValueError(f"{path}: the safe model file ends in {SAFE_SUFFIX}")
@@ -206,14 +73,17 @@ def save_estimator(est: Any, path: str | os.PathLike[str]) -> Path:
             "(remove it or choose another path)"
         )
     name = type(est).__name__
-    if name not in _estimator_classes() or type(est) is not _estimator_classes()[name]:
-        raise TypeError(f"{name} has no safe model format")
+    if estimator_classes().get(name) is not type(est):
+        raise TypeError(f"{name} has no safe model format (it is not a registered estimator)")
     model = getattr(est, "model_", None)
     if model is None:
         raise ValueError(f"this {name} is not fitted yet; call fit before save")
-    encode = _Encoder()
+    encode = PlainDataEncoder()
     params = dict(est.get_params(deep=False))
-    params["checkpoint"] = None  # the author's checkpoint path is no part of the model
+    defaults = type(est)().get_params(deep=False)
+    for key in RUNTIME_PARAMS:  # where the fit ran is no part of the model
+        if key in params:
+            params[key] = defaults[key]
     params = {k: encode(v, f"params/{k}") for k, v in params.items()}
     fitted = {
         k: encode(v, f"fitted/{k}")
@@ -232,11 +102,7 @@ def save_estimator(est: Any, path: str | os.PathLike[str]) -> Path:
         "fitted": json.dumps(fitted),
         "network": json.dumps({"class": type(model).__name__, "config": model.config()}),
     }
-    metadata["checksum"] = _checksum(metadata, tensors)
-    payload = save(tensors, metadata=metadata)
-    with atomic_write(path, "wb") as handle:
-        handle.write(payload)
-    return path
+    return write_safetensors(path, tensors, metadata)
 
 
 def is_safe_model_file(path: str | os.PathLike[str]) -> bool:
@@ -244,33 +110,14 @@ def is_safe_model_file(path: str | os.PathLike[str]) -> bool:
 
     Reads a few bytes only; the full check is :func:`load_model`'s.
     """
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(9)
-            size = os.fstat(handle.fileno()).st_size
-    except OSError:
-        return False
-    if len(head) < 9:
-        return False
-    n = int.from_bytes(head[:8], "little")
-    return 0 < n <= size - 8 and head[8:9] == b"{"
+    return is_safetensors_file(path)
 
 
 def _is_our_model_file(path: Path) -> bool:
     """Whether ``path`` is a file whose safetensors header names this package's model format
     (reads the header only)."""
-    if not path.is_file() or not is_safe_model_file(path):
-        return False
-    try:
-        with open(path, "rb") as handle:
-            size = int.from_bytes(handle.read(8), "little")
-            if size > _MAX_HEADER_BYTES:
-                return False
-            header = json.loads(handle.read(size))
-    except (OSError, ValueError):
-        return False
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    return isinstance(metadata, dict) and metadata.get("format") == FORMAT
+    metadata = safetensors_metadata(path)
+    return metadata is not None and metadata.get("format") == FORMAT
 
 
 def load_model(path: str | os.PathLike[str]) -> Any:
@@ -280,13 +127,15 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     ----------
     path : str or os.PathLike
         A ``.safetensors`` model file written by the ``save`` method of a graph estimator
-        (``CGCNNRegressor``, ``CGCNNClassifier``, ``ALIGNNRegressor``, ``ALIGNNClassifier``) or
-        by ``crysatom train``.
+        (``CGCNNRegressor``, ``CGCNNClassifier``, ``ALIGNNRegressor``, ``ALIGNNClassifier``, or
+        a registered estimator of another network) or by ``crysatom train``.
 
     Returns
     -------
-    CGCNNRegressor, CGCNNClassifier, ALIGNNRegressor or ALIGNNClassifier
-        The fitted estimator, ready to ``predict``.
+    estimator
+        The fitted estimator, ready to ``predict``. Its ``device``, ``n_threads``,
+        ``num_workers``, ``verbose`` and ``checkpoint`` are the defaults: where a model runs is
+        the choice of whoever loads it (``set_params`` changes them).
 
     Raises
     ------
@@ -294,61 +143,50 @@ def load_model(path: str | os.PathLike[str]) -> Any:
         If ``path`` does not exist.
     ModelFileError
         (a ``ValueError``) If the file is not a safe model file, was written by a newer format,
-        names an estimator outside the allow-list, or fails its checksum (edited or damaged);
-        the message names the file.
+        names an estimator that is not registered, fails its checksum (edited or damaged), or
+        holds parameters or fitted attributes that the estimator refuses or that disagree with
+        the network's weights; the message names the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist")
 
     def fail(why: str) -> ModelFileError:
         return ModelFileError(f"{path} is not a usable model file: {why}")
 
-    if not is_safe_model_file(path):
-        raise fail("not a safetensors file (a pickle-based joblib file is not read here)")
-    safetensors = _safetensors()
-    data = path.read_bytes()
     try:
-        tensors = safetensors.torch.load(data)
-        header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
-    except (safetensors.SafetensorError, ValueError) as exc:
-        raise fail(f"unreadable safetensors content ({exc})") from None
-    metadata = dict(header.get("__metadata__") or {})
-    if metadata.get("format") != FORMAT:
-        raise fail("a safetensors file, but not a crysatom-featurizers model")
-    try:
-        version = int(metadata.get("format_version", ""))
-    except ValueError:
-        raise fail(f"format version {metadata.get('format_version')!r}") from None
-    if version > FORMAT_VERSION:
-        raise fail(
-            f"written in model format {version} by crysatom-featurizers "
-            f"{metadata.get('package_version')}; this version reads format {FORMAT_VERSION}: "
-            "upgrade crysatom-featurizers"
-        )
-    stored = metadata.pop("checksum", None)
-    try:
-        actual = _checksum(metadata, tensors)
-    except (TypeError, ValueError, RuntimeError) as exc:  # e.g. a dtype numpy cannot hold
-        raise fail(f"unreadable tensors ({exc})") from None
-    if stored != actual:
-        raise fail("its checksum does not match its content (the file was edited or damaged)")
-    classes = _estimator_classes()
+        tensors, metadata = read_safetensors(path, FORMAT, [FORMAT_VERSION], fail)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"model file {path} does not exist") from None
+    classes = estimator_classes()
     cls = classes.get(metadata.get("estimator", ""))
     if cls is None:
         raise fail(f"unknown estimator {metadata.get('estimator')!r} (known: {sorted(classes)})")
     arrays = {k[len("array/") :]: v.numpy() for k, v in tensors.items() if k.startswith("array/")}
     state = {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
     try:
-        params = {k: _decode(v, arrays) for k, v in json.loads(metadata["params"]).items()}
-        fitted = {k: _decode(v, arrays) for k, v in json.loads(metadata["fitted"]).items()}
+        params = {
+            k: decode_plain_data(v, arrays) for k, v in json.loads(metadata["params"]).items()
+        }
+        fitted = {
+            k: decode_plain_data(v, arrays) for k, v in json.loads(metadata["fitted"]).items()
+        }
         network = json.loads(metadata["network"])
+        defaults = cls().get_params(deep=False)
+        for key in RUNTIME_PARAMS:
+            if key in defaults:
+                params[key] = defaults[key]
         est = cls(**params)
+        est._check_params(given_validation=True)
         for name in fitted:  # fitted attributes only: nothing of the class is replaced
             if not _FITTED_NAME.fullmatch(name) or hasattr(cls, name):
                 raise ValueError(f"{name!r} is not a fitted attribute")
         for name, value in fitted.items():
             setattr(est, name, value)
+        est._check_fitted_state()
+        n_out = int(network["config"]["n_targets"])
+        if est._n_outputs() != n_out:
+            raise ValueError(
+                f"the fitted attributes give {est._n_outputs()} outputs, the network has {n_out}"
+            )
         est.model_ = est._network_from_config(network, state)
     except Exception as exc:  # the content is untrusted: any failure means a bad file
         raise fail(f"inconsistent content ({type(exc).__name__}: {exc})") from None

@@ -62,6 +62,19 @@ class _RegressionTask:
     _task = "regression"
     _metric_name = "mae"
 
+    def _check_fitted_state(self) -> None:
+        """Raise ``ValueError`` if the fitted target scaling is not one of a fit (a model file's
+        content is checked with this before it is used)."""
+        n = self.n_targets_
+        if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"n_targets_ must be a positive integer, got {n!r}")
+        for name in ("target_mean_", "target_scale_"):
+            value = np.asarray(getattr(self, name))
+            if value.shape != (n,) or not np.isfinite(value).all():
+                raise ValueError(f"{name} must be {n} finite numbers, got shape {value.shape}")
+        if not (np.asarray(self.target_scale_) > 0).all():
+            raise ValueError("target_scale_ must be positive")
+
     def _check_y(self, y: Any, n: int, n_val: int = 0) -> np.ndarray:
         try:
             arr = np.asarray(y, dtype=np.float64)
@@ -163,6 +176,13 @@ class _ClassificationTask:
 
     _task = "classification"
     _metric_name = "accuracy"
+
+    def _check_fitted_state(self) -> None:
+        """Raise ``ValueError`` if the fitted classes are not those of a fit (a model file's
+        content is checked with this before it is used)."""
+        classes = np.asarray(self.classes_)
+        if classes.ndim != 1 or classes.size < 2 or len(set(classes.tolist())) != classes.size:
+            raise ValueError(f"classes_ must be at least 2 distinct labels, got {classes!r}")
 
     def _check_label_types(self, y: Any, y_val: Any) -> None:
         kinds = {}

@@ -10,12 +10,14 @@ from sklearn.base import ClassifierMixin
 
 from crysatom_featurizers.estimators._alignn import _ALIGNNBase
 from crysatom_featurizers.estimators._cgcnn import _CGCNNBase
+from crysatom_featurizers.estimators._registry import register_estimator
 from crysatom_featurizers.estimators._tasks import _ClassificationTask
 from crysatom_featurizers.graphs import ALIGNN_GRAPH, CGCNN_GRAPH
 
 __all__ = ["ALIGNNClassifier", "CGCNNClassifier"]
 
 
+@register_estimator("cgcnn")
 class CGCNNClassifier(ClassifierMixin, _ClassificationTask, _CGCNNBase):
     """CGCNN crystal classifier on element-embedding node features, as a scikit-learn estimator.
 
@@ -28,7 +30,7 @@ class CGCNNClassifier(ClassifierMixin, _ClassificationTask, _CGCNNBase):
 finetune, freeze_encoder_epochs, encoder_lr, distill, distill_delta, distill_layer, radius, \
 max_neighbors, allow_isolated, epochs, batch_size, lr, weight_decay, lr_schedule, lr_milestones, \
 validation_fraction, patience, device, random_state, num_workers, n_threads, verbose, \
-checkpoint, atom_features
+checkpoint
         As in :class:`CGCNNRegressor`. The validation split is stratified when every class has
         at least two members.
     class_weight : dict, "balanced" or None, default=None
@@ -95,11 +97,11 @@ timings_
         n_threads: int | None = None,
         verbose: int = 0,
         checkpoint: str | os.PathLike | None = None,
-        atom_features: Any = None,
     ) -> None:
         self._store_params(locals())
 
 
+@register_estimator("alignn")
 class ALIGNNClassifier(ClassifierMixin, _ClassificationTask, _ALIGNNBase):
     """ALIGNN crystal classifier on element-embedding node features, as a scikit-learn
     estimator.

@@ -10,12 +10,14 @@ from sklearn.base import RegressorMixin
 
 from crysatom_featurizers.estimators._alignn import _ALIGNNBase
 from crysatom_featurizers.estimators._cgcnn import _CGCNNBase
+from crysatom_featurizers.estimators._registry import register_estimator
 from crysatom_featurizers.estimators._tasks import _RegressionTask
 from crysatom_featurizers.graphs import ALIGNN_GRAPH, CGCNN_GRAPH
 
 __all__ = ["ALIGNNRegressor", "CGCNNRegressor"]
 
 
+@register_estimator("cgcnn")
 class CGCNNRegressor(RegressorMixin, _RegressionTask, _CGCNNBase):
     """CGCNN property regressor on element-embedding node features, as a scikit-learn estimator.
 
@@ -143,10 +145,6 @@ class CGCNNRegressor(RegressorMixin, _RegressionTask, _CGCNNBase):
         vectors, split and seed: a checkpoint of another fit is an error, never a silent
         restart. The file is kept after the fit (a finished fit resumes to its end at once);
         delete it to train afresh.
-    atom_features : str or ElementEmbedding, optional
-        Deprecated alias of ``embedding`` (a ``FutureWarning`` at ``fit``; removed in the next
-        release), used when ``embedding`` is None; with any other ``embedding`` of a
-        different value it is an error.
 
     Attributes
     ----------
@@ -237,11 +235,11 @@ class CGCNNRegressor(RegressorMixin, _RegressionTask, _CGCNNBase):
         n_threads: int | None = None,
         verbose: int = 0,
         checkpoint: str | os.PathLike | None = None,
-        atom_features: Any = None,
     ) -> None:
         self._store_params(locals())
 
 
+@register_estimator("alignn")
 class ALIGNNRegressor(RegressorMixin, _RegressionTask, _ALIGNNBase):
     """ALIGNN property regressor on element-embedding node features, as a scikit-learn
     estimator.

@@ -278,7 +278,8 @@ def structure_to_graph(
     edge_vectors: bool = False,
     **changes: Any,
 ) -> Data:
-    """Build the CGCNN crystal graph of one structure.
+    """Build the crystal graph of one structure (CGCNN's, or ALIGNN's with ``symmetric`` settings
+    and ``edge_vectors``).
 
     Parameters
     ----------

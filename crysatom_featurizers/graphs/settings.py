@@ -23,7 +23,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class GraphSettings:
-    """Neighbour search and edge features of a CGCNN crystal graph.
+    """Neighbour search and edge features of a crystal graph (CGCNN's directed graph, or
+    ALIGNN's undirected one with ``symmetric=True``).
 
     Parameters
     ----------

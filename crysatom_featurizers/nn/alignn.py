@@ -3,8 +3,9 @@
 The atomistic line graph neural network passes messages on the crystal graph (atoms, bonds)
 and on its line graph (bonds, bond pairs with their angle). Its building block is the
 edge-gated graph convolution (Bresson & Laurent, 2017), which updates node *and* edge
-features; an ALIGNN layer applies one on the line graph (whose updated node features are the
-bonds) and then one on the crystal graph with those bonds. Plain edge-gated convolutions on
+features; an ALIGNN layer applies one on the crystal graph (updating atoms and bonds) and then
+one on the line graph, whose nodes are those updated bonds and whose edges are bond angles (the
+order of the authors' code). Plain edge-gated convolutions on
 the crystal graph follow, then mean pooling and a linear head.
 
 The input node vectors come from any element embedding

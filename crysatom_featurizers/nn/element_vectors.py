@@ -21,7 +21,8 @@ def _network(model: Any) -> Any:
     if not hasattr(network, "element_input_vectors"):
         raise TypeError(
             f"{type(model).__name__} has no element table to read: pass a fitted "
-            "CGCNNRegressor/CGCNNClassifier, a CGCNN or a CrystalTransformer"
+            "graph estimator whose network has an element input map (CGCNNRegressor, "
+            "CGCNNClassifier), a CGCNN or a CrystalTransformer"
         )
     return network
 

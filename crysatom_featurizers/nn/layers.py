@@ -150,9 +150,9 @@ class ElementEmbeddingLayer(nn.Module):
     ----------
     embedding : ElementEmbedding or str
         An embedding object (anything with ``lookup_table()`` and ``name``), or a registry
-        name resolved with :func:`crysatom_featurizers.embeddings.load`.
+        name (or anything else) resolved with :func:`crysatom_featurizers.embeddings.resolve`.
     dim : int, optional
-        Vector dimension passed to ``load`` when ``embedding`` is a name.
+        Vector dimension passed to ``resolve`` when ``embedding`` is a name.
     trainable : bool
         If False (default), the table is a frozen buffer, as in the CrysAtom paper; if True,
         it is an ``nn.Parameter`` and is fine-tuned. Rows of uncovered elements stay zero

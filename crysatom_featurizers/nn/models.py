@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import warnings
 from typing import Any
 
 import torch
@@ -23,21 +22,6 @@ from crysatom_featurizers.nn.layers import (
 __all__ = ["CGCNN"]
 
 _POOLS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
-
-
-def _graph_with_aliases(graph: GraphSettings, **aliases: float | None) -> GraphSettings:
-    """``graph`` with the deprecated ``gaussian_*`` keywords of the models applied."""
-    given = {k: v for k, v in aliases.items() if v is not None}
-    if given:
-        names = {"radius": "gaussian_stop"}
-        spelled = sorted(names.get(k, k) for k in given)
-        warnings.warn(
-            f"{spelled} are deprecated and will be removed in the next release; pass "
-            "graph=GraphSettings(radius=..., gaussian_step=..., gaussian_width=...)",
-            FutureWarning,
-            stacklevel=3,
-        )
-    return check_settings(graph, **given)
 
 
 class CGCNN(nn.Module):
@@ -79,11 +63,6 @@ class CGCNN(nn.Module):
         :data:`~crysatom_featurizers.graphs.CGCNN_GRAPH`.
     batch_norm : bool
         Use the two batch norms of each convolution.
-    embedding_dim : int, optional
-        Deprecated alias of ``dim`` (``FutureWarning``; removed in the next release).
-    gaussian_stop, gaussian_step, gaussian_width : float, optional
-        Deprecated spellings of ``graph.radius``, ``graph.gaussian_step`` and
-        ``graph.gaussian_width`` (``FutureWarning``; removed in the next release).
 
     Notes
     -----
@@ -108,28 +87,9 @@ class CGCNN(nn.Module):
         dropout: float = 0.0,
         graph: GraphSettings = CGCNN_GRAPH,
         batch_norm: bool = True,
-        *,
-        embedding_dim: int | None = None,
-        gaussian_stop: float | None = None,
-        gaussian_step: float | None = None,
-        gaussian_width: float | None = None,
     ) -> None:
         super().__init__()
-        graph = _graph_with_aliases(
-            graph, radius=gaussian_stop, gaussian_step=gaussian_step, gaussian_width=gaussian_width
-        )
-        if embedding_dim is not None:
-            warnings.warn(
-                "embedding_dim is deprecated and will be removed in the next release; use dim",
-                FutureWarning,
-                stacklevel=2,
-            )
-            if dim is not None and int(dim) != int(embedding_dim):
-                raise ValueError(
-                    f"both dim={dim} and its deprecated alias embedding_dim={embedding_dim} are "
-                    "given; pass only dim"
-                )
-            dim = embedding_dim
+        graph = check_settings(graph)
         if pooling not in _POOLS:
             raise ValueError(f"pooling must be one of {sorted(_POOLS)}, got {pooling!r}")
         if n_h < 1:

@@ -3,7 +3,7 @@
 A file holds the input map and the convolutions of a :class:`CGCNNEncoder` (a state dict of
 tensors), the architecture needed to rebuild it, and metadata saying how it was made (config,
 corpus, epochs, hardware, wall time, commit), plus SHA-256 checksums: ``checksum`` of the
-weights (it identifies the encoder), and from format version 2 ``content_checksum`` of the
+weights (it identifies the encoder), and from format version 3 ``content_checksum`` of the
 weights, the architecture and the metadata together, so that an edited radius or input
 embedding is refused like edited weights. The shipped files' SHA-256 are pinned in
 :data:`SHIPPED_ENCODERS`. It is
@@ -14,7 +14,6 @@ never arbitrary pickled objects. Corrupt, truncated, edited or foreign files rai
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -27,6 +26,7 @@ import torch
 
 from crysatom_featurizers.io import atomic_write_bytes
 from crysatom_featurizers.nn.encoder import CGCNNEncoder
+from crysatom_featurizers.persistence import check_format_version, file_sha256, tensor_checksum
 
 __all__ = [
     "ENCODER_DATA_DIR",
@@ -45,9 +45,11 @@ __all__ = [
 ]
 
 ENCODER_FORMAT = "crysatom-featurizers/cgcnn-encoder"
-ENCODER_FORMAT_VERSION = 2
-#: Format versions this version reads (1: only the weights are checksummed).
-READABLE_FORMAT_VERSIONS = (1, 2)
+ENCODER_FORMAT_VERSION = 3
+#: Format versions this version reads (1: only the weights are checksummed; 3: the weights,
+#: the architecture and the metadata). Format 2, whose content checksum had another layout,
+#: was never shipped and is not read.
+READABLE_FORMAT_VERSIONS = (1, 3)
 #: Architecture keys stored with the weights; :class:`CGCNNEncoder` takes them as arguments.
 ARCHITECTURE_KEYS = (
     "in_dim",
@@ -95,28 +97,20 @@ class EncoderFileError(ValueError):
 
 
 def encoder_checksum(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """SHA-256 over the sorted parameter names, dtypes, shapes and bytes of a state dict."""
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
-        digest.update(tensor.numpy().tobytes())
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (what :data:`SHIPPED_ENCODER_SHA256` pins)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """SHA-256 over the sorted parameter names, dtypes, shapes and bytes of a state dict (the
+    encoder's identity, :func:`~crysatom_featurizers.persistence.tensor_checksum`)."""
+    return tensor_checksum(state_dict, record_end="\n")
 
 
 def content_checksum(
     state_dict: Mapping[str, torch.Tensor], architecture: Mapping[str, Any], metadata: Mapping
 ) -> str:
-    """SHA-256 of the weights (:func:`encoder_checksum`), the architecture and the metadata
-    (without ``content_checksum`` itself), as JSON with sorted keys."""
+    """SHA-256 of the weights, the architecture and the metadata (without
+    ``content_checksum`` itself): one :func:`~crysatom_featurizers.persistence.tensor_checksum`
+    over all of it."""
     rest = {k: v for k, v in metadata.items() if k != "content_checksum"}
-    text = json.dumps([dict(architecture), rest], sort_keys=True, default=str)
-    return hashlib.sha256(f"{encoder_checksum(state_dict)}\n{text}".encode()).hexdigest()
+    header = json.loads(json.dumps([dict(architecture), rest], default=str))
+    return tensor_checksum(state_dict, header, record_end="\n")
 
 
 def save_encoder(
@@ -255,13 +249,11 @@ def load_encoder(spec: str | os.PathLike) -> tuple[CGCNNEncoder, dict[str, Any]]
         raise EncoderFileError(path, f"not a weights-only encoder file ({exc})") from None
     if not isinstance(document, dict) or document.get("format") != ENCODER_FORMAT:
         raise EncoderFileError(path, f"not a {ENCODER_FORMAT!r} file")
-    version = document.get("format_version")
-    if version not in READABLE_FORMAT_VERSIONS:
-        raise EncoderFileError(
-            path,
-            f"unsupported format_version {version!r} (this version reads "
-            f"{', '.join(map(str, READABLE_FORMAT_VERSIONS))})",
-        )
+    version = check_format_version(
+        document.get("format_version"),
+        READABLE_FORMAT_VERSIONS,
+        lambda why: EncoderFileError(path, why),
+    )
     architecture = document.get("architecture")
     state = document.get("state_dict")
     if not isinstance(architecture, dict) or set(architecture) != set(ARCHITECTURE_KEYS):
@@ -276,7 +268,7 @@ def load_encoder(spec: str | os.PathLike) -> tuple[CGCNNEncoder, dict[str, Any]]
         raise EncoderFileError(path, "field 'metadata' must be a JSON object")
     if metadata.get("checksum") != encoder_checksum(state):
         raise EncoderFileError(path, "checksum mismatch: the weights were edited or corrupted")
-    if (version >= 2 or "content_checksum" in metadata) and metadata.get(
+    if (version >= 3 or "content_checksum" in metadata) and metadata.get(
         "content_checksum"
     ) != content_checksum(state, architecture, metadata):
         raise EncoderFileError(

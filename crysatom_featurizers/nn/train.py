@@ -1,7 +1,7 @@
 """Supervised training of a graph model on packed crystal graphs.
 
-:func:`train_model` runs the epochs of :class:`~crysatom_featurizers.estimators.CGCNNRegressor`
-and :class:`~crysatom_featurizers.estimators.CGCNNClassifier`: Adam, an optional learning-rate
+:func:`train_model` runs the epochs of every graph estimator (CGCNN, ALIGNN and any registered
+network; regression and classification, plain, fine-tuned or distilled): Adam, an optional learning-rate
 schedule, shuffled mini-batches gathered from :class:`~crysatom_featurizers.graphs.PackedGraphs`,
 evaluation on a validation subset after every epoch, early stopping and restoring the weights of
 the best epoch. :func:`predict_packed` runs a model over packed graphs in evaluation mode, and
@@ -19,13 +19,17 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from crysatom_featurizers.graphs import PackedGraphs
+from crysatom_featurizers.persistence import (
+    load_checkpoint,
+    make_checkpoint_folder,
+    save_checkpoint,
+)
 
 __all__ = [
     "LR_SCHEDULES",
@@ -304,7 +308,7 @@ def train_model(
     validation the last epoch is kept and the training loss is monitored for ``patience``.
 
     A model with a ``training_loss(batch, target, criterion) -> (loss, outputs)`` method (such
-    as :class:`~crysatom_featurizers.nn.transfer.DistilledCGCNN`) trains on that loss; the
+    as :class:`~crysatom_featurizers.nn.transfer.DistilledModel`) trains on that loss; the
     training and validation losses of the history are always ``criterion`` on the model's
     outputs, so they compare with those of plain training.
 
@@ -378,7 +382,7 @@ def train_model(
     best_loss, best_epoch, best_state, stale = math.inf, 0, None, 0
     start, spent = 1, 0.0
     if checkpoint is not None and os.path.exists(checkpoint):
-        state = _load_checkpoint(checkpoint, fingerprint)
+        state = load_checkpoint(checkpoint, fingerprint)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:
@@ -392,7 +396,7 @@ def train_model(
         best_state = state["best_state"]
         start, spent = int(state["epoch"]) + 1, float(state["training_s"])
     elif checkpoint is not None:
-        _make_checkpoint_folder(checkpoint)  # fail now rather than after the first epoch
+        make_checkpoint_folder(checkpoint)  # fail now rather than after the first epoch
     bar = None
     if settings.progress is not None:
         from tqdm.auto import tqdm
@@ -455,22 +459,26 @@ def train_model(
                     "lower lr or check the targets"
                 )
             if checkpoint is not None:
-                _save_checkpoint(
+                save_checkpoint(
                     checkpoint,
-                    fingerprint=fingerprint,
-                    epoch=epoch,
-                    model=model.state_dict(),
-                    optimizer=optimizer.state_dict(),
-                    scheduler=None if scheduler is None else scheduler.state_dict(),
-                    generator=generator.get_state(),
-                    torch_rng=torch.get_rng_state(),
-                    cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                    history=history,
-                    best_loss=best_loss,
-                    best_epoch=best_epoch,
-                    best_state=best_state,
-                    stale=stale,
-                    training_s=time.perf_counter() - t_train,
+                    dict(
+                        fingerprint=fingerprint,
+                        epoch=epoch,
+                        model=model.state_dict(),
+                        optimizer=optimizer.state_dict(),
+                        scheduler=None if scheduler is None else scheduler.state_dict(),
+                        generator=generator.get_state(),
+                        torch_rng=torch.get_rng_state(),
+                        cuda_rng=torch.cuda.get_rng_state_all()
+                        if torch.cuda.is_available()
+                        else [],
+                        history=history,
+                        best_loss=best_loss,
+                        best_epoch=best_epoch,
+                        best_state=best_state,
+                        stale=stale,
+                        training_s=time.perf_counter() - t_train,
+                    ),
                 )
             if settings.patience is not None and stale >= settings.patience:
                 break
@@ -485,47 +493,6 @@ def train_model(
         best_epoch = epoch
     model.eval()
     return TrainResult(model, history, int(best_epoch), int(epoch), time.perf_counter() - t_train)
-
-
-CHECKPOINT_FORMAT = "crysatom-featurizers/train-checkpoint"
-
-
-def _make_checkpoint_folder(path: str | os.PathLike) -> None:
-    folder = Path(path).parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(
-            f"checkpoint {str(path)!r}: cannot create its folder {str(folder)!r} "
-            f"({exc.strerror or type(exc).__name__})"
-        ) from None
-
-
-def _save_checkpoint(path: str | os.PathLike, **state: Any) -> None:
-    from crysatom_featurizers.io import atomic_write
-
-    with atomic_write(path, "wb") as handle:
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
-
-
-def _load_checkpoint(path: str | os.PathLike, fingerprint: str) -> dict[str, Any]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        # not torch's own text: it suggests weights_only=False, i.e. unpickling the file
-        raise ValueError(
-            f"cannot read the training checkpoint {str(path)!r} ({type(exc).__name__}): it is "
-            "not a checkpoint written by this package, or it is damaged; it was not unpickled. "
-            "Remove it or choose another checkpoint path"
-        ) from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{str(path)!r} is not a training checkpoint")
-    if state.get("fingerprint") != fingerprint:
-        raise ValueError(
-            f"the checkpoint {str(path)!r} belongs to another run (other data or settings); "
-            "remove it or choose another checkpoint path"
-        )
-    return state
 
 
 def predict_packed(

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from crysatom_featurizers.graphs import PackedGraphs
 from crysatom_featurizers.nn.train import index_batches
 
-__all__ = ["DistilledCGCNN", "DistilledModel", "NodeDistillation", "node_embeddings"]
+__all__ = ["DistilledModel", "NodeDistillation", "node_embeddings"]
 
 
 class NodeDistillation(nn.Module):
@@ -125,10 +125,6 @@ class DistilledModel(nn.Module):
             return task, out
         kd = self.distillation(layers[self.layer], teacher)
         return self.delta * task + (1.0 - self.delta) * kd, out
-
-
-#: The name of the first release, when only CGCNN students existed.
-DistilledCGCNN = DistilledModel
 
 
 def node_embeddings(model: nn.Module, packed: PackedGraphs, batch_size: int = 256) -> Tensor:

@@ -58,36 +58,25 @@ def cgcnn_jobs(
     raise ValueError(experiment)
 
 
-#: Parameters of the ``cgcnn`` section that only CGCNN has (an ALIGNN variant drops them).
-CGCNN_ONLY = (
-    "atom_fea_len",
-    "n_conv",
-    "h_fea_len",
-    "n_h",
-    "pooling",
-    "finetune",
-    "freeze_encoder_epochs",
-    "encoder_lr",
-    "atom_features",
-)
-
-
 def curve_variants(cfg) -> dict[str, dict]:
     """Label -> estimator parameters of the learning curve's variants (may be empty); a
-    variant with ``model: alignn`` is an ALIGNNRegressor."""
+    variant's ``model`` names a registered network (default ``cgcnn``)."""
     return dict(cfg.curve.get("variants") or {})
 
 
 def fit_params(cfg, experiment: str, label: str) -> dict:
     """Estimator parameters of one fit: the ``cgcnn`` section, with a curve variant's
-    parameters on top (a fine-tuned encoder brings its own width and depth; an ALIGNN variant
-    keeps the section's training settings only). ``model`` names the network."""
+    parameters on top (a fine-tuned encoder brings its own width and depth; a variant of
+    another network keeps the section's parameters that its estimator has). ``model`` names
+    the network."""
     params = {"model": "cgcnn", **cfg.cgcnn}
     variant = curve_variants(cfg).get(label) if experiment == "curve" else None
     if variant:
-        if variant.get("model", "cgcnn") != "cgcnn":
-            for key in CGCNN_ONLY:
-                params.pop(key, None)
+        from crysatom_featurizers.estimators import get_estimator
+
+        # the section's parameters that the variant's network has
+        accepted = get_estimator(variant.get("model", "cgcnn"))().get_params()
+        params = {k: v for k, v in params.items() if k == "model" or k in accepted}
         if variant.get("finetune") is not None:
             params.pop("atom_fea_len", None)
             params.pop("n_conv", None)
@@ -192,19 +181,17 @@ def fit_cgcnn(
     if bench.reuse(key, experiment, label, fraction):
         return
     run_id = fit_id(experiment, spec.name, label, seed, fraction, size)
-    vectors = network == "alignn"  # ALIGNN's undirected graphs, with bond vectors
-    g_train = bench.graphs(spec.dataset, train, vectors)
+    from crysatom_featurizers.estimators import get_estimator
+
+    # every embedding and seed is selected on the same, fixed validation crystals
+    model = get_estimator(network)(embedding=emb, random_state=seed, **params)
+    g_train = bench.graphs(spec.dataset, train, model)
     y_train = bench.targets(spec, train)
-    g_val = bench.graphs(spec.dataset, val, vectors)
+    g_val = bench.graphs(spec.dataset, val, model)
     y_val = bench.targets(spec, val)
-    g_test = bench.graphs(spec.dataset, test, vectors)
+    g_test = bench.graphs(spec.dataset, test, model)
     y_test = bench.targets(spec, test)
     LOG.info("fit %s (n_train %d, n_val %d, n_test %d)", run_id, len(train), len(val), len(test))
-    from crysatom_featurizers import estimators
-
-    estimator = {"cgcnn": estimators.CGCNNRegressor, "alignn": estimators.ALIGNNRegressor}[network]
-    # every embedding and seed is selected on the same, fixed validation crystals
-    model = estimator(embedding=emb, random_state=seed, **params)
     if not val:  # no validation crystals: the last epoch is kept
         model.set_params(validation_fraction=0)
     checkpoint = None

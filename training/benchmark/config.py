@@ -203,14 +203,15 @@ class BenchConfig:
         sizes = self.curve.get("sizes", [])
         if any(not isinstance(n, int) or isinstance(n, bool) or n < 2 for n in sizes):
             raise ValueError(f"curve sizes must be integers >= 2, got {sizes}")
-        from crysatom_featurizers.estimators import ALIGNNRegressor, CGCNNRegressor
+        from crysatom_featurizers.estimators import available_networks, get_estimator
 
-        embedding_keys = {"embedding", "dim", "atom_features"}
-        allowed = set(CGCNNRegressor().get_params()) - embedding_keys - {"random_state"}
+        fixed = {"embedding", "dim", "random_state"}  # set by every fit
+        table = available_networks()
         networks = {
-            "cgcnn": allowed,
-            "alignn": set(ALIGNNRegressor().get_params()) - embedding_keys - {"random_state"},
+            name: set(get_estimator(name)().get_params()) - fixed
+            for name in table.loc[table["regressor"].notna(), "name"]
         }
+        allowed = networks["cgcnn"]
         wrong = sorted(set(self.cgcnn) - allowed)
         if wrong:
             raise ValueError(f"cgcnn keys {wrong} are not CGCNNRegressor parameters")
@@ -236,7 +237,7 @@ class BenchConfig:
                 )
             wrong = sorted(set(params) - (networks[network] | {"embedding", "model"}))
             if wrong:
-                name = "CGCNNRegressor" if network == "cgcnn" else "ALIGNNRegressor"
+                name = get_estimator(network).__name__
                 raise ValueError(f"curve variant {label!r}: {wrong} are not {name} parameters")
 
     def properties_for(self, experiment: str) -> list[PropertySpec]:

@@ -324,33 +324,17 @@ class Benchmark:
             previous.update(summary)
             atomic_write_text(path, json.dumps(previous, indent=1))
 
-    def graphs(self, dataset: str, ids: Sequence[Any], edge_vectors: bool = False) -> list[Any]:
-        """Crystal graphs of rows ``ids`` (built once per dataset row, reused by every fit);
-        with ``edge_vectors``, ALIGNN's undirected graphs with bond vectors."""
-        from crysatom_featurizers.estimators import CGCNNRegressor
-        from crysatom_featurizers.graphs import CGCNN_GRAPH, alignn_graph, structures_to_graphs
-
-        cache = self._graphs.setdefault((dataset, bool(edge_vectors)), {})
+    def graphs(self, dataset: str, ids: Sequence[Any], estimator: Any) -> list[Any]:
+        """Crystal graphs of rows ``ids`` as ``estimator`` reads them (built once per dataset
+        row and graph kind, reused by every fit)."""
+        transformer = estimator.graph_transformer(n_jobs=1)
+        kind = json.dumps(transformer.get_params(), sort_keys=True, default=str)
+        cache = self._graphs.setdefault((dataset, kind), {})
         missing = [i for i in ids if i not in cache]
         if missing:
-            defaults = CGCNNRegressor().get_params()
-            params = {**defaults, **self.cfg.cgcnn}
             frame = self.dataset(dataset)
             t0 = time.perf_counter()
-            radius, max_neighbors = float(params["radius"]), int(params["max_neighbors"])
-            settings = (
-                alignn_graph(radius, max_neighbors)
-                if edge_vectors
-                else CGCNN_GRAPH.replace(radius=radius, max_neighbors=max_neighbors)
-            )
-            built = structures_to_graphs(
-                frame.loc[missing, "structure"],
-                settings,
-                expand_edges=False,
-                allow_isolated=bool(params["allow_isolated"]),
-                edge_vectors=bool(edge_vectors),
-                n_jobs=1,
-            )
+            built = transformer.transform(frame.loc[missing, "structure"])
             cache.update(zip(missing, built))
             LOG.info(
                 "built %d %s graphs in %.1f s", len(missing), dataset, time.perf_counter() - t0
