@@ -86,7 +86,15 @@ def _require_gnn(command: str) -> None:
 
 #: Options of ``crysatom train`` that only some networks take: each is the estimator parameter
 #: of the same name, passed only when given, and refused for a network without it.
-_NETWORK_OPTIONS = ("atom_fea_len", "n_conv", "h_fea_len", "finetune", "encoder_lr", "preset")
+_NETWORK_OPTIONS = (
+    "atom_fea_len",
+    "n_conv",
+    "h_fea_len",
+    "finetune",
+    "encoder_lr",
+    "preset",
+    "site_features",
+)
 
 
 def _regressor(args: argparse.Namespace, freeze: int | str) -> Any:
@@ -123,7 +131,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     input_name = args.embedding
     if args.finetune is not None and input_name is None:
         input_name = _encoder_input(args.finetune)  # the vectors the encoder was trained on
-    embedding = _load_embedding(input_name or DEFAULT_EMBEDDING, args.dim)
+    if args.site_features is not None and input_name is None:
+        embedding = _site_coverage(args.site_features)  # the elements the potential evaluates
+    else:
+        embedding = _load_embedding(input_name or DEFAULT_EMBEDDING, args.dim)
     table, positions = _training_table(args)
     _check_duplicate_targets(table)
     errors = dict(table.errors)
@@ -287,6 +298,17 @@ def _freeze_epochs(value: str) -> int | str:
     if epochs < 0:
         raise CLIError(f"--freeze-encoder-epochs must be an integer >= 0 or 'all', got {value!r}")
     return epochs
+
+
+def _site_coverage(potential: str) -> Any:
+    """The table of the elements that ``--site-features`` evaluates."""
+    from crysatom_featurizers.estimators._sites import coverage_table
+    from crysatom_featurizers.potentials import check_potential_name
+
+    try:
+        return coverage_table(check_potential_name(potential))
+    except (ValueError, ImportError) as exc:
+        raise CLIError(f"--site-features: {short_error(exc)}") from None
 
 
 def _encoder_input(spec: str) -> str:

@@ -262,6 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
         "resume an interrupted fit from it",
     )
     _add_embedding_options(p, default=None)
+    p.add_argument(
+        "--site-features",
+        default=None,
+        metavar="POTENTIAL",
+        help="feed the network a universal potential's frozen per-site vectors (chgnet or "
+        "sevennet; needs the [potentials] extra), in place of the element vectors unless "
+        "--embedding is also given",
+    )
     transfer = p.add_argument_group(
         "transfer from a pretrained encoder (see 'crysatom embeddings list')"
     )
@@ -278,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--distill",
         metavar="ENCODER",
         default=None,
-        help="train the usual CGCNN with CrysGNN's distillation loss against the frozen encoder",
+        help="train with CrysGNN's distillation loss against the frozen encoder, or a universal "
+        "potential's site vectors (chgnet, sevennet)",
     )
     transfer.add_argument(
         "--distill-delta",

@@ -90,8 +90,8 @@ class _ALIGNNBase(_GraphEstimator):
 
         return alignn_graph(float(self.radius), int(self.max_neighbors))
 
-    def _graph_build_options(self) -> dict[str, Any]:
-        return {"edge_vectors": True}
+    def _graph_build_options(self, for_fit: bool = True) -> dict[str, Any]:
+        return {**super()._graph_build_options(for_fit), "edge_vectors": True}
 
     def _check_input_graph(self, graph: Any, label: Any) -> None:
         hint = (
@@ -136,4 +136,5 @@ class _ALIGNNBase(_GraphEstimator):
             n_targets=int(n_outputs),
             trainable_embeddings=bool(self.trainable_embeddings),
             graph=self.graph_settings(),
+            **self._input_options(),
         )

@@ -31,6 +31,7 @@ from crysatom_featurizers._checks import check_real
 from crysatom_featurizers.estimators._fitting import _FitLoop
 from crysatom_featurizers.estimators._graph_checks import check_graph
 from crysatom_featurizers.estimators._inputs import _Inputs
+from crysatom_featurizers.estimators._sites import check_site_params, site_dim, sites_needed
 from crysatom_featurizers.estimators._transfer import Transfer
 from crysatom_featurizers.graphs import CGCNN_GRAPH, GraphSettings
 
@@ -108,7 +109,7 @@ class _GraphEstimator(_FitLoop, _Inputs, BaseEstimator):
             allow_isolated=bool(self.allow_isolated),
             n_jobs=n_jobs,
             verbose=verbose,
-            **self._graph_build_options(),
+            **self._graph_build_options(for_fit=True),
         )
 
     def _network_type(self) -> type:
@@ -142,10 +143,20 @@ class _GraphEstimator(_FitLoop, _Inputs, BaseEstimator):
             if name not in ("self", "__class__"):
                 setattr(self, name, value)
 
-    def _graph_build_options(self) -> dict[str, Any]:
+    def _graph_build_options(self, for_fit: bool = True) -> dict[str, Any]:
         """Extra keywords of :func:`~crysatom_featurizers.graphs.structures_to_graphs` (e.g.
-        ``edge_vectors=True``)."""
-        return {}
+        ``edge_vectors=True``): here the potential whose site vectors the graphs carry, for the
+        network's node inputs or, at ``fit``, a distillation's teacher."""
+        potential = sites_needed(self, for_fit)
+        return {} if potential is None else {"site_features": potential}
+
+    def _input_options(self) -> dict[str, Any]:
+        """Keywords of the network's node inputs: with ``site_features``, the width of the
+        site vectors and whether element vectors come first (only if ``embedding`` is given)."""
+        width = site_dim(self)
+        if not width:
+            return {}
+        return {"site_dim": width, "use_elements": self.embedding is not None}
 
     def _check_input_graph(self, graph: Any, label: Any) -> None:
         """Raise ``ValueError`` on a graph given as input that the network cannot read."""
@@ -238,6 +249,7 @@ class _GraphEstimator(_FitLoop, _Inputs, BaseEstimator):
         for name in ("epochs", "batch_size"):
             self._positive_int(name)
         self._check_model_params()
+        check_site_params(self)
         self._positive_int("max_neighbors")
         check_real("radius", self.radius, positive=True, unit="Å")
         for name in _BOOL_PARAMS:

@@ -82,7 +82,7 @@ class _CGCNNBase(_GraphEstimator):
             trainable_embeddings=bool(self.trainable_embeddings),
             graph=self.graph_settings(),
         )
-        if transfer is not None and transfer.mode == "finetune":
+        if transfer is not None and transfer.mode == "finetune":  # no site vectors (checked)
             return CGCNN.from_encoder(transfer.encoder, embedding, **common)
         return CGCNN(
             embedding,
@@ -91,4 +91,5 @@ class _CGCNNBase(_GraphEstimator):
             ),
             n_conv=int(DEFAULT_N_CONV if self.n_conv is None else self.n_conv),
             **common,
+            **self._input_options(),
         )

@@ -15,6 +15,7 @@ from crysatom_featurizers.deps import require_gnn
 from crysatom_featurizers.embeddings import DEFAULT_EMBEDDING, resolve
 from crysatom_featurizers.estimators._fingerprint import run_fingerprint
 from crysatom_featurizers.estimators._inputs import items_and_labels, with_validation_rows
+from crysatom_featurizers.estimators._sites import coverage_table
 from crysatom_featurizers.estimators._transfer import (
     FREEZE_ALL,
     Transfer,
@@ -105,9 +106,14 @@ class _FitLoop:
         transfer = load_transfer(self, self.graph_settings())
         spec = self.embedding
         finetuning = transfer is not None and transfer.mode == "finetune"
-        if spec is None:
-            spec = transfer.input_embedding if finetuning else DEFAULT_EMBEDDING
-        embedding = resolve(spec, self.dim, param="embedding")
+        if spec is None and self.site_features is not None:
+            # the site vectors replace the element vectors; the table only says which
+            # elements the potential evaluates
+            embedding = coverage_table(str(self.site_features).strip().lower())
+        else:
+            if spec is None:
+                spec = transfer.input_embedding if finetuning else DEFAULT_EMBEDDING
+            embedding = resolve(spec, self.dim, param="embedding")
         if finetuning:
             check_input_embedding(transfer, embedding)
         _, covered = embedding.lookup_table()
@@ -170,7 +176,7 @@ class _FitLoop:
                 graph_time += time.perf_counter() - t_teacher
                 trained = DistilledModel(
                     model,
-                    transfer.encoder.hidden_dim,
+                    transfer.teacher_dim,
                     delta=float(self.distill_delta),
                     layer=int(self.distill_layer),
                 ).to(device)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crysatom_featurizers.estimators._sites import check_graph_sites
 from crysatom_featurizers.graphs.inputs import type_name
 
 
@@ -59,8 +60,12 @@ class _Inputs:
         from torch_geometric.data.data import BaseData
 
         from crysatom_featurizers.graphs import structures_to_graphs
+        from crysatom_featurizers.potentials import potential_class
 
         settings = self.graph_settings()
+        options = self._graph_build_options(for_fit)
+        sites = options.get("site_features")
+        width = 0 if sites is None else potential_class(sites).site_dim
         items, labels = items_and_labels(X)
         if not items:
             raise ValueError(
@@ -72,6 +77,8 @@ class _Inputs:
                 to_build.append(i)
             elif isinstance(item, BaseData):
                 self._check_input_graph(item, labels[i])
+                if sites is not None:
+                    check_graph_sites(item, labels[i], sites, width)
             else:
                 raise TypeError(
                     f"X[{labels[i]!r}] is a {type_name(item)}; expected a pymatgen Structure "
@@ -91,7 +98,7 @@ class _Inputs:
                 allow_isolated=bool(self.allow_isolated),
                 n_jobs=workers,
                 progress=self.verbose >= 2,
-                **self._graph_build_options(),
+                **options,
             )
             for i, graph in zip(to_build, built):
                 items[i] = graph
@@ -101,6 +108,7 @@ class _Inputs:
         """Packed graphs of ``X``; raises if an element is not covered by the embedding."""
         import torch
 
+        import crysatom_featurizers.graphs.site_features  # noqa: F401  (registers the field)
         from crysatom_featurizers.graphs import PackedGraphs
         from crysatom_featurizers.nn import check_covered
 

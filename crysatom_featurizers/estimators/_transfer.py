@@ -33,14 +33,23 @@ class Transfer:
     """A loaded encoder and what to do with it."""
 
     mode: str  # "finetune" or "distill"
-    source: str  # the parameter's value: a shipped name or a path
-    encoder: Any  # CGCNNEncoder
+    source: str  # the parameter's value: a shipped name, a path, or a potential's name
+    encoder: Any  # CGCNNEncoder, or None for a universal potential (distillation only)
     metadata: dict[str, Any]
     reads: Any = None  # the ElementEmbedding of input_embedding, resolved once
+    potential: str | None = None  # the teacher's name when it is a universal potential
+    site_dim: int = 0  # the width of its site vectors
 
     @property
-    def input_embedding(self) -> str:
+    def input_embedding(self) -> str | None:
+        if self.potential is not None:
+            return None
         return str(self.metadata.get("input_embedding", "cgcnn"))
+
+    @property
+    def teacher_dim(self) -> int:
+        """Width of the teacher's node embeddings."""
+        return self.site_dim if self.encoder is None else int(self.encoder.hidden_dim)
 
     def describe(self) -> dict[str, Any]:
         """What a fitted estimator records in ``transfer_``."""
@@ -50,8 +59,8 @@ class Transfer:
             "checksum": self.metadata.get("checksum"),
             "description": self.metadata.get("description"),
             "input_embedding": self.input_embedding,
-            "hidden_dim": self.encoder.hidden_dim,
-            "num_layers": self.encoder.num_layers,
+            "hidden_dim": self.teacher_dim,
+            "num_layers": None if self.encoder is None else self.encoder.num_layers,
         }
 
 
@@ -142,9 +151,19 @@ def load_transfer(est: Any, settings: GraphSettings) -> Transfer | None:
     source = est.finetune if est.finetune is not None else est.distill
     if source is None:
         return None
+    from crysatom_featurizers.estimators._sites import potential_name
     from crysatom_featurizers.nn.pretrained import load_encoder
 
     mode = "finetune" if est.finetune is not None else "distill"
+    potential = potential_name(source)
+    if potential is not None:
+        if mode == "finetune":
+            raise ValueError(
+                f"finetune={source!r}: fine-tuning starts from a CGCNN encoder, and {potential} "
+                f"is a universal potential; use distill={potential!r} (its site vectors teach "
+                f"the network) or site_features={potential!r} (they are its node inputs)"
+            )
+        return potential_teacher(potential)
     encoder, metadata = load_encoder(source)
     transfer = Transfer(mode, str(source), encoder, dict(metadata))
     graph = metadata.get("graph", {})
@@ -185,6 +204,22 @@ def load_transfer(est: Any, settings: GraphSettings) -> Transfer | None:
     return transfer
 
 
+def potential_teacher(potential: str) -> Transfer:
+    """A universal potential as the teacher of a distillation: its frozen site vectors are the
+    node embeddings the student learns to reproduce."""
+    from crysatom_featurizers.potentials import get_potential
+
+    model = get_potential(potential)
+    info = model.info
+    metadata = {
+        "checksum": f"{model.name}:{model.version}",
+        "description": f"{model.name} {model.version} site vectors ({info.get('license', '')})",
+    }
+    return Transfer(
+        "distill", potential, None, metadata, potential=model.name, site_dim=model.site_dim
+    )
+
+
 def check_input_embedding(transfer: Transfer, embedding: Any) -> None:
     """For fine-tuning, the element vectors given must be those the encoder was trained on."""
     want, expected = transfer.input_embedding, transfer.reads
@@ -209,6 +244,22 @@ def attach_teacher(
     """
     import torch
 
+    if transfer.encoder is None:  # a universal potential: its site vectors, packed with the graphs
+        raw = packed.tensors["site_features"].to(packed.num_nodes.device).float()
+    else:
+        raw = _encoder_node_embeddings(transfer, packed, settings, batch_size)
+    is_train = torch.zeros(len(packed), dtype=torch.bool, device=raw.device)
+    is_train[torch.as_tensor(train_idx, dtype=torch.long, device=raw.device)] = True
+    train_nodes = raw[torch.repeat_interleave(is_train, packed.num_nodes.to(raw.device))]
+    mean = train_nodes.mean(dim=0)
+    std = train_nodes.std(dim=0, unbiased=False).clamp_min(1e-6)
+    packed.node_targets = (raw - mean) / std
+
+
+def _encoder_node_embeddings(
+    transfer: Transfer, packed: Any, settings: GraphSettings, batch_size: int
+) -> Any:
+    """The frozen CGCNN encoder's node embeddings of every crystal of ``packed``."""
     from crysatom_featurizers.graphs import GraphSettings
     from crysatom_featurizers.nn import CGCNN, check_covered
     from crysatom_featurizers.nn.transfer import node_embeddings
@@ -231,9 +282,4 @@ def attach_teacher(
         raw = node_embeddings(teacher, packed, batch_size=max(int(batch_size), 256))
     finally:
         packed.edge_attr = student_edges
-    is_train = torch.zeros(len(packed), dtype=torch.bool, device=raw.device)
-    is_train[torch.as_tensor(train_idx, dtype=torch.long, device=raw.device)] = True
-    train_nodes = raw[torch.repeat_interleave(is_train, packed.num_nodes.to(raw.device))]
-    mean = train_nodes.mean(dim=0)
-    std = train_nodes.std(dim=0, unbiased=False).clamp_min(1e-6)
-    packed.node_targets = (raw - mean) / std
+    return raw

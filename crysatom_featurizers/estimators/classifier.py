@@ -26,7 +26,8 @@ class CGCNNClassifier(ClassifierMixin, _ClassificationTask, _CGCNNBase):
 
     Parameters
     ----------
-    embedding, dim, trainable_embeddings, atom_fea_len, n_conv, h_fea_len, n_h, pooling, \
+    embedding, dim, trainable_embeddings, site_features, atom_fea_len, n_conv, h_fea_len, n_h, \
+pooling, \
 finetune, freeze_encoder_epochs, encoder_lr, distill, distill_delta, distill_layer, radius, \
 max_neighbors, allow_isolated, epochs, batch_size, lr, weight_decay, lr_schedule, lr_milestones, \
 validation_fraction, patience, device, random_state, num_workers, n_threads, verbose, \
@@ -68,6 +69,7 @@ timings_
         *,
         dim: int | None = None,
         trainable_embeddings: bool = False,
+        site_features: str | None = None,
         atom_fea_len: int | None = None,
         n_conv: int | None = None,
         h_fea_len: int = 128,
@@ -111,7 +113,8 @@ class ALIGNNClassifier(ClassifierMixin, _ClassificationTask, _ALIGNNBase):
 
     Parameters
     ----------
-    embedding, dim, trainable_embeddings, preset, hidden_features, alignn_layers, gcn_layers, \
+    embedding, dim, trainable_embeddings, site_features, preset, hidden_features, alignn_layers, \
+gcn_layers, \
 embedding_features, distill, distill_delta, distill_layer, radius, max_neighbors, \
 allow_isolated, epochs, batch_size, lr, weight_decay, lr_schedule, lr_milestones, \
 validation_fraction, patience, device, random_state, num_workers, n_threads, verbose, checkpoint
@@ -146,6 +149,7 @@ embedding_dim_, transfer_, timings_
         *,
         dim: int | None = None,
         trainable_embeddings: bool = False,
+        site_features: str | None = None,
         preset: str = "cpu",
         hidden_features: int | None = None,
         alignn_layers: int | None = None,

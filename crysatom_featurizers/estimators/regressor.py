@@ -41,6 +41,15 @@ class CGCNNRegressor(RegressorMixin, _RegressionTask, _CGCNNBase):
         Dimension of a registry embedding (as ``"name:dim"``; give it once).
     trainable_embeddings : bool, default=False
         Fine-tune the element vectors. They are frozen by default, as in the CrysAtom paper.
+    site_features : {"chgnet", "sevennet"} or None, default=None
+        Feed the network a universal interatomic potential's frozen per-site vectors (CHGNet:
+        64 numbers per site, SevenNet: 128; see
+        :class:`~crysatom_featurizers.featurizers.UniversalPotentialSiteFeaturizer`), so that it
+        learns on top of a foundation encoder. They replace the element vectors, unless
+        ``embedding`` is also given: then each node reads its element vector followed by its
+        site vector. The potential runs once per crystal at ``fit`` and at ``predict``
+        (results are cached by structure). Needs the ``[potentials]`` extra; not with
+        ``finetune``.
     atom_fea_len : int or None, default=None
         Node feature size in the convolutions; None: 64 (CGCNN default), or the encoder's
         width with ``finetune``.
@@ -68,7 +77,8 @@ class CGCNNRegressor(RegressorMixin, _RegressionTask, _CGCNNBase):
     distill : str, path or None, default=None
         Train this model (any ``embedding`` and architecture) with the knowledge-distillation
         loss of CrysGNN (Das et al., AAAI 2023, Eq. 3-4) against a frozen pretrained encoder
-        (name or file, as ``finetune``): ``distill_delta * MSE + (1 - distill_delta) *
+        (name or file, as ``finetune``), or a universal potential (``"chgnet"``,
+        ``"sevennet"``: its per-site vectors are the teacher's node embeddings): ``distill_delta * MSE + (1 - distill_delta) *
         L_KD``, where L_KD is the mean squared distance between the model's node embeddings
         after ``distill_layer``, projected linearly to the encoder's width, and the encoder's
         node embeddings (standardised per dimension on the training crystals). The encoder
@@ -206,6 +216,7 @@ class CGCNNRegressor(RegressorMixin, _RegressionTask, _CGCNNBase):
         *,
         dim: int | None = None,
         trainable_embeddings: bool = False,
+        site_features: str | None = None,
         atom_fea_len: int | None = None,
         n_conv: int | None = None,
         h_fea_len: int = 128,
@@ -252,7 +263,7 @@ class ALIGNNRegressor(RegressorMixin, _RegressionTask, _ALIGNNBase):
 
     Parameters
     ----------
-    embedding, dim, trainable_embeddings
+    embedding, dim, trainable_embeddings, site_features
         As in :class:`CGCNNRegressor` (the published ALIGNN reads CGCNN's features,
         ``embedding="cgcnn"``).
     preset : {"cpu", "paper"}, default="cpu"
@@ -263,14 +274,15 @@ class ALIGNNRegressor(RegressorMixin, _RegressionTask, _ALIGNNBase):
     hidden_features : int, optional
         Width of atoms, bonds and bond pairs; None: the preset's.
     alignn_layers : int, optional
-        ALIGNN layers (line graph, then crystal graph); None: the preset's.
+        ALIGNN layers (crystal graph, then line graph); None: the preset's.
     gcn_layers : int, optional
         Edge-gated convolutions on the crystal graph after them; None: the preset's.
     embedding_features : int, default=64
         Width between the two layers that embed bond lengths and bond angles.
     distill, distill_delta, distill_layer
         As in :class:`CGCNNRegressor`: CrysGNN's distillation loss against a frozen pretrained
-        CGCNN encoder (``"crysatom"``, ``"uae"`` or a file), on the atom embeddings after
+        CGCNN encoder (``"crysatom"``, ``"uae"`` or a file) or a universal potential
+        (``"chgnet"``, ``"sevennet"``), on the atom embeddings after
         ``distill_layer`` (0: after the input map, then each ALIGNN layer and each
         convolution; -1 the last). The teacher reads the same edges with its own distance
         expansion. (Fine-tuning a CGCNN encoder has no ALIGNN counterpart.)
@@ -323,6 +335,7 @@ target_scale_, embedding_name_, embedding_dim_, transfer_, timings_
         *,
         dim: int | None = None,
         trainable_embeddings: bool = False,
+        site_features: str | None = None,
         preset: str = "cpu",
         hidden_features: int | None = None,
         alignn_layers: int | None = None,

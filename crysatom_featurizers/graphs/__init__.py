@@ -52,6 +52,8 @@ _LAZY = {
     "add_line_graph": "line_graph",
     "bond_cosines": "line_graph",
     "line_graph_index": "line_graph",
+    "SITE_FEATURES": "site_features",
+    "attach_site_features": "site_features",
     "AtomSetBatch": "atom_sets",
     "AtomSets": "atom_sets",
 }

@@ -434,6 +434,7 @@ def structures_to_graphs(
     edge_vectors: bool = False,
     n_jobs: int | None = 1,
     progress: bool = False,
+    site_features: str | None = None,
     **changes: Any,
 ) -> list[Data]:
     """Build the crystal graphs of many structures.
@@ -449,6 +450,11 @@ def structures_to_graphs(
         thousand structures; -1: all cores).
     progress : bool
         Show a tqdm progress bar.
+    site_features : str, optional
+        A universal potential (``"chgnet"``, ``"sevennet"``) whose per-site vectors each graph
+        carries as ``site_features`` (see
+        :func:`~crysatom_featurizers.graphs.attach_site_features`; needs the ``[potentials]``
+        extra).
 
     Returns
     -------
@@ -470,6 +476,17 @@ def structures_to_graphs(
         "allow_isolated": allow_isolated,
         "edge_vectors": edge_vectors,
     }
+    graphs = _build_graphs(items, labels, kwargs, n_jobs, progress)
+    if site_features is not None:
+        from crysatom_featurizers.graphs.site_features import attach_site_features
+
+        attach_site_features(graphs, items, labels, site_features, progress=progress)
+    return graphs
+
+
+def _build_graphs(
+    items: list[Any], labels: list[Any], kwargs: dict, n_jobs: int | None, progress: bool
+) -> list[Data]:
     n_workers = 1 if n_jobs is None else int(n_jobs)
     if n_workers == 1 or len(items) < 2:
         if not progress:

@@ -39,6 +39,10 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
     symmetric : bool
         ALIGNN's undirected graph: neighbours tied with the ``max_neighbors``-th kept, and
         every bond in both directions (see :class:`GraphSettings`).
+    site_features : str, optional
+        A universal potential (``"chgnet"``, ``"sevennet"``) whose frozen per-site vectors each
+        graph carries as ``site_features``, for estimators that read them (needs the
+        ``[potentials]`` extra).
     n_jobs : int or None
         Number of joblib workers.
     verbose : bool
@@ -79,6 +83,7 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
         verbose: bool = False,
         edge_vectors: bool = False,
         symmetric: bool = False,
+        site_features: str | None = None,
     ) -> None:
         self.radius = radius
         self.max_neighbors = max_neighbors
@@ -90,6 +95,7 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
         self.verbose = verbose
         self.edge_vectors = edge_vectors
         self.symmetric = symmetric
+        self.site_features = site_features
 
     def fit(self, X: Any = None, y: Any = None) -> CrystalGraphTransformer:
         """Validate the parameters; nothing is learned. Returns ``self``."""
@@ -116,6 +122,7 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
             edge_vectors=bool(getattr(self, "edge_vectors", False)),
             n_jobs=self.n_jobs,
             progress=bool(self.verbose),
+            site_features=getattr(self, "site_features", None),
         )
 
     def __sklearn_is_fitted__(self) -> bool:

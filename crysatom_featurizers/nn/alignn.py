@@ -163,6 +163,9 @@ class ALIGNN(nn.Module):
     graph : GraphSettings
         The crystal graphs the model reads; its Gaussians expand the bond lengths (default
         :data:`~crysatom_featurizers.graphs.ALIGNN_GRAPH`, 80 centres to 8 Å).
+    site_dim, use_elements : int, bool
+        Per-site vectors (``site_features``) in the node inputs, as for
+        :class:`~crysatom_featurizers.nn.CGCNN`.
 
     Notes
     -----
@@ -185,6 +188,8 @@ class ALIGNN(nn.Module):
         dim: int | None = None,
         trainable_embeddings: bool = False,
         graph: GraphSettings = ALIGNN_GRAPH,
+        site_dim: int = 0,
+        use_elements: bool = True,
     ) -> None:
         super().__init__()
         for name, value, low in (
@@ -198,8 +203,14 @@ class ALIGNN(nn.Module):
                 raise ValueError(f"{name} must be at least {low}, got {value}")
         width = int(hidden_features)
         self.graph = graph
-        self.embedding = ElementEmbeddingLayer(embedding, dim=dim, trainable=trainable_embeddings)
-        self.atom_embedding = _MLP(self.embedding.dim, width)
+        self.embedding = ElementEmbeddingLayer(
+            embedding,
+            dim=dim,
+            trainable=trainable_embeddings,
+            site_dim=site_dim,
+            use_elements=use_elements,
+        )
+        self.atom_embedding = _MLP(self.embedding.out_dim, width)
         self.distance_expansion = GaussianExpansion.from_settings(graph)
         self.bond_embedding = nn.Sequential(
             _MLP(self.distance_expansion.num_gaussians, embedding_features),
@@ -224,6 +235,7 @@ class ALIGNN(nn.Module):
             "n_targets": int(self.fc_out.out_features),
             "trainable_embeddings": bool(self.embedding.trainable),
             "graph": self.graph.as_dict(),
+            **self.embedding.input_config(),
         }
 
     @classmethod

@@ -159,6 +159,14 @@ class ElementEmbeddingLayer(nn.Module):
         and are never used: such elements raise in ``forward``.
     max_z : int
         Largest atomic number of the table.
+    site_dim : int
+        Width of per-site vectors that the graphs carry as ``site_features`` (a universal
+        potential's, see :func:`~crysatom_featurizers.graphs.attach_site_features`); 0: none.
+        They follow the element vectors in each node's input.
+    use_elements : bool
+        Put the element vectors in the node inputs (default). False, with ``site_dim``: the
+        site vectors alone, in place of the element vectors; the table then only says which
+        elements the network accepts.
 
     Attributes
     ----------
@@ -174,8 +182,17 @@ class ElementEmbeddingLayer(nn.Module):
         dim: int | None = None,
         trainable: bool = False,
         max_z: int = 118,
+        site_dim: int = 0,
+        use_elements: bool = True,
     ) -> None:
         super().__init__()
+        if site_dim < 0 or (not use_elements and site_dim == 0):
+            raise ValueError(
+                f"the node inputs need element vectors or site vectors (site_dim={site_dim}, "
+                f"use_elements={use_elements})"
+            )
+        self.site_dim = int(site_dim)
+        self.use_elements = bool(use_elements)
         if not hasattr(embedding, "lookup_table"):
             from crysatom_featurizers.embeddings import resolve
 
@@ -194,8 +211,20 @@ class ElementEmbeddingLayer(nn.Module):
 
     @property
     def dim(self) -> int:
-        """Vector dimension."""
+        """Dimension of the element vectors of the table."""
         return int(self.weight.shape[1])
+
+    @property
+    def out_dim(self) -> int:
+        """Width of the node inputs: the element vectors (if used) and the site vectors."""
+        return (self.dim if self.use_elements else 0) + self.site_dim
+
+    def input_config(self) -> dict[str, Any]:
+        """``site_dim`` and ``use_elements`` for a network's ``config`` (empty without site
+        vectors, so that the configs of element-only networks are as before)."""
+        if not self.site_dim:
+            return {}
+        return {"site_dim": self.site_dim, "use_elements": self.use_elements}
 
     def missing_elements(self, atomic_numbers: Tensor) -> list[str]:
         """Symbols of the atomic numbers in ``atomic_numbers`` that the table does not cover."""
@@ -229,6 +258,23 @@ class ElementEmbeddingLayer(nn.Module):
             site_index = data.species_site_index
             weight = data.species_weight
         self.check(species_z, site_index, data)
+        if not self.site_dim:
+            return self._element_vectors(data, species_z, site_index, weight)
+        sites = getattr(data, "site_features", None)
+        if sites is None or sites.shape[-1] != self.site_dim:
+            width = None if sites is None else sites.shape[-1]
+            raise ValueError(
+                f"the network reads {self.site_dim} site vectors per node (site_features), the "
+                f"graphs carry {width}"
+            )
+        if not self.use_elements:
+            return sites.to(self.weight.dtype)
+        elements = self._element_vectors(data, species_z, site_index, weight)
+        return torch.cat([elements, sites.to(elements.dtype)], dim=-1)
+
+    def _element_vectors(
+        self, data: Any, species_z: Tensor, site_index: Tensor, weight: Tensor | None
+    ) -> Tensor:
         vectors = self.weight[species_z]
         if weight is None:
             return vectors
@@ -237,7 +283,10 @@ class ElementEmbeddingLayer(nn.Module):
         return out.index_add_(0, site_index, vectors)
 
     def extra_repr(self) -> str:
-        return f"{self.embedding_name!r}, dim={self.dim}, trainable={self.trainable}"
+        text = f"{self.embedding_name!r}, dim={self.dim}, trainable={self.trainable}"
+        if self.site_dim:
+            text += f", site_dim={self.site_dim}, use_elements={self.use_elements}"
+        return text
 
 
 class CGCNNConv(MessagePassing):

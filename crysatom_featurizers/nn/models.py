@@ -63,6 +63,12 @@ class CGCNN(nn.Module):
         :data:`~crysatom_featurizers.graphs.CGCNN_GRAPH`.
     batch_norm : bool
         Use the two batch norms of each convolution.
+    site_dim : int
+        Width of the per-site vectors the graphs carry as ``site_features`` (e.g. a universal
+        potential's), appended to the node inputs; 0: none (see
+        :class:`~crysatom_featurizers.nn.ElementEmbeddingLayer`).
+    use_elements : bool
+        Feed the element vectors; False (with ``site_dim``): the site vectors alone.
 
     Notes
     -----
@@ -87,6 +93,8 @@ class CGCNN(nn.Module):
         dropout: float = 0.0,
         graph: GraphSettings = CGCNN_GRAPH,
         batch_norm: bool = True,
+        site_dim: int = 0,
+        use_elements: bool = True,
     ) -> None:
         super().__init__()
         graph = check_settings(graph)
@@ -95,12 +103,18 @@ class CGCNN(nn.Module):
         if n_h < 1:
             raise ValueError(f"n_h must be at least 1, got {n_h}")
         self.pooling = pooling
-        self.embedding = ElementEmbeddingLayer(embedding, dim=dim, trainable=trainable_embeddings)
+        self.embedding = ElementEmbeddingLayer(
+            embedding,
+            dim=dim,
+            trainable=trainable_embeddings,
+            site_dim=site_dim,
+            use_elements=use_elements,
+        )
         self.graph = graph
         self.distance_expansion = GaussianExpansion.from_settings(graph)
         edge_dim = self.distance_expansion.num_gaussians
         self.encoder = CGCNNEncoder(
-            self.embedding.dim, atom_fea_len, n_conv, edge_dim=edge_dim, batch_norm=batch_norm
+            self.embedding.out_dim, atom_fea_len, n_conv, edge_dim=edge_dim, batch_norm=batch_norm
         )
         self.conv_to_fc = nn.Linear(atom_fea_len, h_fea_len)
         self.hidden = nn.ModuleList(nn.Linear(h_fea_len, h_fea_len) for _ in range(n_h - 1))
@@ -148,10 +162,10 @@ class CGCNN(nn.Module):
             batch_norm=batch_norm,
             **kwargs,
         )
-        if model.embedding.dim != encoder.in_dim:
+        if model.embedding.out_dim != encoder.in_dim:
             raise ValueError(
-                f"the encoder reads {encoder.in_dim}-dim element vectors, the embedding "
-                f"{getattr(model.embedding, 'name', '')!r} has {model.embedding.dim}"
+                f"the encoder reads {encoder.in_dim}-dim element vectors (node inputs), the embedding "
+                f"{getattr(model.embedding, 'name', '')!r} gives {model.embedding.out_dim}"
             )
         if model.distance_expansion.num_gaussians != encoder.edge_dim:
             raise ValueError(
@@ -178,6 +192,7 @@ class CGCNN(nn.Module):
             "graph": self._graph_settings().as_dict(),
             "batch_norm": first is None or isinstance(first.bn_message, nn.BatchNorm1d),
             "outer_softplus": first is None or bool(first.outer_softplus),
+            **self.embedding.input_config(),
         }
 
     def _graph_settings(self) -> GraphSettings:
@@ -216,7 +231,19 @@ class CGCNN(nn.Module):
 
     def element_input_vectors(self) -> tuple[Tensor, Tensor]:
         """``(Float[max_z + 1, atom_fea_len], Bool[max_z + 1])``: each element's node vector
-        after the input map (before any convolution), and which elements the table covers."""
+        after the input map (before any convolution), and which elements the table covers.
+
+        Raises
+        ------
+        ValueError
+            If the node inputs hold site vectors: a node's input then depends on its
+            environment, not on its element alone.
+        """
+        if self.embedding.site_dim:
+            raise ValueError(
+                "this network reads per-site vectors (site_features): its node inputs are not "
+                "a function of the element alone"
+            )
         with torch.no_grad():
             return self.encoder.input(self.embedding.weight), self.embedding.covered
 

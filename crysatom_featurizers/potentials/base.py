@@ -210,6 +210,12 @@ class UniversalPotential:
         """The model version, used in cache keys."""
         return str(self.info.get("model_version", "unknown"))
 
+    def supported_elements(self) -> list[str]:
+        """Symbols of the elements this potential evaluates, by atomic number."""
+        from crysatom_featurizers.chemistry import element_symbol
+
+        return [element_symbol(z) for z in sorted(self._supported_z())]
+
     def check(self, structure: Any) -> None:
         """Raise a clear error for a structure this potential cannot evaluate.
 

@@ -111,3 +111,27 @@ def test_report_reads_baselines_and_checks_targets(tmp_path, monkeypatch):
     assert "| mbj_bandgap | 100 |" in text and "≤ 0.85 | yes |" in text
     assert "n = 100: at or below Magpie on 1 of 1" in text
     assert (tmp_path / "potentials_choices.csv").exists()
+
+
+def test_graph_network_options_compete_on_validation_only():
+    from training.benchmark.potential_report import with_gnn_options
+
+    base = {"model": "best", "property": "p", "val_mae": 1.0, "test_mae": 1.1, "train_mae": 0.5}
+    base.update(n_seeds=5, fit_seconds=1.0, chosen_model="chgnet", chosen_head="ridge")
+    chosen = pd.DataFrame(
+        [{**base, "n_train": 100, "feature_set": "latent"}, {**base, "n_train": 300}]
+    )
+    gnn = pd.DataFrame(
+        [
+            # better on validation: chosen
+            {"property": "p", "n_train": 100, "option": "chgnet_sites", "chosen": "a",
+             "val_mae": 0.9, "test_mae": 0.95, "n_seeds": 5, "fit_seconds_median": 30.0},
+            # better on test only: not chosen
+            {"property": "p", "n_train": 300, "option": "chgnet_sites", "chosen": "b",
+             "val_mae": 1.2, "test_mae": 0.5, "n_seeds": 5, "fit_seconds_median": 30.0},
+        ]
+    )  # fmt: skip
+    out = with_gnn_options(chosen, gnn).set_index("n_train")
+    assert out.loc[100, "test_mae"] == 0.95 and out.loc[100, "chosen_model"] == "CGCNN"
+    assert (out.loc[100, "chosen_head"], out.loc[100, "feature_set"]) == ("chgnet_sites", "a")
+    assert out.loc[300, "test_mae"] == 1.1 and out.loc[300, "chosen_model"] == "chgnet"

@@ -13,7 +13,7 @@ from crysatom_featurizers.embeddings import spec_label
 from crysatom_featurizers.io import atomic_write_text
 from training.benchmark.config import LOG, resolve_path
 from training.benchmark.data import PropertyData
-from training.benchmark.harness import Benchmark
+from training.benchmark.harness import NO_ELEMENT_VECTORS, Benchmark
 from training.benchmark.results import (
     fit_id,
     regression_scores,
@@ -81,19 +81,28 @@ def fit_params(cfg, experiment: str, label: str) -> dict:
             params.pop("atom_fea_len", None)
             params.pop("n_conv", None)
         params.update({k: v for k, v in variant.items() if k != "embedding"})
+        from crysatom_featurizers.estimators._sites import potential_name
         from crysatom_featurizers.nn.pretrained import SHIPPED_ENCODERS
 
         for key in ("finetune", "distill"):  # encoder files: relative to the repository
             value = params.get(key)
-            if value is not None and str(value).lower() not in SHIPPED_ENCODERS:
+            shipped = str(value).lower() in SHIPPED_ENCODERS or potential_name(value)
+            if value is not None and not shipped:
                 params[key] = str(resolve_path(value))
     return params
 
 
 def encoder_checksum(spec: str) -> str:
-    """Checksum of an encoder file's weights (a changed encoder is another fit)."""
+    """Checksum of an encoder file's weights, or a universal potential's name and model
+    version (a changed encoder is another fit)."""
+    from crysatom_featurizers.estimators._sites import potential_name
     from crysatom_featurizers.nn.pretrained import load_encoder
 
+    potential = potential_name(spec)
+    if potential is not None:
+        from crysatom_featurizers.potentials import potential_class
+
+        return f"{potential}:{potential_class(potential).info['model_version']}"
     return str(load_encoder(spec)[1]["checksum"])
 
 
@@ -163,6 +172,8 @@ def fit_cgcnn(
     network = params.pop("model")
     encoder = params.get("finetune") or params.get("distill")
     extra = {"encoder": encoder_checksum(encoder)} if encoder else {}
+    if params.get("site_features"):
+        extra["sites"] = encoder_checksum(params["site_features"])
     key = run_key(
         {
             **extra,
@@ -184,7 +195,8 @@ def fit_cgcnn(
     from crysatom_featurizers.estimators import get_estimator
 
     # every embedding and seed is selected on the same, fixed validation crystals
-    model = get_estimator(network)(embedding=emb, random_state=seed, **params)
+    vectors = None if emb is NO_ELEMENT_VECTORS else emb  # site vectors alone
+    model = get_estimator(network)(embedding=vectors, random_state=seed, **params)
     g_train = bench.graphs(spec.dataset, train, model)
     y_train = bench.targets(spec, train)
     g_val = bench.graphs(spec.dataset, val, model)
@@ -226,7 +238,8 @@ def fit_cgcnn(
             "property": spec.name,
             "unit": spec.unit,
             "embedding": label,
-            "dim": int(emb.dim),
+            # the element vectors' dimension; the site vectors' width for a variant with none
+            "dim": int(emb.dim or model.model_.embedding.out_dim),
             "seed": int(seed),
             "train_fraction": float(fraction),
             "n_train": len(train),

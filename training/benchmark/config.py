@@ -42,7 +42,8 @@ CGCNN_EXPERIMENTS = ("comparison", "dimension", "ssl", "scarce", "curve")
 #: transfer report: ``vanilla``, ``vectors``, ``finetune`` (labels) and ``distill``,
 #: ``distill_vectors`` (lists of labels, one per delta, the delta chosen on validation).
 #: ``alignn_report`` and ``batch_report`` name the labels of :mod:`training.benchmark.alignn`
-#: and :mod:`training.benchmark.full_data`.
+#: and :mod:`training.benchmark.full_data`; ``potential_report`` those of the graph-network
+#: options of :mod:`training.benchmark.potential_report` (site vectors, distillation).
 CURVE_KEYS = (
     "sizes",
     "embeddings",
@@ -58,6 +59,7 @@ CURVE_KEYS = (
     "label_report",
     "alignn_report",
     "batch_report",
+    "potential_report",
     "variants",
     "transfer",
 )

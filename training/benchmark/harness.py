@@ -38,6 +38,18 @@ from training.benchmark.results import (
 from training.corpus import REPO_ROOT
 
 
+class _NoElementVectors:
+    """The ``embedding: none`` of a curve variant whose network reads a universal potential's
+    site vectors in place of element vectors (the estimator gets ``embedding=None``)."""
+
+    name = "none"
+    checksum = "none"
+    dim = 0
+
+
+NO_ELEMENT_VECTORS = _NoElementVectors()
+
+
 def _repo_relative(path: str | os.PathLike | None) -> str | None:
     """``path`` relative to the repository when it lies inside it (results stay portable)."""
     if path is None:
@@ -346,7 +358,11 @@ class Benchmark:
         return frame.loc[list(ids), spec.column].to_numpy(dtype=np.float64)
 
     def embedding(self, label: str, spec: str) -> Any | None:
-        """The embedding of a spec, or None (with a note) when it is not available."""
+        """The embedding of a spec, or None (with a note) when it is not available; the spec
+        ``"none"`` (no element vectors, for a variant whose nodes read site vectors) gives
+        :data:`NO_ELEMENT_VECTORS`."""
+        if spec == NO_ELEMENT_VECTORS.name:
+            self.embeddings[label] = NO_ELEMENT_VECTORS
         if label not in self.embeddings:
             try:
                 self.embeddings[label] = resolve(spec, base_dir=REPO_ROOT)

@@ -3,9 +3,14 @@
 Reads ``potentials.csv`` (every candidate of :mod:`training.benchmark.potential_heads`),
 ``potentials_zero_shot.csv``, ``potentials_cost.json``, ``label_vectors.csv`` (CGCNN on
 ``cgcnn``, ``megnet16`` and ``uae`` vectors, and ``uae`` fine-tuning, each chosen on validation)
-and ``results.csv`` (Magpie + boosting, ``curve_matminer``), all from the same run folder::
+and ``results.csv`` (Magpie + boosting, ``curve_matminer``; and the graph-network options of
+the config's ``curve.potential_report``: CGCNN on a potential's site vectors or distilled from
+it, each option's setting chosen on validation), all from the same run folder::
 
     python -m training.benchmark.potential_report --run training/results/bench_curve
+
+The *best potential option* of a cell is chosen on validation among the frozen-feature heads
+and these graph-network options.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ import pandas as pd
 
 from crysatom_featurizers.embeddings.builtin import LEAK_CLASSES
 from crysatom_featurizers.io import atomic_write_text
+from training.benchmark.config import BenchConfig
+from training.benchmark.results import ResultsFile
+from training.benchmark.transfer import transfer_table
 from training.labels import SEEN_PROPERTIES
 
 BASELINES = ("vanilla", "uae", "finetune", "megnet16")
@@ -63,6 +71,55 @@ def choices(candidates: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([chosen, best, overall], ignore_index=True)
 
 
+#: Names of the graph-network options of ``curve.potential_report`` in the tables.
+GNN_NAMES = {
+    "chgnet_sites": "CGCNN on CHGNet site vectors",
+    "chgnet_distill": "CGCNN distilled from CHGNet",
+    "sevennet_sites": "CGCNN on SevenNet site vectors",
+    "sevennet_distill": "CGCNN distilled from SevenNet",
+}
+
+
+def gnn_options(run: Path, groups: dict[str, list[str]]) -> pd.DataFrame:
+    """The graph-network options (all but ``vanilla``) per property and size: the setting
+    chosen on validation, its mean validation and test MAE and its median fit time."""
+    results = run / "results.csv"
+    if len(groups) < 2 or not results.exists():
+        return pd.DataFrame()
+    table = transfer_table(ResultsFile(results).read(), run, groups)
+    if table.empty:
+        return table
+    table = table[table["option"] != "vanilla"]
+    return table.rename(columns={"val_mae_mean": "val_mae", "mae_mean": "test_mae"})
+
+
+def with_gnn_options(chosen: pd.DataFrame, gnn: pd.DataFrame) -> pd.DataFrame:
+    """``chosen`` whose ``model="best"`` rows also compete with the graph-network options: a
+    cell takes the option with the lowest validation MAE."""
+    if gnn.empty:
+        return chosen
+    chosen = chosen.copy()
+    for index, row in chosen[chosen["model"] == "best"].iterrows():
+        cell = gnn[(gnn["property"] == row["property"]) & (gnn["n_train"] == row["n_train"])]
+        cell = cell[np.isfinite(cell["val_mae"])]
+        if cell.empty or cell["val_mae"].min() >= row["val_mae"]:
+            continue
+        best = cell.loc[cell["val_mae"].idxmin()]
+        chosen.loc[index, ["val_mae", "test_mae", "train_mae", "n_seeds", "fit_seconds"]] = [
+            best["val_mae"],
+            best["test_mae"],
+            np.nan,
+            best["n_seeds"],
+            best.get("fit_seconds_median", np.nan),
+        ]
+        chosen.loc[index, ["chosen_model", "chosen_head", "feature_set"]] = [
+            "CGCNN",
+            str(best["option"]),
+            str(best["chosen"]),
+        ]
+    return chosen
+
+
 def baselines(run: Path) -> pd.DataFrame:
     """Test (and validation) MAE of the curve's baselines, per property and size."""
     label = pd.read_csv(run / "label_vectors.csv")
@@ -90,10 +147,11 @@ def _ratio(value: float, reference: float) -> str:
     return f"{value / reference:.2f}×" if np.isfinite(value) and reference else "–"
 
 
-def write_report(run: str | Path) -> str:
+def write_report(run: str | Path, gnn_groups: dict[str, list[str]] | None = None) -> str:
     run = Path(run)
     candidates = pd.read_csv(run / "potentials.csv")
-    chosen = choices(candidates)
+    gnn = gnn_options(run, gnn_groups or {})
+    chosen = with_gnn_options(choices(candidates), gnn)
     atomic_write_text(run / "potentials_choices.csv", chosen.to_csv(index=False))
     base = baselines(run)
     zero = (
@@ -159,6 +217,20 @@ def write_report(run: str | Path) -> str:
                 "magpie_hgb": "Magpie + boosting",
             }[option]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        for option in sorted(gnn["option"].unique()) if not gnn.empty else []:
+            cells = []
+            for n in sizes:
+                row = gnn[(gnn["property"] == prop) & (gnn["n_train"] == n)]
+                row = row[row["option"] == option]
+                if row.empty:
+                    cells.append("–")
+                    continue
+                r = row.iloc[0]
+                cells.append(
+                    f"{_fmt(r['test_mae'])} ({_ratio(r['test_mae'], vanilla[n])}; {r['chosen']}, "
+                    f"{int(r['n_seeds'])} seeds)"
+                )
+            lines.append(f"| {GNN_NAMES.get(option, option)} | " + " | ".join(cells) + " |")
         for model in [*models, "best"]:
             for head in ("ridge", "hgb", "mlp", "best"):
                 rows = sub[(sub["model"] == model) & (sub["head"] == head)]
@@ -218,9 +290,16 @@ def write_report(run: str | Path) -> str:
             + f" | {total * 1000:.0f} s |"
         )
     fit_cost = candidates.groupby(["head", "n_train"])["fit_seconds"].median().unstack("n_train")
+    if not gnn.empty:  # the graph-network options: median seconds per fit, one thread
+        gnn_cost = gnn.pivot_table(
+            index="option", columns="n_train", values="fit_seconds_median", aggfunc="median"
+        )
+        fit_cost = pd.concat([fit_cost, gnn_cost.rename(index=GNN_NAMES)])
     lines += [
         "",
-        "Heads: median seconds per fit (one thread; the MLP per seed), over every candidate:",
+        "Heads: median seconds per fit (one thread; the MLP per seed), over every candidate; the "
+        "graph-network options' training time excludes the potential's site vectors (the "
+        "*site_stats* column above):",
         "",
         "| head | " + " | ".join(f"n = {n}" for n in fit_cost.columns) + " |",
         "|---|" + "---:|" * len(fit_cost.columns),
@@ -325,8 +404,11 @@ def _targets(chosen: pd.DataFrame, base: pd.DataFrame) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.benchmark.potential_report")
     parser.add_argument("--run", default="training/results/bench_curve")
+    parser.add_argument("--config", default="training/configs/bench_curve.yaml")
     args = parser.parse_args(argv)
-    print(write_report(args.run))
+    section = BenchConfig.from_yaml(args.config).curve.get("potential_report") or {}
+    groups = {k: [v] if isinstance(v, str) else list(v) for k, v in section.items()}
+    print(write_report(args.run, groups))
     return 0
 
 
