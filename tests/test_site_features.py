@@ -127,3 +127,21 @@ def test_the_command_line_trains_on_site_vectors(tmp_path, capsys, data):
     argv[5] = "mace"
     assert cli.main([str(a) for a in argv]) == 1
     assert "--site-features: unknown universal potential 'mace'" in capsys.readouterr().err
+
+
+def test_isolated_sites_follow_allow_isolated(data):
+    from crysatom_featurizers.potentials import get_potential
+
+    X, y = data
+    # S alone in a 7 Å cell: no neighbour within CHGNet's 6 Å cutoff
+    lonely = Structure(Lattice.cubic(7.0), ["S"], [[0, 0, 0]])
+    chgnet = get_potential("chgnet")
+    results, errors = chgnet.predict([lonely])
+    assert results == [None] and "isolated atom" in str(errors[0])
+    results, errors = chgnet.predict([lonely], allow_isolated=True)
+    assert not errors and results[0].site_features.shape == (1, 64)
+    est = CGCNNRegressor(site_features="chgnet", atom_fea_len=8, n_conv=1, **TINY)
+    with pytest.raises(ValueError, match="row 24: S: a site has no neighbour within CHGNet"):
+        est.fit([*X, lonely], [*y, 1.0])
+    est.set_params(allow_isolated=True).fit([*X, lonely], [*y, 1.0])
+    assert np.isfinite(est.predict([lonely])).all()

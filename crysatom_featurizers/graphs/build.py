@@ -480,7 +480,9 @@ def structures_to_graphs(
     if site_features is not None:
         from crysatom_featurizers.graphs.site_features import attach_site_features
 
-        attach_site_features(graphs, items, labels, site_features, progress=progress)
+        attach_site_features(
+            graphs, items, labels, site_features, progress=progress, allow_isolated=allow_isolated
+        )
     return graphs
 
 

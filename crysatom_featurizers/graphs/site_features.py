@@ -33,6 +33,7 @@ def attach_site_features(
     *,
     n_threads: int | None = None,
     progress: bool = False,
+    allow_isolated: bool = False,
 ) -> None:
     """Set ``graph.site_features`` of each graph to the potential's vectors of its structure.
 
@@ -51,6 +52,9 @@ def attach_site_features(
         torch threads of the inference (restored afterwards).
     progress : bool, default=False
         Show a progress bar.
+    allow_isolated : bool, default=False
+        Let the potential evaluate structures with a site that has no neighbour within its
+        cutoff (CHGNet: 6 Å), as the graphs keep isolated sites with ``allow_isolated``.
 
     Raises
     ------
@@ -64,7 +68,11 @@ def attach_site_features(
 
     model = get_potential(potential)
     results, errors = model.predict(
-        list(structures), n_threads=n_threads, pbar=progress, desc=f"{potential} site vectors"
+        list(structures),
+        n_threads=n_threads,
+        pbar=progress,
+        desc=f"{potential} site vectors",
+        allow_isolated=allow_isolated,
     )
     if errors:
         first = min(errors)

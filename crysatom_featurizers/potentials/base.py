@@ -188,8 +188,9 @@ class UniversalPotential:
     def _supported_z(self) -> set[int]:
         raise NotImplementedError
 
-    def _prepare(self, structure: Any) -> Any:
-        """The potential's input for one structure; raises ValueError for what it cannot do."""
+    def _prepare(self, structure: Any, allow_isolated: bool = False) -> Any:
+        """The potential's input for one structure; raises ValueError for what it cannot do
+        (a site without neighbours within the cutoff, unless ``allow_isolated``)."""
         raise NotImplementedError
 
     def _run(self, prepared: Sequence[Any], *, stress: bool) -> list[PotentialResult]:
@@ -256,6 +257,7 @@ class UniversalPotential:
         cache: bool = True,
         pbar: bool = False,
         desc: str | None = None,
+        allow_isolated: bool = False,
     ) -> tuple[list[PotentialResult | None], dict[int, BaseException]]:
         """Evaluate many structures in batches.
 
@@ -272,6 +274,10 @@ class UniversalPotential:
             Reuse (and store) results keyed by model and :func:`structure_key`.
         pbar : bool, default False
             Show a progress bar over the batches.
+        allow_isolated : bool, default False
+            Evaluate a structure with a site that has no neighbour within the potential's
+            cutoff (the site then gets no messages, as in a graph network's isolated node)
+            instead of failing it.
 
         Returns
         -------
@@ -289,7 +295,8 @@ class UniversalPotential:
         for position, structure in enumerate(structures):
             try:
                 self.check(structure)
-                key = (f"{self.name}:{self.version}", structure_key(structure))
+                model = f"{self.name}:{self.version}" + ("+isolated" if allow_isolated else "")
+                key = (model, structure_key(structure))
             except Exception as error:
                 errors[position] = error
                 continue
@@ -314,7 +321,7 @@ class UniversalPotential:
                 kept: list[tuple[int, tuple[str, str]]] = []
                 for position, key in batch:
                     try:
-                        prepared.append(self._prepare(structures[position]))
+                        prepared.append(self._prepare(structures[position], allow_isolated))
                         kept.append((position, key))
                     except Exception as error:
                         for same in pending[key]:

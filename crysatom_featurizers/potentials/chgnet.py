@@ -63,9 +63,13 @@ class CHGNetPotential(UniversalPotential):
     def _supported_z(self) -> set[int]:
         return set(range(1, 95))
 
-    def _prepare(self, structure: Any) -> Any:
+    def _prepare(self, structure: Any, allow_isolated: bool = False) -> Any:
+        converter = self.model.graph_converter
+        previous = converter.on_isolated_atoms
         try:
-            return self.model.graph_converter(structure, graph_id=structure.formula)
+            if allow_isolated:
+                converter.on_isolated_atoms = "ignore"
+            return converter(structure, graph_id=structure.formula)
         except ValueError as exc:
             if "isolated atom" in str(exc):
                 raise ValueError(
@@ -74,6 +78,8 @@ class CHGNetPotential(UniversalPotential):
                     "cannot evaluate it"
                 ) from None
             raise
+        finally:
+            converter.on_isolated_atoms = previous
 
     def _run(self, prepared: Sequence[Any], *, stress: bool) -> list[PotentialResult]:
         import torch

@@ -80,7 +80,7 @@ class SevenNetPotential(UniversalPotential):
         _ = self.model
         return {int(z) for z in self._type_map}
 
-    def _prepare(self, structure: Any) -> Any:
+    def _prepare(self, structure: Any, allow_isolated: bool = False) -> Any:
         from pymatgen.io.ase import AseAtomsAdaptor
         from sevenn.atom_graph_data import AtomGraphData
         from sevenn.train.dataload import unlabeled_atoms_to_graph
@@ -89,7 +89,7 @@ class SevenNetPotential(UniversalPotential):
         atoms = AseAtomsAdaptor.get_atoms(structure)
         data = AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(atoms, self._cutoff))
         centers = data.edge_index[0].numpy() if data.edge_index.numel() else np.zeros(0, int)
-        if len(np.unique(centers)) < len(structure):
+        if not allow_isolated and len(np.unique(centers)) < len(structure):
             raise ValueError(
                 f"{structure.composition.reduced_formula}: a site has no neighbour within "
                 f"SevenNet's {self._cutoff:g} Å cutoff (an isolated atom); SevenNet cannot "
