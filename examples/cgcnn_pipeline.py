@@ -1,4 +1,6 @@
-"""A CGCNN on element-embedding node features, as a scikit-learn Pipeline, tuned with GridSearchCV.
+"""
+A CGCNN in a scikit-learn Pipeline, tuned with GridSearchCV
+===========================================================
 
 Run from the repository root (offline, under a minute)::
 
@@ -111,19 +113,18 @@ def main(argv: list[str] | None = None) -> None:
         f"({len(y_train)} training, {len(y_test)} test crystals)"
     )
 
+    from crysatom_featurizers.plotting import plot_learning_curve, plot_parity
+
+    model = search.best_estimator_.named_steps["cgcnn"]
+    curve = plot_learning_curve(model).figure
+    parity = plot_parity(y_test, predicted, label=target).figure
     if args.plot_dir:
-        import matplotlib
-
-        matplotlib.use("Agg")
         from pathlib import Path
-
-        from crysatom_featurizers.plotting import plot_learning_curve, plot_parity
 
         out = Path(args.plot_dir)
         out.mkdir(parents=True, exist_ok=True)
-        model = search.best_estimator_.named_steps["cgcnn"]
-        plot_learning_curve(model).figure.savefig(out / "learning_curve.png", dpi=120)
-        plot_parity(y_test, predicted, label=target).figure.savefig(out / "parity.png", dpi=120)
+        curve.savefig(out / "learning_curve.png", dpi=120)
+        parity.savefig(out / "parity.png", dpi=120)
         print(f"plots written to {out}/")
 
 

@@ -1,4 +1,6 @@
-"""The same model with CrysAtom, SkipAtom, Atom2Vec and random element vectors.
+"""
+One model on CrysAtom, SkipAtom, Atom2Vec and random vectors
+============================================================
 
 Run from the repository root (offline, under a minute)::
 

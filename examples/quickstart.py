@@ -1,4 +1,8 @@
-"""Quickstart: element-embedding features at three levels, then a scikit-learn model.
+"""
+Quickstart
+==========
+
+Element-embedding features at three levels, then a scikit-learn model.
 
 Run from the repository root (offline, under a minute)::
 

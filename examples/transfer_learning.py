@@ -1,4 +1,6 @@
-"""Three ways to use CrysAtom pretraining in a CGCNN, side by side with parity plots.
+"""
+Three ways to use CrysAtom pretraining in a CGCNN
+=================================================
 
 Run from the repository root (offline, under a minute)::
 
@@ -18,7 +20,7 @@ validation crystals and scored on the same test crystals:
 
 Without ``--data`` the task is the volume per atom (Å³/atom) of 420 strained copies of the 14
 example crystals that ship with the package: it needs no download and shows the API, but is
-far too easy to say anything about pretraining. The learning curves in the README answer that
+far too easy to say anything about pretraining. The learning curves of the documentation's results answer that
 on JARVIS and Materials Project data. ``CRYSATOM_EXAMPLE_EPOCHS`` overrides the maximum number
 of epochs (the smoke tests use 2).
 """
@@ -104,18 +106,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             f"  {label:<22} test MAE {scores[label]:.4g} {units or ''}  "
             f"(best epoch {model.best_epoch_} of {model.n_iter_}, {time.perf_counter() - t0:.1f} s)"
         )
+    import matplotlib.pyplot as plt
+
+    from crysatom_featurizers.plotting import plot_parity
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), layout="constrained")
+    for ax, (label, pred) in zip(axes, predictions.items()):
+        plot_parity(y[test], pred, ax=ax, units=units, label=name, title=label)
     if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         from crysatom_featurizers.io import save_figure
-        from crysatom_featurizers.plotting import plot_parity
 
-        fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), layout="constrained")
-        for ax, (label, pred) in zip(axes, predictions.items()):
-            plot_parity(y[test], pred, ax=ax, units=units, label=name, title=label)
         save_figure(fig, args.plot)
         print(f"parity plots: {args.plot}")
     return scores

@@ -1,4 +1,8 @@
-"""Element vectors from your own labels: train a CGCNN on one-hot element inputs, read its
+"""
+Element vectors from your own labels
+====================================
+
+Train a CGCNN on one-hot element inputs, read its
 learned element table out as an ``ElementEmbedding``, and use it like any registry embedding.
 
 Run from the repository root (offline, under a minute)::

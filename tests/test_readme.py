@@ -1,4 +1,5 @@
-"""The README's Python examples run as written (the dask recipe needs a real scheduler)."""
+"""The Python examples of the README and the documentation run as written (the dask recipe
+needs a real scheduler)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+#: The README and the documentation's pages: their Python examples run as written.
+PAGES = [README, *sorted((README.parent / "docs").glob("**/*.md"))]
+BLOCKS = [
+    block
+    for page in PAGES
+    if "_build" not in page.parts
+    for block in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+]
 # Blocks that talk to external services are shown, not run.
 RUNNABLE = [block for block in BLOCKS if "scheduler-host" not in block]
 

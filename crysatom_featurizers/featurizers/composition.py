@@ -44,11 +44,6 @@ class ElementEmbeddingCompositionFeaturizer(ElementEmbeddingFeaturizer):
     :math:`\\sqrt{\\sum_k f_k (x_k - \\bar x)^2 / (1 - \\sum_k f_k^2)}`, not the population
     standard deviation, and ``min``/``max``/``range`` are unweighted over the elements present.
 
-    Features
-    --------
-    ``"{stat} {embedding}_{i}"`` for each statistic (outer) and dimension ``i`` (inner), e.g.
-    ``"mean crysatom_12"``.
-
     Parameters
     ----------
     embedding : str or ElementEmbedding, default "uae"
@@ -82,6 +77,11 @@ class ElementEmbeddingCompositionFeaturizer(ElementEmbeddingFeaturizer):
     ``featurize`` is the per-item reference. ``featurize_many``, ``featurize_dataframe`` and
     ``transform`` parse every input once (formula strings through a cache and a fast parser
     that matches pymatgen), then compute all rows with array operations.
+
+    **Output columns.**
+
+    ``"{stat} {embedding}_{i}"`` for each statistic (outer) and dimension ``i`` (inner), e.g.
+    ``"mean crysatom_12"``.
 
     Examples
     --------

@@ -150,10 +150,6 @@ class UniversalPotentialSiteFeaturizer(SiteRowsMixin, UniversalPotentialFeaturiz
     scalar node features of its last interaction block. The vector depends on the site's
     environment, not only on its element.
 
-    Features
-    --------
-    ``"site {model}_{i}"`` for each dimension ``i``.
-
     Parameters
     ----------
     model : {"chgnet", "sevennet"}, default "chgnet"
@@ -169,6 +165,10 @@ class UniversalPotentialSiteFeaturizer(SiteRowsMixin, UniversalPotentialFeaturiz
     ``featurize_dataframe(df)`` with one row per site. Each structure runs through the
     potential once, however many of its sites are asked for. Disordered structures, elements
     outside the potential's table and isolated atoms raise a ValueError naming the problem.
+
+    **Output columns.**
+
+    ``"site {model}_{i}"`` for each dimension ``i``.
 
     Examples
     --------
@@ -281,14 +281,6 @@ class UniversalPotentialStructureFeaturizer(UniversalPotentialFeaturizer):
     3. **physics**: the potential's predictions named in ``physics`` (see
        :data:`PHYSICS_FEATURES`), in physical units.
 
-    Features
-    --------
-    ``"{stat} {model}_site_{i}"``, ``"{model}_crystal_{i}"`` and, for the physics,
-    ``"{model} energy per atom (eV/atom)"``, ``"{model} pressure (GPa)"``,
-    ``"{model} von Mises stress (GPa)"``, ``"{model} mean |magmom| (muB)"``,
-    ``"{model} max |magmom| (muB)"``, ``"{model} bulk modulus (GPa)"``,
-    ``"{model} Voigt bulk modulus (GPa)"`` and ``"{model} Voigt shear modulus (GPa)"``.
-
     Parameters
     ----------
     model : {"chgnet", "sevennet"}, default "chgnet"
@@ -317,6 +309,14 @@ class UniversalPotentialStructureFeaturizer(UniversalPotentialFeaturizer):
     the cell as given: an estimate, not a relaxed elastic calculation. Disordered structures,
     elements outside the potential's table and isolated atoms raise a ValueError per
     structure; with ``ignore_errors=True`` only that row becomes NaN.
+
+    **Output columns.**
+
+    ``"{stat} {model}_site_{i}"``, ``"{model}_crystal_{i}"`` and, for the physics,
+    ``"{model} energy per atom (eV/atom)"``, ``"{model} pressure (GPa)"``,
+    ``"{model} von Mises stress (GPa)"``, ``"{model} mean |magmom| (muB)"``,
+    ``"{model} max |magmom| (muB)"``, ``"{model} bulk modulus (GPa)"``,
+    ``"{model} Voigt bulk modulus (GPa)"`` and ``"{model} Voigt shear modulus (GPa)"``.
 
     Examples
     --------

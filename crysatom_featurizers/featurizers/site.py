@@ -195,11 +195,6 @@ class SiteRowsMixin:
 class ElementEmbeddingSiteFeaturizer(SiteRowsMixin, ElementEmbeddingFeaturizer):
     """The element-embedding vector of a site.
 
-    Features
-    --------
-    ``"site {embedding}_{i}"`` for each dimension ``i`` (matminer's ``SiteElementalProperty``
-    naming), e.g. ``"site crysatom_12"``.
-
     Parameters
     ----------
     embedding : str or ElementEmbedding, default "uae"
@@ -229,6 +224,11 @@ class ElementEmbeddingSiteFeaturizer(SiteRowsMixin, ElementEmbeddingFeaturizer):
     :meth:`featurize_dataframe` with a single structure column returns one row per site,
     indexed by (original row label, site index); with ``[structure_column, site_column]`` it
     follows matminer (one output row per input row).
+
+    **Output columns.**
+
+    ``"site {embedding}_{i}"`` for each dimension ``i`` (matminer's ``SiteElementalProperty``
+    naming), e.g. ``"site crysatom_12"``.
 
     Examples
     --------

@@ -49,10 +49,6 @@ class ElementEmbeddingStructureFeaturizer(ElementEmbeddingFeaturizer):
     composition featurizer on ``structure.composition``; they differ for disordered
     structures, where ``min``/``max`` run over mixed site vectors instead of the elements.
 
-    Features
-    --------
-    ``"{stat} {embedding}_{i}"``, statistic-major, as for the composition featurizer.
-
     Parameters
     ----------
     embedding : str or ElementEmbedding, default "uae"
@@ -67,6 +63,10 @@ class ElementEmbeddingStructureFeaturizer(ElementEmbeddingFeaturizer):
     the embedding and its elements; batch methods with ``ignore_errors=True`` turn only that
     structure's row into NaN. Inputs must be periodic pymatgen Structures: anything else, a
     ``Molecule`` included, raises a TypeError.
+
+    **Output columns.**
+
+    ``"{stat} {embedding}_{i}"``, statistic-major, as for the composition featurizer.
     """
 
     default_column = "structure"

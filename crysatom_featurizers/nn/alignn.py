@@ -77,10 +77,13 @@ class EdgeGatedGraphConv(nn.Module):
     channels : int
         Width of node and edge features.
 
-    Shapes
-    ------
+    Notes
+    -----
+    **Tensor shapes.**
+
     ``x: Float[N, C]``, ``edge_index: Long[2, E]`` (row 0 source ``j``, row 1 target ``i``),
     ``edge_attr: Float[E, C]`` -> ``(Float[N, C], Float[E, C])``.
+
     """
 
     def __init__(self, channels: int) -> None:
@@ -114,10 +117,13 @@ class ALIGNNConv(nn.Module):
     one on the line graph (bonds as nodes, bond pairs as edges) with the bonds it updated, in
     the order of the authors' code.
 
-    Shapes
-    ------
+    Notes
+    -----
+    **Tensor shapes.**
+
     ``x: Float[N, C]`` atoms, ``y: Float[E, C]`` bonds, ``z: Float[T, C]`` bond pairs,
     ``edge_index: Long[2, E]``, ``triplet_index: Long[2, T]`` -> updated ``(x, y, z)``.
+
     """
 
     def __init__(self, channels: int) -> None:

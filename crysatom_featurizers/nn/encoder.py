@@ -38,10 +38,13 @@ class CGCNNEncoder(nn.Module):
         Same gradients and BatchNorm running statistics, a fraction of the activation memory,
         about one extra forward pass of compute.
 
-    Shapes
-    ------
+    Notes
+    -----
+    **Tensor shapes.**
+
     ``x: Float[N, in_dim]``, ``edge_index: Long[2, E]``, ``edge_attr: Float[E, edge_dim]``
     -> ``Float[N, hidden_dim]``.
+
     """
 
     def __init__(

@@ -84,9 +84,12 @@ class GaussianExpansion(nn.Module):
     width : float
         Gaussian width, Å.
 
-    Shapes
-    ------
+    Notes
+    -----
+    **Tensor shapes.**
+
     ``Float[E]`` (or any shape ``S``) -> ``Float[E, G]`` (``S + (G,)``).
+
     """
 
     def __init__(

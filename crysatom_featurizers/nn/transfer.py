@@ -39,10 +39,13 @@ class NodeDistillation(nn.Module):
         Width of the teacher's node embeddings; the student's are projected to it by a
         learned ``Linear(student_dim, teacher_dim)``.
 
-    Shapes
-    ------
+    Notes
+    -----
+    **Tensor shapes.**
+
     ``student: Float[N, student_dim]``, ``teacher: Float[N, teacher_dim]`` -> a 0-d loss, the
     squared distance averaged over nodes and teacher dimensions.
+
     """
 
     def __init__(self, student_dim: int, teacher_dim: int) -> None:

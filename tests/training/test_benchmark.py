@@ -591,8 +591,10 @@ def test_checkpointed_fit_resumes_after_an_interruption(tmp_path, monkeypatch):
     assert len(resumed) == 1 and resumed.loc[0, "epochs_run"] == 4
     assert resumed.loc[0, "test_mae"] == whole.loc[0, "test_mae"]
     assert not saved[0].exists()
-    history = pd.read_csv(next((tmp_path / "cut" / "histories").iterdir()))
-    assert list(history["epoch"]) == [1, 2, 3, 4]
+    # the run's per-epoch histories are packed into one table at its end
+    assert not list((tmp_path / "cut" / "histories").glob("*.csv"))
+    history = pd.read_csv(tmp_path / "cut" / "histories.csv.gz")
+    assert list(history["epoch"]) == [1, 2, 3, 4] and history["fit"].nunique() == 1
 
 
 def test_checkpoint_fits_must_be_a_boolean():
@@ -688,3 +690,26 @@ def test_full_data_batch_choice_rules(tmp_path):
     assert table.set_index("embedding").loc["b64", "fits"] == 1  # seed 1 is not shared
     assert full_data.batch_table(frame, tmp_path, [*fits, "b32"], 3000, "p")[1] is None
     assert full_data.batch_table(frame, tmp_path, list(fits), 3000, "other")[1] is None
+
+
+def test_histories_pack_into_one_table_and_read_back(tmp_path):
+    from training.benchmark.results import PACKED_HISTORIES, pack_histories, read_history
+
+    loose = tmp_path / "histories"
+    loose.mkdir()
+    a = pd.DataFrame({"epoch": [1, 2], "val_mae": [0.5, 0.25]})
+    b = pd.DataFrame({"epoch": [1], "val_mae": [1.5], "lr": [1e-3]})
+    a.to_csv(loose / "fit_a.csv", index=False)
+    b.to_csv(loose / "fit_b.csv", index=False)
+    assert pack_histories(tmp_path) == 2 and not list(loose.glob("*.csv"))
+    assert (tmp_path / PACKED_HISTORIES).exists()
+    pd.testing.assert_frame_equal(read_history(tmp_path, "fit_a"), a, check_dtype=False)
+    pd.testing.assert_frame_equal(read_history(tmp_path, "fit_b"), b, check_dtype=False)
+    assert read_history(tmp_path, "missing") is None
+    # a loose file of a fit wins over its packed rows, and replaces them at the next pack
+    a2 = a.assign(val_mae=[0.4, 0.2])
+    a2.to_csv(loose / "fit_a.csv", index=False)
+    pd.testing.assert_frame_equal(read_history(tmp_path, "fit_a"), a2, check_dtype=False)
+    assert pack_histories(tmp_path) == 1
+    pd.testing.assert_frame_equal(read_history(tmp_path, "fit_a"), a2, check_dtype=False)
+    pd.testing.assert_frame_equal(read_history(tmp_path, "fit_b"), b, check_dtype=False)

@@ -119,19 +119,18 @@ def verdict_table(
 def attach_validation(
     frame: pd.DataFrame, run_dir: Path, columns: Sequence[str] = ("val_mae",)
 ) -> pd.DataFrame:
-    """Add ``columns`` of ``histories/`` (by default ``val_mae``, the validation MAE) at each
-    fit's kept (best) epoch.
+    """Add ``columns`` of each fit's history (:func:`training.benchmark.results.read_history`;
+    by default ``val_mae``, the validation MAE) at its kept (best) epoch.
 
     NaN for rows without a history (the matminer workflow has no validation step).
     """
-    from training.benchmark.results import row_fit_id
+    from training.benchmark.results import read_history, row_fit_id
 
     rows = curve_rows(frame)
     values: dict[str, list[float]] = {column: [] for column in columns}
     for row in rows.to_dict("records"):
-        path = Path(run_dir) / "histories" / f"{row_fit_id(row)}.csv"
         best = row.get("best_epoch")
-        history = pd.read_csv(path) if path.exists() and np.isfinite(best) else None
+        history = read_history(run_dir, row_fit_id(row)) if np.isfinite(best) else None
         for column in columns:
             match = (
                 history.loc[history["epoch"] == int(best), column]

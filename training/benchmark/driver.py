@@ -15,6 +15,7 @@ from training.benchmark.harness import Benchmark, TimeBudgetExceeded
 from training.benchmark.matminer import run_matminer
 from training.benchmark.probing import run_probe
 from training.benchmark.report import write_report
+from training.benchmark.results import pack_histories
 
 
 def run_experiments(bench: Benchmark, experiments: Sequence[str], argv: Sequence[str] = ()) -> None:
@@ -64,6 +65,8 @@ def run_experiments(bench: Benchmark, experiments: Sequence[str], argv: Sequence
     except TimeBudgetExceeded:
         LOG.warning("time budget spent: stopping; rerun with --resume to continue")
     finally:
+        with bench.results.locked():  # the loose per-epoch histories into the run's table
+            pack_histories(bench.run_dir)
         write_report(bench.run_dir, bench.cfg, bench.notes)
         bench.finish_run_info()
 

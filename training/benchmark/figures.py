@@ -17,6 +17,7 @@ from training.benchmark.harness import Benchmark
 from training.benchmark.report import summarize, without_variants
 from training.benchmark.results import (
     fit_id,
+    read_history,
 )
 from training.benchmark.transfer import plot_transfer, transfer_groups, transfer_table
 
@@ -101,20 +102,15 @@ def plot_results(bench: Benchmark, plt, plotting, folder: Path, fc: dict[str, An
             save_figure(fig, folder / f"parity_{experiment}_{prop}.png", dpi=dpi)
             plt.close(fig)
         hist_files = [
-            (
-                lab,
-                bench.run_dir
-                / "histories"
-                / f"{fit_id(experiment, prop, lab, first_seed, 1.0)}.csv",
-            )
+            (lab, read_history(bench.run_dir, fit_id(experiment, prop, lab, first_seed, 1.0)))
             for lab in labels
         ]
-        hist_files = [(lab, p) for lab, p in hist_files if p.exists()]
+        hist_files = [(lab, h) for lab, h in hist_files if h is not None]
         if hist_files and fc.get("learning_curves", True):
             fig, axes = grid(plt, len(hist_files), 4.2)
             best = dict(zip(runs["embedding"], runs["best_epoch"]))
-            for ax, (lab, path) in zip(axes, hist_files):
-                fitted = SimpleNamespace(history_=pd.read_csv(path))
+            for ax, (lab, history) in zip(axes, hist_files):
+                fitted = SimpleNamespace(history_=history)
                 if np.isfinite(best.get(lab, np.nan)):
                     fitted.best_epoch_ = int(best[lab])
                 plotting.plot_learning_curve(fitted, ax=ax, units=unit)

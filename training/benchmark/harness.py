@@ -32,6 +32,7 @@ from training.benchmark.results import (
     fit_id,
     git_info,
     hardware_info,
+    read_history,
     row_fit_id,
     sized,
 )
@@ -461,10 +462,18 @@ class Benchmark:
             fraction,
             int(row["n_train"]) if sized(experiment) else None,
         )
-        for folder, suffix in (("histories", ".csv"), ("predictions", ".csv.gz")):
-            src = self.run_dir / folder / f"{source_id}{suffix}"
-            if src.exists():
-                atomic_write_bytes(self.run_dir / folder / f"{target_id}{suffix}", src.read_bytes())
+        history = read_history(self.run_dir, source_id)
+        if history is not None:
+            (self.run_dir / "histories").mkdir(exist_ok=True)
+            atomic_write_text(
+                self.run_dir / "histories" / f"{target_id}.csv",
+                history.to_csv(index=False, float_format="%.6g"),
+            )
+        src = self.run_dir / "predictions" / f"{source_id}.csv.gz"
+        if src.exists():
+            atomic_write_bytes(
+                self.run_dir / "predictions" / f"{target_id}.csv.gz", src.read_bytes()
+            )
         row.update(
             experiment=experiment, embedding=label, train_fraction=fraction, reused_from=source_id
         )

@@ -174,3 +174,62 @@ class ResultsFile:
             if removed:
                 atomic_write_text(self.path, frame.loc[keep].to_csv(index=False))
         return removed
+
+
+# ---- per-epoch histories -----------------------------------------------------------------------
+
+#: The tracked form of a run's per-epoch histories: one compressed table, a row per epoch of
+#: each fit (column ``fit``). Fits write loose ``histories/<fit id>.csv`` files while a run
+#: goes (safe with several processes); :func:`pack_histories` folds them into the table.
+PACKED_HISTORIES = "histories.csv.gz"
+_PACKED_CACHE: dict[Path, tuple[float, dict[str, pd.DataFrame]]] = {}
+
+
+def _packed_histories(run_dir: Path) -> dict[str, pd.DataFrame]:
+    path = Path(run_dir) / PACKED_HISTORIES
+    if not path.exists():
+        return {}
+    stamp = path.stat().st_mtime
+    cached = _PACKED_CACHE.get(path)
+    if cached is None or cached[0] != stamp:
+        table = pd.read_csv(path)
+        groups = {
+            str(fit): group.drop(columns="fit").dropna(axis=1, how="all").reset_index(drop=True)
+            for fit, group in table.groupby("fit", sort=False)
+        }
+        _PACKED_CACHE[path] = cached = (stamp, groups)
+    return cached[1]
+
+
+def read_history(run_dir: str | os.PathLike, fit: str) -> pd.DataFrame | None:
+    """The per-epoch history of fit ``fit`` of a run: its loose file if there is one, else its
+    rows of the packed table; None when the run has neither."""
+    loose = Path(run_dir) / "histories" / f"{fit}.csv"
+    if loose.exists():
+        return pd.read_csv(loose)
+    history = _packed_histories(Path(run_dir)).get(fit)
+    return None if history is None else history.copy()
+
+
+def pack_histories(run_dir: str | os.PathLike) -> int:
+    """Fold the loose ``histories/*.csv`` of a run into its packed table (a loose file replaces
+    the packed rows of the same fit), then remove them. Returns the number of fits packed.
+    """
+    run_dir = Path(run_dir)
+    loose = sorted((run_dir / "histories").glob("*.csv"))
+    if not loose:
+        return 0
+    packed = dict(_packed_histories(run_dir))
+    for path in loose:
+        packed[path.stem] = pd.read_csv(path)
+    table = pd.concat(
+        [frame.assign(fit=fit) for fit, frame in sorted(packed.items())], ignore_index=True
+    )
+    columns = ["fit", *[c for c in table.columns if c != "fit"]]
+    target = run_dir / PACKED_HISTORIES
+    tmp = target.with_name(target.name + ".tmp")
+    table[columns].to_csv(tmp, index=False, float_format="%.6g", compression="gzip")
+    os.replace(tmp, target)
+    for path in loose:
+        path.unlink()
+    return len(loose)
