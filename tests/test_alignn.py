@@ -150,6 +150,43 @@ def test_alignn_graph_is_undirected_with_ties_and_its_angles_do_not_depend_on_th
         assert h == histograms["prim"], name
 
 
+def test_bond_angles_of_a_cell_without_inversion_match_the_geometry():
+    """In a cell without an inversion centre every bond's opposite is missing, so a sign error
+    in the bond vectors or the angle would change the angles (a centrosymmetric cell hides it:
+    flipping every bond gives the same set of angles)."""
+    import torch
+
+    from crysatom_featurizers.graphs import bond_cosines
+
+    s = _triclinic()  # three sites at generic positions: no inversion, no symmetry
+    assert s.get_space_group_info()[1] == 1
+    graphs, packed = _packed([s], max_neighbors=4)
+    g, batch = graphs[0], packed.batch([0])
+    src, dst = g.edge_index
+    # each bond vector points from its centre (the target) to an image of its neighbour
+    # (the source): in fractional coordinates it differs from frac[src] - frac[dst] by a
+    # lattice translation, and its length is the bond's
+    frac = s.lattice.get_fractional_coords(g.edge_vec.double().numpy())
+    shift = frac - (s.frac_coords[src.numpy()] - s.frac_coords[dst.numpy()])
+    np.testing.assert_allclose(shift, np.round(shift), atol=1e-5)
+    np.testing.assert_allclose(g.edge_vec.norm(dim=1), g.edge_dist, rtol=1e-5)
+    # the angles a-b-c at each atom b are those between every ordered pair of its bonds
+    cos = bond_cosines(batch.edge_vec, batch.triplet_index).double().numpy()
+    centre = batch.edge_index[1][batch.triplet_index[0]].numpy()
+    vec = g.edge_vec.double().numpy()
+    for b in range(len(s)):
+        bonds = vec[dst.numpy() == b]  # from b to its neighbours
+        unit = bonds / np.linalg.norm(bonds, axis=1, keepdims=True)
+        expected = np.sort((unit @ unit.T).ravel())
+        np.testing.assert_allclose(np.sort(cos[centre == b]), expected, atol=1e-5)
+        flipped = np.sort((unit @ -unit.T).ravel())  # what a sign error would give
+        assert not np.allclose(expected, flipped, atol=1e-3)
+    assert torch.equal(
+        torch.bincount(torch.as_tensor(centre), minlength=len(s)),
+        torch.bincount(dst, minlength=len(s)) ** 2,
+    )
+
+
 def test_line_graph_needs_bond_vectors():
     from crysatom_featurizers.graphs import PackedGraphs, add_line_graph, structures_to_graphs
 
