@@ -90,7 +90,7 @@ validation loss only); the test part is used in full and only for the reported s
 Modules: :mod:`~training.benchmark.config` (settings), :mod:`~training.benchmark.data`
 (datasets, splits, budgets), :mod:`~training.benchmark.results` (the locked results file, run
 ids, provenance), :mod:`~training.benchmark.harness` (the :class:`Benchmark` that ties them
-together), one runner module per experiment family (:mod:`~training.benchmark.cgcnn`,
+together), one runner module per experiment family (:mod:`~training.benchmark.graph_fits`,
 :mod:`~training.benchmark.matminer`, :mod:`~training.benchmark.probing`),
 :mod:`~training.benchmark.curve` (learning-curve tables, verdicts, candidate ranking,
 figures), :mod:`~training.benchmark.figures`, :mod:`~training.benchmark.report`,

@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from training.benchmark.cgcnn import run_cgcnn_experiment
 from training.benchmark.config import CGCNN_EXPERIMENTS, LOG
 from training.benchmark.figures import run_figures
+from training.benchmark.graph_fits import run_graph_experiment
 from training.benchmark.harness import Benchmark, TimeBudgetExceeded
 from training.benchmark.matminer import run_matminer
 from training.benchmark.probing import run_probe
@@ -52,7 +52,7 @@ def run_experiments(bench: Benchmark, experiments: Sequence[str], argv: Sequence
             LOG.info("=== experiment %s ===", experiment)
             t0 = time.perf_counter()
             if experiment in CGCNN_EXPERIMENTS:
-                run_cgcnn_experiment(bench, experiment)
+                run_graph_experiment(bench, experiment)
             elif experiment == "matminer":
                 run_matminer(bench)
             elif experiment == "probe":

@@ -1,4 +1,5 @@
-"""CGCNN experiments: every embedding under one protocol, fits claimed per process."""
+"""The graph-network experiments (CGCNN, ALIGNN or any registered network, with every embedding
+and variant) under one protocol, fits claimed per process."""
 
 from __future__ import annotations
 
@@ -106,8 +107,9 @@ def encoder_checksum(spec: str) -> str:
     return str(load_encoder(spec)[1]["checksum"])
 
 
-def run_cgcnn_experiment(bench: Benchmark, experiment: str) -> None:
-    """Fit CGCNN for every budget x seed x property x embedding of ``experiment``."""
+def run_graph_experiment(bench: Benchmark, experiment: str) -> None:
+    """Fit the graph network (CGCNN, ALIGNN or any registered one) of every budget x seed x
+    property x embedding or variant of ``experiment``."""
     jobs, budgets = cgcnn_jobs(bench, experiment)
     if not jobs:
         bench.note(f"experiment {experiment}", "skipped: the config lists no embeddings")
@@ -146,7 +148,7 @@ def run_cgcnn_experiment(bench: Benchmark, experiment: str) -> None:
                         bench.load_done()  # another process may have finished it
                         if bench.is_done(experiment, spec.name, label, seed, frac, n_train):
                             continue
-                        fit_cgcnn(bench, experiment, data, label, seed, frac, size)
+                        fit_network(bench, experiment, data, label, seed, frac, size)
                     except Exception as exc:  # one failing fit must not stop the run
                         LOG.exception("fit failed")
                         bench.note(run_id, f"failed: {type(exc).__name__}: {exc}")
@@ -154,7 +156,7 @@ def run_cgcnn_experiment(bench: Benchmark, experiment: str) -> None:
                         bench.release(run_id)
 
 
-def fit_cgcnn(
+def fit_network(
     bench: Benchmark,
     experiment: str,
     data: PropertyData,
