@@ -988,7 +988,7 @@ def test_train_checkpoint_resumes_and_refuses_another_fit(tmp_path, capsys, cif_
     argv = ["train", cif_folder, "-o", model, "--checkpoint", model, *TRAIN_OPTIONS]
     code, _, err = run(argv, capsys)
     assert code == 1
-    assert_one_line_error(err, "is the input")
+    assert_one_line_error(err, "--checkpoint", "is the -o model file")
 
 
 def torch_equal(a, b) -> bool:
@@ -1089,3 +1089,95 @@ def test_train_model_options_that_do_not_apply_are_refused(
     code, _, err = run(["train", cif_folder, "-o", tmp_path / "m.safetensors", *extra], capsys)
     assert code == 1
     assert_one_line_error(err, message)
+
+
+# ------------------------------------------------------------------ checks before the work
+
+
+@pytest.mark.gnn
+def test_train_refuses_before_the_fit(tmp_path, capsys, cif_folder):
+    notes = tmp_path / "notes.safetensors"
+    notes.write_text("my notes")
+    other = tmp_path / "other.joblib"
+    joblib.dump({"not": "a model"}, other)
+    a_file = tmp_path / "plots.png"
+    a_file.write_text("x")
+    cases = [
+        (["-o", notes], "-o " + str(notes) + " exists and is not a crysatom-featurizers model"),
+        (["-o", other], "is not a crysatom-featurizers model file; not replacing it"),
+        (["-o", tmp_path / "m.safetensors", "--plot-dir", a_file], "--plot-dir"),
+        (
+            ["-o", tmp_path / "m.safetensors", "--checkpoint", cif_folder / "id_prop.csv"],
+            "(--checkpoint) is the input",
+        ),
+        (
+            ["-o", tmp_path / "m.safetensors", "--checkpoint", tmp_path / "m.safetensors"],
+            "--checkpoint " + str(tmp_path / "m.safetensors") + " is the -o model file",
+        ),
+        (
+            ["-o", tmp_path / "m.safetensors", "--patience", "5", "--val-fraction", "0"],
+            "--patience stops on the validation error: set --val-fraction > 0",
+        ),
+        (["-o", tmp_path / "m.safetensors", "--model", "nope"], "--model: unknown network"),
+    ]
+    for extra, message in cases:
+        code, out, err = run(["train", cif_folder, *TRAIN_SMALL, *extra], capsys)
+        assert code == 1, (extra, err)
+        assert_one_line_error(err, message)
+        assert "MAE" not in out  # refused before any fit
+    assert notes.read_text() == "my notes" and joblib.load(other) == {"not": "a model"}
+
+
+def test_output_under_a_file_is_refused_with_its_name(tmp_path, capsys):
+    a_file = tmp_path / "table.csv"
+    a_file.write_text("x")
+    code, _, err = run(["featurize", "--example", "-o", a_file / "out.csv"], capsys)
+    assert code == 1
+    assert_one_line_error(err, f"{a_file} is a file, not a folder")
+
+
+@pytest.mark.gnn
+def test_predict_checks_before_predicting(tmp_path, capsys, cif_folder, examples):
+    from crysatom_featurizers.estimators import CGCNNClassifier, CGCNNRegressor
+
+    X = list(examples["structure"].iloc[:8])
+    volume = np.array([s.volume / len(s) for s in X])
+    tiny = dict(embedding="cgcnn", atom_fea_len=8, n_conv=1, epochs=1, random_state=0)
+    regressor = CGCNNRegressor(**tiny, validation_fraction=0).fit(X, volume)
+    model = regressor.save(tmp_path / "reg.safetensors")
+    (tmp_path / "plain").mkdir()
+    for i, s in enumerate(X[:3]):
+        s.to(filename=str(tmp_path / "plain" / f"s{i}.cif"))
+    out = tmp_path / "p.csv"
+    code, _, err = run(
+        ["predict", model, tmp_path / "plain", "-o", out, "--parity", tmp_path / "pp.png"], capsys
+    )
+    assert code == 1 and not out.exists()  # refused before any prediction was written
+    assert_one_line_error(err, "--parity needs targets")
+    labels = np.where(volume > np.median(volume), "large", "small")
+    classifier = CGCNNClassifier(**tiny, validation_fraction=0).fit(X, labels)
+    clf = classifier.save(tmp_path / "clf.safetensors")
+    code, _, err = run(["predict", clf, cif_folder, "-o", out, "--ignore-errors"], capsys)
+    assert code == 1 and not out.exists()
+    assert_one_line_error(err, "holds a CGCNNClassifier", "predict classes in Python")
+
+
+@pytest.mark.gnn
+def test_train_drops_repeated_lines_and_names_isolated_sites_by_id(tmp_path, capsys, cif_folder):
+    lines = (cif_folder / "id_prop.csv").read_text().splitlines()
+    (cif_folder / "id_prop.csv").write_text("\n".join([*lines, lines[0]]) + "\n")
+    code, out, err = run(
+        ["train", cif_folder, "-o", tmp_path / "m.safetensors", *TRAIN_SMALL], capsys
+    )
+    assert code == 0, err
+    assert "note: 1 repeated line(s) of an id with the same target dropped (m0)" in out
+    lonely = Structure(Lattice.cubic(9.0), ["Cu"], [[0, 0, 0]])
+    lonely.to(filename=str(cif_folder / "lonely.cif"))
+    (cif_folder / "id_prop.csv").write_text("\n".join([*lines, "lonely,11.0"]) + "\n")
+    argv = ["train", cif_folder, "-o", tmp_path / "m2.safetensors", *TRAIN_SMALL]
+    code, _, err = run(argv, capsys)
+    assert code == 1
+    assert_one_line_error(err, "'lonely'", "--allow-isolated")
+    assert "allow_isolated" not in err
+    code, _, err = run([*argv, "--allow-isolated"], capsys)
+    assert code == 0, err

@@ -679,3 +679,21 @@ def test_parameters_after_embedding_are_keyword_only():
     with pytest.raises(TypeError):
         CGCNNRegressor("cgcnn", True)  # once trainable_embeddings, now refused
     assert CGCNNRegressor("cgcnn", dim=None).get_params()["embedding"] == "cgcnn"
+
+
+def test_targets_of_any_magnitude_keep_their_scale(data):
+    X, y = data
+    # a volume per atom in m^3 (about 1e-29): once treated as constant, predicted ~1e28 x off
+    cubic_metres = y * 1e-30
+    tiny = CGCNNRegressor(**{**TINY, "validation_fraction": 0}).fit(X, cubic_metres)
+    np.testing.assert_allclose(tiny.target_scale_, [cubic_metres.std()], rtol=1e-12)
+    pred = tiny.predict(X)
+    assert np.abs(pred - cubic_metres).max() < 0.5 * cubic_metres.max()
+    # the same fit in Å^3 gives the same predictions, scaled
+    big = CGCNNRegressor(**{**TINY, "validation_fraction": 0}).fit(X, y)
+    np.testing.assert_allclose(pred * 1e30, big.predict(X), rtol=1e-5)
+    # still constant: a column whose spread is nothing next to its size
+    flat = CGCNNRegressor(**{**TINY, "epochs": 1}).fit(X, np.full(len(X), 3.0))
+    assert flat.target_scale_[0] == 1.0
+    with pytest.raises(ValueError, match="too large to standardise .* rescale them"):
+        CGCNNRegressor(**TINY).fit(X, y * 1e300)

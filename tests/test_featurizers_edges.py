@@ -21,7 +21,7 @@ from crysatom_featurizers.featurizers import (
     EmbeddingElementData,
 )
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "getting_started.md"  # the example's page
 MOLECULE_MESSAGE = "expected a pymatgen Structure, got pymatgen.core.structure.Molecule"
 
 
@@ -123,7 +123,7 @@ def test_composition_featurizer_still_takes_a_molecule_composition(carbon_monoxi
 
 
 # ----------------------------------------------------------------------------- README
-def test_readme_element_property_example_runs_without_warnings(capsys):
+def test_documented_element_property_example_runs_without_warnings(capsys):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     (block,) = [b for b in blocks if "ElementProperty(" in b]
     assert "impute_nan=False" in block
@@ -169,3 +169,22 @@ def test_site_index_out_of_range_names_the_number_of_sites():
     assert featurizer.featurize(nacl, 1.0) == featurizer.featurize(nacl, np.int64(1))
     out = featurizer.featurize_many([(nacl, 0), (nacl, 2)], ignore_errors=True)
     assert np.isfinite(out[0]).all() and np.isnan(out[1]).all()
+
+
+def test_std_dev_of_a_composition_dominated_by_one_element_is_its_limit():
+    """``1 - sum f^2`` cancels to 0 for Fe1e308O; the statistic takes its limit (for two
+    elements std_dev does not depend on the fractions) instead of NaN."""
+    import numpy as np
+    import pandas as pd
+    from pymatgen.core import Composition
+
+    from crysatom_featurizers.featurizers import ElementEmbeddingCompositionFeaturizer
+
+    featurizer = ElementEmbeddingCompositionFeaturizer("magpie", stats=("std_dev",))
+    even = np.array(featurizer.featurize(Composition("FeO")))
+    for formula in ("Fe1e308O", "Fe1e12O", "FeO1e200"):
+        values = np.array(featurizer.featurize(Composition(formula)))
+        np.testing.assert_allclose(values, even, rtol=1e-9, err_msg=formula)
+    frame = pd.DataFrame({"c": [Composition("Fe1e308O"), Composition("FeO")]})
+    table = featurizer.featurize_dataframe(frame, "c").drop(columns="c").to_numpy()
+    np.testing.assert_allclose(table[0], table[1], rtol=1e-9)

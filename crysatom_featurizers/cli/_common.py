@@ -94,9 +94,12 @@ def _check_output_path(path: str | Path, suffixes: Sequence[str]) -> Path:
         return io.check_output_path(path, suffixes)
 
 
-def _check_not_an_input(output: Path, *inputs: str | Path | None) -> None:
+def _check_not_an_input(
+    output: Path, *inputs: str | Path | None, flag: str = "-o", what: str = "the output"
+) -> None:
     """Refuse an output path that is one of the inputs (or a folder input's id_prop.csv), before
-    any work: writing it would destroy the data it was made from."""
+    any work: writing it would destroy the data it was made from. ``flag`` and ``what`` name
+    the option that gave ``output`` in the message."""
     out = Path(output).expanduser().resolve()
     for given in inputs:
         if given is None:
@@ -106,8 +109,8 @@ def _check_not_an_input(output: Path, *inputs: str | Path | None) -> None:
         for path in used:
             if out == path or (out.exists() and path.exists() and os.path.samefile(out, path)):
                 raise CLIError(
-                    f"the output {output} is the input {path}; writing it would destroy the "
-                    "input: choose another -o"
+                    f"{what} {output} ({flag}) is the input {path}; writing it would destroy "
+                    f"the input: choose another {flag}"
                 )
 
 

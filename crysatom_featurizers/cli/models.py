@@ -59,12 +59,16 @@ def _training_table(args: argparse.Namespace) -> tuple[InputTable, list[int]]:
     return table, list(range(len(table.frame)))
 
 
-def _check_duplicate_targets(table: InputTable) -> None:
-    """Refuse ids that occur more than once with different targets."""
+def _check_duplicate_targets(table: InputTable) -> set[int]:
+    """Refuse ids that occur more than once with different targets; return the positions of
+    the repeats of an id with the same target (to be dropped: a crystal is trained on once,
+    and never lands in both the training and the held-out split)."""
+    import numpy as np
+
     frame = table.frame[["id", "target"]]
     repeated = frame[frame["id"].duplicated(keep=False)]
     if repeated.empty:
-        return
+        return set()
     values = repeated.groupby("id", sort=False)["target"].agg(lambda t: set(t.dropna().tolist()))
     conflicting = [str(i) for i, targets in values.items() if len(targets) > 1]
     if conflicting:
@@ -73,6 +77,7 @@ def _check_duplicate_targets(table: InputTable) -> None:
             f"{len(conflicting)} id(s) occur more than once with different targets: {shown}; "
             "keep one line per id"
         )
+    return set(np.flatnonzero(frame["id"].duplicated(keep="first").to_numpy()).tolist())
 
 
 def _require_gnn(command: str) -> None:
@@ -119,13 +124,32 @@ def _regressor(args: argparse.Namespace, freeze: int | str) -> Any:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
+    import pandas as pd
 
     _require_gnn("crysatom train")
 
+    if args.patience is not None and not args.val_fraction:
+        raise CLIError(
+            "--patience stops on the validation error: set --val-fraction > 0, or leave "
+            "--patience out"
+        )
     output = _check_output_path(args.output, MODEL_SUFFIXES)
     _check_not_an_input(output, args.data, args.finetune, args.distill)
+    _check_replaceable_model(output)
     if args.checkpoint is not None:
-        _check_not_an_input(Path(args.checkpoint), args.data, output)
+        checkpoint = Path(args.checkpoint)
+        _check_not_an_input(
+            checkpoint, args.data, args.finetune, args.distill,
+            flag="--checkpoint", what="the checkpoint",
+        )  # fmt: skip
+        if checkpoint.expanduser().resolve() == output.expanduser().resolve():
+            raise CLIError(
+                f"--checkpoint {args.checkpoint} is the -o model file; the fit's state and the "
+                "model need two files: choose another --checkpoint"
+            )
+    if args.plot_dir is not None and Path(args.plot_dir).exists():
+        if not Path(args.plot_dir).is_dir():
+            raise CLIError(f"--plot-dir {args.plot_dir} is a file, not a folder; choose a folder")
     freeze = _freeze_epochs(args.freeze_encoder_epochs)
     make_model = _regressor(args, freeze)  # before any work: an unknown network or option
     input_name = args.embedding
@@ -136,7 +160,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         embedding = _load_embedding(input_name or DEFAULT_EMBEDDING, args.dim)
     table, positions = _training_table(args)
-    _check_duplicate_targets(table)
+    repeats = _check_duplicate_targets(table)
+    if repeats:
+        positions = [p for p in positions if p not in repeats]
+        shown = ", ".join(str(table.frame["id"].iat[p]) for p in sorted(repeats)[:5])
+        _echo(
+            args,
+            f"note: {len(repeats)} repeated line(s) of an id with the same target dropped "
+            f"({shown}{' ...' if len(repeats) > 5 else ''}); each crystal is trained on once",
+        )
     errors = dict(table.errors)
     for position, why in table.target_errors.items():
         errors.setdefault(position, why)
@@ -187,9 +219,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         n_threads=args.threads,
         verbose=0 if args.quiet else 1,
         checkpoint=args.checkpoint,
+        allow_isolated=bool(args.allow_isolated),
     )
     try:  # incompatible transfer settings, unreadable encoder files, bad values
-        model.fit(structures.iloc[keep].reset_index(drop=True), targets[keep])
+        # indexed by the data's ids, so that an error names the structure as the file does
+        ids = pd.Index(table.frame["id"].iloc[keep].astype(str), dtype=object)
+        model.fit(structures.iloc[keep].set_axis(ids), targets[keep])
     except (ValueError, OSError, ImportError) as exc:
         raise CLIError(_in_flags(short_error(exc))) from exc
     with user_errors():  # written atomically: a failed write leaves an older model intact
@@ -280,6 +315,9 @@ def _in_flags(message: str) -> str:
     ``atom_fea_len must ...`` become ``--atom-fea-len``."""
     import re
 
+    message = message.replace("allow_isolated=True", "--allow-isolated")
+    message = message.replace("site_features=", "--site-features ")
+
     for name, flag in _TRAIN_FLAGS.items():
         message = re.sub(rf"(?<![\w-]){name}=None\b", f"{flag} unset", message)
         message = re.sub(rf"(?<![\w-]){name}=", f"{flag} ", message)
@@ -298,6 +336,27 @@ def _freeze_epochs(value: str) -> int | str:
     if epochs < 0:
         raise CLIError(f"--freeze-encoder-epochs must be an integer >= 0 or 'all', got {value!r}")
     return epochs
+
+
+def _check_replaceable_model(output: Path) -> None:
+    """Refuse, before the fit, to replace an existing file that is not a model of this package:
+    a ``.safetensors`` file whose header names another format, or a ``.joblib`` file that does
+    not name a crysatom-featurizers estimator (its first bytes are read; it is not unpickled)."""
+    if not output.exists() or output.is_dir():
+        return
+    from crysatom_featurizers.estimators._persist import _is_our_model_file
+
+    if output.suffix == SAFE_MODEL_SUFFIX:
+        ours = _is_our_model_file(output)
+    else:
+        with open(output, "rb") as handle:
+            head = handle.read(1 << 16)
+        ours = head[:1] == b"\x80" and b"crysatom_featurizers.estimators" in head
+    if not ours:
+        raise CLIError(
+            f"-o {output} exists and is not a crysatom-featurizers model file; not replacing it "
+            "(remove it or choose another -o)"
+        )
 
 
 def _site_coverage(potential: str) -> Any:
@@ -427,9 +486,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if parity.resolve() == output.resolve():
             raise CLIError(f"--parity {args.parity} is the -o file; choose another name")
     model = _load_model(args.model, args.trust_pickle)
+    if getattr(model, "_task", "regression") != "regression":
+        raise CLIError(
+            f"{args.model} holds a {type(model).__name__}; 'crysatom predict' writes the "
+            "numbers of a regressor: predict classes in Python (crysatom_featurizers.estimators."
+            "load_model(MODEL).predict(structures))"
+        )
     table = read_input(args.data, args, use_id_prop=True, limit=args.limit)
     if not table.has_structures:
         raise CLIError(f"{args.data} holds no crystal structures; the model needs structures")
+    if args.parity and "target" not in table.frame.columns:  # before any prediction
+        raise CLIError("--parity needs targets (id_prop.csv in the folder, or --target)")
     errors = dict(table.errors)
     name = getattr(model, "embedding_name_", None)
     if name is not None:

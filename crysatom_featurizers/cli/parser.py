@@ -326,6 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive_int, default=None, help="only the first N rows")
     p.add_argument("--plot-dir", default=None, help="write learning-curve (and parity) plots")
     p.add_argument("--ignore-errors", action="store_true", help="drop unreadable or uncovered rows")
+    p.add_argument(
+        "--allow-isolated",
+        action="store_true",
+        help="keep structures with a site that has no neighbour within the cutoff (its node "
+        "gets no messages) instead of refusing them",
+    )
     p.set_defaults(handler=_cmd_train)
 
     # predict ---------------------------------------------------------------------------

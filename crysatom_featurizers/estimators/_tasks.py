@@ -103,9 +103,19 @@ class _RegressionTask:
 
     def _fit_target_transform(self, y_train: np.ndarray) -> np.ndarray:
         if self.standardize_target:
-            mean = y_train.mean(axis=0)
-            scale = y_train.std(axis=0)
-            scale[~(scale > 1e-12)] = 1.0
+            with np.errstate(over="ignore", invalid="ignore"):
+                mean = y_train.mean(axis=0)
+                scale = y_train.std(axis=0)
+            if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
+                raise ValueError(
+                    f"the targets are too large to standardise (up to {np.abs(y_train).max():.3g}"
+                    ": their mean or standard deviation overflows); rescale them, e.g. to other "
+                    "units"
+                )
+            # a column is constant when its spread is nothing next to its size: a relative
+            # test, so that targets of any magnitude (a volume in m^3, ~1e-29) keep their scale
+            size = np.maximum(np.abs(mean), np.finfo(np.float64).tiny)
+            scale[~(scale > 1e-12 * size)] = 1.0
         else:
             mean = np.zeros(y_train.shape[1])
             scale = np.ones(y_train.shape[1])

@@ -49,6 +49,29 @@ STAT_ALIASES: dict[str, str] = {
 _ISCLOSE_ATOL = 1e-8  # numpy.isclose(x, 0) default, used by PropertyStats
 
 
+def unlike_pairs(fractions: np.ndarray) -> np.ndarray:
+    """``1 - sum_k f_k^2`` of fractions that sum to 1 (along the last axis): the denominator of
+    ``std_dev``. Where it is small it is computed as ``sum_k f_k sum_{j != k} f_j``, which does
+    not cancel, so that a composition dominated by one element (``Fe1e308O``) keeps a finite
+    ``std_dev`` (its limit) instead of 0/0."""
+    fractions = np.asarray(fractions, dtype=np.float64)
+    plain = 1.0 - np.sum(fractions**2, axis=-1)
+    small = np.asarray(plain < 1e-6)
+    if small.any():
+        f = fractions[small] if fractions.ndim > 1 else fractions
+        zero = np.zeros(f.shape[:-1] + (1,))
+        # the sums of the fractions before and after each entry, shifted rather than
+        # subtracted (a subtraction would cancel again)
+        before = np.concatenate([zero, np.cumsum(f, axis=-1)[..., :-1]], axis=-1)
+        after = np.concatenate([np.cumsum(f[..., ::-1], axis=-1)[..., ::-1][..., 1:], zero], -1)
+        stable = np.sum(f * (before + after), axis=-1)
+        if fractions.ndim > 1:
+            plain[small] = stable
+        else:
+            plain = stable
+    return plain
+
+
 def canonical_stats(stats: str | Iterable[str]) -> tuple[str, ...]:
     """Validate statistic names and return their ``PropertyStats`` names.
 
@@ -109,8 +132,7 @@ def reference_stats(values: np.ndarray, weights: np.ndarray, stats: Sequence[str
         elif n_entries == 1:  # std_dev, skewness, kurtosis of one entry
             rows.append(np.zeros(values.shape[1]))
         elif stat == "std_dev":
-            beta = total / (total**2 - np.sum(weights**2))
-            rows.append(np.sqrt(beta * (weights @ (values - mean) ** 2)))
+            rows.append(np.sqrt((weights @ (values - mean) ** 2) / unlike_pairs(weights)))
         elif stat == "skewness":
             diff = values - mean
             u3 = (weights @ diff**3) / total
@@ -242,7 +264,7 @@ def _group_stats(
     u2 = np.einsum("nk,nkd->nd", fractions, squared)
     if "std_dev" in index:
         target = block[:, index["std_dev"]]
-        np.divide(u2, (1.0 - np.sum(fractions**2, axis=1))[:, None], out=target)
+        np.divide(u2, unlike_pairs(fractions)[:, None], out=target)
         np.sqrt(target, out=target)
     if "skewness" in index:
         with np.errstate(divide="ignore", invalid="ignore"):

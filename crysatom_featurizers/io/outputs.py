@@ -220,6 +220,8 @@ def check_output_path(path: str | os.PathLike[str], suffixes: Sequence[str]) -> 
         When the name does not end in one of ``suffixes``.
     IsADirectoryError
         When ``path`` is an existing folder.
+    NotADirectoryError
+        When a folder of ``path`` is an existing file (``table.csv/out.csv``).
     """
     path = Path(path)
     name = path.name.lower()
@@ -227,6 +229,13 @@ def check_output_path(path: str | os.PathLike[str], suffixes: Sequence[str]) -> 
         raise ValueError(f"output {path} must end with one of: {', '.join(suffixes)}")
     if path.is_dir():
         raise IsADirectoryError(f"output {path} is a directory; give a file name")
+    for folder in [path.parent, *path.parent.parents]:  # a file where a folder must be
+        if folder.exists():
+            if not folder.is_dir():
+                raise NotADirectoryError(
+                    f"output {path}: {folder} is a file, not a folder; choose another path"
+                )
+            break
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
