@@ -697,3 +697,41 @@ def test_targets_of_any_magnitude_keep_their_scale(data):
     assert flat.target_scale_[0] == 1.0
     with pytest.raises(ValueError, match="too large to standardise .* rescale them"):
         CGCNNRegressor(**TINY).fit(X, y * 1e300)
+
+
+def test_the_alignn_papers_recipe_adamw_onecycle_and_warm_up(data, monkeypatch):
+    import torch
+
+    X, y = data
+    seen: list[tuple[str, float]] = []
+    for cls in (torch.optim.AdamW, torch.optim.Adam):  # AdamW may inherit Adam.step
+        original = cls.step
+
+        def step(self, *args, _original=original, **kwargs):
+            seen.append((type(self).__name__, float(self.param_groups[0]["lr"])))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "step", step)
+    base = {**TINY, "epochs": 4, "batch_size": 8, "lr": 1e-2, "validation_fraction": 0}
+    # 12 crystals in batches of 8: 2 steps per epoch, 8 in all
+    CGCNNRegressor(**base, optimizer="adamw", lr_schedule="onecycle").fit(X[:12], y[:12])
+    names, rates = zip(*seen)
+    assert set(names) == {"AdamW"} and len(rates) == 8
+    reference = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-2)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        reference, max_lr=1e-2, total_steps=8, pct_start=0.3
+    )
+    expected = []
+    for _ in range(8):
+        expected.append(scheduler.get_last_lr()[0])
+        reference.step()
+        scheduler.step()
+    np.testing.assert_allclose(rates, expected, rtol=1e-9)  # stepped per batch
+    seen.clear()
+    CGCNNRegressor(**base, warmup_epochs=2).fit(X[:12], y[:12])
+    rates = [rate for _, rate in seen]
+    np.testing.assert_allclose(rates, [2.5e-3, 5e-3, 7.5e-3, 1e-2, 1e-2, 1e-2, 1e-2, 1e-2])
+    with pytest.raises(ValueError, match="has its own warm-up"):
+        CGCNNRegressor(**base, warmup_epochs=1, lr_schedule="onecycle").fit(X[:12], y[:12])
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        CGCNNRegressor(**base, optimizer="sgd").fit(X[:12], y[:12])

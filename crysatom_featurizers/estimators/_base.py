@@ -258,10 +258,19 @@ class _GraphEstimator(_FitLoop, _Inputs, BaseEstimator):
                 raise ValueError(f"{name} must be True or False, got {value!r}")
         check_real("lr", self.lr, positive=True)
         check_real("weight_decay", self.weight_decay)
-        from crysatom_featurizers.nn.train import LR_SCHEDULES
+        from crysatom_featurizers.nn.train import BATCH_SCHEDULES, LR_SCHEDULES, OPTIMIZERS
 
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        optimizer = getattr(self, "optimizer", "adam")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        if getattr(self, "warmup_epochs", 0) != 0:
+            self._positive_int("warmup_epochs", 0)
+            if self.lr_schedule in BATCH_SCHEDULES:
+                raise ValueError(
+                    f"lr_schedule={self.lr_schedule!r} has its own warm-up; set warmup_epochs=0"
+                )
         self._check_milestones()
         vf = self.validation_fraction
         if vf is not None and not 0.0 <= vf < 1.0:

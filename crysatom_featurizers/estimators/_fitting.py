@@ -158,6 +158,8 @@ class _FitLoop:
             weight_decay=float(self.weight_decay),
             lr_schedule=self.lr_schedule,
             lr_milestones=self.lr_milestones,
+            optimizer=getattr(self, "optimizer", "adam"),
+            warmup_epochs=int(getattr(self, "warmup_epochs", 0)),
             patience=self.patience,
             metric_name=self._metric_name,
             progress=type(self).__name__ if self.verbose else None,

@@ -29,7 +29,8 @@ class CGCNNClassifier(ClassifierMixin, _ClassificationTask, _CGCNNBase):
     embedding, dim, trainable_embeddings, site_features, atom_fea_len, n_conv, h_fea_len, n_h, \
 pooling, \
 finetune, freeze_encoder_epochs, encoder_lr, distill, distill_delta, distill_layer, radius, \
-max_neighbors, allow_isolated, epochs, batch_size, lr, weight_decay, lr_schedule, lr_milestones, \
+max_neighbors, allow_isolated, epochs, batch_size, lr, weight_decay, optimizer, lr_schedule, \
+warmup_epochs, lr_milestones, \
 validation_fraction, patience, device, random_state, num_workers, n_threads, verbose, \
 checkpoint
         As in :class:`CGCNNRegressor`. The validation split is stratified when every class has
@@ -88,7 +89,9 @@ timings_
         batch_size: int = 64,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        optimizer: str = "adam",
         lr_schedule: str = "constant",
+        warmup_epochs: int = 0,
         lr_milestones: Sequence[int] | None = None,
         validation_fraction: float | None = 0.1,
         patience: int | None = None,
@@ -116,7 +119,8 @@ class ALIGNNClassifier(ClassifierMixin, _ClassificationTask, _ALIGNNBase):
     embedding, dim, trainable_embeddings, site_features, preset, hidden_features, alignn_layers, \
 gcn_layers, \
 embedding_features, distill, distill_delta, distill_layer, radius, max_neighbors, \
-allow_isolated, epochs, batch_size, lr, weight_decay, lr_schedule, lr_milestones, \
+allow_isolated, epochs, batch_size, lr, weight_decay, optimizer, lr_schedule, warmup_epochs, \
+lr_milestones, \
 validation_fraction, patience, device, random_state, num_workers, n_threads, verbose, checkpoint
         As in :class:`ALIGNNRegressor`. The validation split is stratified when every class
         has at least two members.
@@ -165,7 +169,9 @@ embedding_dim_, transfer_, timings_
         batch_size: int = 64,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        optimizer: str = "adam",
         lr_schedule: str = "constant",
+        warmup_epochs: int = 0,
         lr_milestones: Sequence[int] | None = None,
         validation_fraction: float | None = 0.1,
         patience: int | None = None,

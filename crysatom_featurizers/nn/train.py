@@ -32,8 +32,10 @@ from crysatom_featurizers.persistence import (
 )
 
 __all__ = [
+    "BATCH_SCHEDULES",
     "LR_SCHEDULES",
     "MAX_EXPANDED_EDGE_BYTES",
+    "OPTIMIZERS",
     "TrainResult",
     "TrainSettings",
     "history_keys",
@@ -46,7 +48,14 @@ __all__ = [
     "train_model",
 ]
 
-LR_SCHEDULES = ("constant", "cosine", "step")
+LR_SCHEDULES = ("constant", "cosine", "step", "onecycle")
+#: Schedules stepped after every mini-batch rather than every epoch.
+BATCH_SCHEDULES = ("onecycle",)
+#: Optimisers of :func:`train_model`: Adam with an L2 penalty, or AdamW's decoupled decay.
+OPTIMIZERS = ("adam", "adamw")
+#: Share of the steps of the "onecycle" schedule spent rising to the peak rate (torch's, and
+#: the ALIGNN authors' default).
+ONECYCLE_PCT_START = 0.3
 # Learning-rate factor at each milestone of the "step" schedule (CGCNN's MultiStepLR gamma).
 STEP_GAMMA = 0.1
 # Largest Gaussian edge-feature table (bytes) computed once per fit; above it, per batch.
@@ -178,12 +187,23 @@ def make_scheduler(
     schedule: str,
     epochs: int,
     milestones: Sequence[int] | None = None,
+    steps_per_epoch: int = 1,
 ) -> Any:
     """The learning-rate scheduler of ``schedule`` (one of :data:`LR_SCHEDULES`), or None.
 
     ``"cosine"`` anneals to zero over ``epochs``; ``"step"`` multiplies the rate by 0.1 at each
-    milestone (default ``epochs // 2`` and ``3 * epochs // 4``); ``"constant"`` has none.
+    milestone (default ``epochs // 2`` and ``3 * epochs // 4``); ``"onecycle"`` (stepped after
+    every mini-batch, ``steps_per_epoch`` of them) rises from ``lr / 25`` to ``lr`` over the
+    first 30 % of the steps and anneals to ``lr / 10^4`` (torch's ``OneCycleLR``, the schedule of
+    the ALIGNN paper); ``"constant"`` has none.
     """
+    if schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=[float(g["lr"]) for g in optimizer.param_groups],
+            total_steps=max(2, int(epochs) * int(steps_per_epoch)),
+            pct_start=ONECYCLE_PCT_START,
+        )
     if schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(epochs))
     if schedule == "step":
@@ -208,11 +228,16 @@ class TrainSettings:
     batch_size : int
         Crystals per mini-batch.
     lr : float
-        Adam learning rate.
+        Learning rate (the peak rate of ``"onecycle"``).
     weight_decay : float
-        L2 penalty of Adam.
-    lr_schedule : {"constant", "cosine", "step"}
+        L2 penalty of Adam, or AdamW's decoupled weight decay.
+    lr_schedule : {"constant", "cosine", "step", "onecycle"}
         See :func:`make_scheduler`.
+    optimizer : {"adam", "adamw"}
+        Adam (the CGCNN and CrysAtom papers) or AdamW (the ALIGNN paper).
+    warmup_epochs : int
+        Raise the rate linearly from ``lr / steps`` to its scheduled value over the mini-batches
+        of the first ``warmup_epochs`` epochs (0: none; ``"onecycle"`` has its own).
     lr_milestones : sequence of int, optional
         Epochs of the ``"step"`` schedule.
     patience : int, optional
@@ -232,6 +257,8 @@ class TrainSettings:
     patience: int | None = None
     metric_name: str = "mae"
     progress: str | None = None
+    optimizer: str = "adam"
+    warmup_epochs: int = 0
 
 
 @dataclass
@@ -303,7 +330,7 @@ def train_model(
     """Train ``model`` on the crystals ``train_index`` of ``packed``.
 
     Every epoch shuffles the training crystals (a generator seeded with ``seed``), takes one
-    Adam step per mini-batch and, with a validation subset, evaluates the loss on it. The
+    optimiser step per mini-batch and, with a validation subset, evaluates the loss on it. The
     weights of the epoch with the lowest validation loss are restored at the end; without
     validation the last epoch is kept and the training loss is monitored for ``patience``.
 
@@ -365,14 +392,26 @@ def train_model(
     ValueError
         If ``checkpoint`` holds another run (another fingerprint) or is not a checkpoint.
     """
-    optimizer = torch.optim.Adam(
+    if settings.optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {settings.optimizer!r}")
+    if settings.warmup_epochs and settings.lr_schedule in BATCH_SCHEDULES:
+        raise ValueError(f"the {settings.lr_schedule!r} schedule has its own warm-up")
+    optimizer_class = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
+    optimizer = optimizer_class(
         model.parameters() if param_groups is None else [dict(g) for g in param_groups],
         lr=float(settings.lr),
         weight_decay=float(settings.weight_decay),
     )
+    steps_per_epoch = max(1, math.ceil(int(train_index.numel()) / int(settings.batch_size)))
     scheduler = make_scheduler(
-        optimizer, settings.lr_schedule, int(settings.epochs), settings.lr_milestones
+        optimizer,
+        settings.lr_schedule,
+        int(settings.epochs),
+        settings.lr_milestones,
+        steps_per_epoch=steps_per_epoch,
     )
+    per_batch = scheduler is not None and settings.lr_schedule in BATCH_SCHEDULES
+    warmup_steps = int(settings.warmup_epochs) * steps_per_epoch
     generator = torch.Generator().manual_seed(seed)
     train_t = train_index.to(device="cpu", dtype=torch.long)
     device = targets.device
@@ -423,6 +462,11 @@ def train_model(
                 batches = [
                     b.to(device) for b in batcher(order, int(settings.batch_size), generator)
                 ]
+            done = (epoch - 1) * steps_per_epoch  # mini-batch steps before this epoch
+
+            def warmup(position: int, done: int = done) -> float:
+                return min(1.0, (done + position + 1) / warmup_steps)
+
             train_stats = _train_epoch(
                 model,
                 packed,
@@ -432,8 +476,10 @@ def train_model(
                 metric,
                 optimizer,
                 freeze,
+                after_step=_bounded_step(scheduler) if per_batch else None,
+                lr_factor=warmup if done < warmup_steps else None,
             )
-            if scheduler is not None:
+            if scheduler is not None and not per_batch:
                 scheduler.step()
             val_stats = (
                 _evaluate(model, packed, targets, val_index, criterion, metric, settings.batch_size)
@@ -519,9 +565,15 @@ def _train_epoch(
     metric: Metric,
     optimizer: torch.optim.Optimizer,
     frozen: nn.Module | None = None,
+    *,
+    after_step: Callable[[], None] | None = None,
+    lr_factor: Callable[[int], float] | None = None,
 ) -> tuple[float, float]:
     """One pass over the mini-batches ``batches``; mean loss and metric per crystal (training
-    mode, except the ``frozen`` submodule, which stays in eval mode)."""
+    mode, except the ``frozen`` submodule, which stays in eval mode). ``after_step`` runs after
+    every optimiser step (a per-batch schedule); ``lr_factor(i)`` scales the rates of the
+    ``i``-th step of the epoch (a warm-up; the scheduled rates are restored afterwards)."""
+    scheduled = [g["lr"] for g in optimizer.param_groups]
     model.train()
     if frozen is not None:
         frozen.eval()
@@ -529,7 +581,7 @@ def _train_epoch(
     device = batches[0].device
     total_loss = torch.zeros((), device=device)
     total_metric = torch.zeros((), device=device)
-    for index in batches:
+    for position, index in enumerate(batches):
         batch = packed.batch(index)
         target = targets[index]
         if custom_loss is not None:
@@ -539,13 +591,33 @@ def _train_epoch(
             loss = criterion(out, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if lr_factor is not None:
+            factor = lr_factor(position)
+            for group, rate in zip(optimizer.param_groups, scheduled):
+                group["lr"] = rate * factor
         optimizer.step()
+        if after_step is not None:
+            after_step()
         with torch.no_grad():
             task = loss if custom_loss is None else criterion(out.detach(), target)
             total_loss += task.detach() * index.numel()
             total_metric += metric(out.detach(), target)
+    if lr_factor is not None:
+        for group, rate in zip(optimizer.param_groups, scheduled):
+            group["lr"] = rate
     n = sum(int(b.numel()) for b in batches)
     return float(total_loss) / n, float(total_metric) / n
+
+
+def _bounded_step(scheduler: Any) -> Callable[[], None]:
+    """``scheduler.step`` that stops at its last step (a custom batcher may make an epoch one
+    mini-batch longer than planned)."""
+
+    def step() -> None:
+        if scheduler.last_epoch + 1 < scheduler.total_steps:
+            scheduler.step()
+
+    return step
 
 
 def _evaluate(
