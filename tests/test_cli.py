@@ -1181,3 +1181,24 @@ def test_train_drops_repeated_lines_and_names_isolated_sites_by_id(tmp_path, cap
     assert "allow_isolated" not in err
     code, _, err = run([*argv, "--allow-isolated"], capsys)
     assert code == 0, err
+
+
+@pytest.mark.gnn
+def test_train_takes_the_alignn_papers_recipe(tmp_path, capsys, cif_folder):
+    from crysatom_featurizers.estimators import load_model
+
+    model = tmp_path / "m.safetensors"
+    recipe = ["--optimizer", "adamw", "--weight-decay", "1e-5", "--lr-schedule", "onecycle"]
+    code, _, err = run(["train", cif_folder, "-o", model, *TRAIN_SMALL, *recipe], capsys)
+    assert code == 0, err
+    loaded = load_model(model)
+    assert (loaded.optimizer, loaded.weight_decay, loaded.lr_schedule) == (
+        "adamw",
+        1e-5,
+        "onecycle",
+    )
+    code, _, err = run(
+        ["train", cif_folder, "-o", model, *TRAIN_SMALL, *recipe, "--warmup-epochs", "1"], capsys
+    )
+    assert code == 1
+    assert_one_line_error(err, "--lr-schedule 'onecycle' has its own warm-up", "--warmup-epochs")

@@ -220,6 +220,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         verbose=0 if args.quiet else 1,
         checkpoint=args.checkpoint,
         allow_isolated=bool(args.allow_isolated),
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        lr_schedule=args.lr_schedule,
+        warmup_epochs=args.warmup_epochs,
     )
     try:  # incompatible transfer settings, unreadable encoder files, bad values
         # indexed by the data's ids, so that an error names the structure as the file does
@@ -307,6 +311,10 @@ _TRAIN_FLAGS = {
     "device": "--device",
     "dim": "--dim",
     "lr": "--lr",
+    "optimizer": "--optimizer",
+    "weight_decay": "--weight-decay",
+    "lr_schedule": "--lr-schedule",
+    "warmup_epochs": "--warmup-epochs",
 }
 
 

@@ -309,7 +309,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--epochs", type=_positive_int, default=100, help="default: 100")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="default: 64")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
+    recipe = p.add_argument_group(
+        "training recipe (the ALIGNN paper's: --optimizer adamw --weight-decay 1e-5 "
+        "--lr-schedule onecycle --epochs 300)"
+    )
+    recipe.add_argument(
+        "--optimizer", choices=("adam", "adamw"), default="adam", help="default: adam"
+    )
+    recipe.add_argument(
+        "--weight-decay",
+        type=float,
+        default=0.0,
+        help="L2 penalty (adam) or decoupled weight decay (adamw); default: 0",
+    )
+    recipe.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine", "step", "onecycle"),
+        default="constant",
+        help="default: constant; onecycle is stepped after every mini-batch",
+    )
+    recipe.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=0,
+        help="raise the rate linearly over the first N epochs (default: 0)",
+    )
     p.add_argument(
         "--atom-fea-len", type=_positive_int, default=None, help="default: 64 (or the encoder's)"
     )
