@@ -513,3 +513,15 @@ def test_registered_fields_pack_and_batch_with_their_offsets(nacl, fe2o3, bcc_fe
         register_packed_field(PackedField("x_test", "x", torch.int32, torch.long, "nowhere"))
     with pytest.raises(AttributeError):
         batch.not_a_field  # noqa: B018
+
+
+def test_two_atoms_at_one_point_are_refused_by_name():
+    from pymatgen.core import Lattice, Structure
+
+    from crysatom_featurizers.graphs import structure_to_graph
+
+    for second in ([0, 0, 0], [1e-5, 0, 0], [1.0, 0, 0]):  # the same point, 0.04 mÅ, an image
+        s = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], second])
+        with pytest.raises(ValueError, match=r"sites 0 \(Na\) and 1 \(Cl\) are 0.000 Å apart"):
+            structure_to_graph(s)
+    structure_to_graph(Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]))

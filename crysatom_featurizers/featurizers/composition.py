@@ -67,7 +67,9 @@ class ElementEmbeddingCompositionFeaturizer(ElementEmbeddingFeaturizer):
       occupancy-weighted amounts, and the fractions are taken over the atoms present (a
       vacancy adds nothing), as in matminer's ``ElementProperty``.
     * An infinite, NaN or negative amount raises a ``ValueError`` naming the element and
-      the amount.
+      the amount. pymatgen itself drops an amount below 1e-8, and a NaN amount, when a
+      ``Composition`` is built (``Composition({"Fe": nan, "O": 1})`` is pure O before this
+      featurizer sees it): check the amounts of compositions you build from numbers.
     * A ``DummySpecies``, or an element the embedding lacks, raises
       :class:`~crysatom_featurizers.embeddings.UnknownElementError` (a ``ValueError``) naming
       the element, the embedding and the elements it covers. With ``ignore_errors=True`` in

@@ -218,6 +218,36 @@ def _neighbor_list(
     return centers[keep], neighbors[keep], images[keep], distances[keep]
 
 
+#: Two sites closer than this (Å) are one atom listed twice, not a bond.
+_OVERLAP = 0.1
+
+
+def _check_no_overlap(
+    structure: IStructure, centers: np.ndarray, neighbors: np.ndarray, distances: np.ndarray
+) -> None:
+    """Raise ``ValueError`` for two sites at (nearly) the same point: a 0 Å bond would enter
+    the graph, or the neighbour search would drop the pair as one site."""
+    close = np.flatnonzero(distances < _OVERLAP)
+    pair = None
+    if close.size:
+        k = int(close[0])
+        pair = (int(centers[k]), int(neighbors[k]), float(distances[k]))
+    else:  # exactly coincident sites are not even neighbours of each other
+        frac = np.round(np.mod(structure.frac_coords, 1.0), 6) % 1.0
+        _, first, counts = np.unique(frac, axis=0, return_index=True, return_counts=True)
+        if (counts > 1).any():
+            j = int(first[np.flatnonzero(counts > 1)[0]])
+            i = next(i for i in range(len(frac)) if i != j and np.array_equal(frac[i], frac[j]))
+            pair = (min(i, j), max(i, j), 0.0)
+    if pair is not None:
+        i, j, d = pair
+        raise ValueError(
+            f"sites {i} ({structure[i].species_string}) and {j} ({structure[j].species_string}) "
+            f"are {d:.3f} Å apart: one atom listed twice, or a broken structure; remove the "
+            "duplicate site"
+        )
+
+
 def _nearest_edges(
     structure: IStructure,
     radius: float,
@@ -334,6 +364,7 @@ def structure_to_graph(
     centers, neighbors, images, distances = _nearest_edges(
         structure, radius, max_neighbors, allow_isolated, ties=settings.symmetric
     )
+    _check_no_overlap(structure, centers, neighbors, distances)
     if settings.symmetric:
         centers, neighbors, images, distances = _both_directions(
             centers, neighbors, images, distances
