@@ -181,14 +181,16 @@ def reproduction() -> str:
         ),
         (
             "Vectors and encoders learned from labels",
-            "python -m training.benchmark.label_vectors --run training/results/bench_curve",
+            "python -m training.benchmark --report labels",
             "report only (reads the curve's fits)",
             "results/label_vectors",
         ),
         (
             "Universal-potential features",
             "python -m training.benchmark.potentials featurize; python -m "
-            "training.benchmark.potentials fit; python -m training.benchmark.potential_report",
+            "training.benchmark.potentials fit; " + curve_cmd + " --embeddings chgnet_sites,"
+            "chgnet_sites_cgcnn,distill_chgnet_d0.5; python -m training.benchmark --report "
+            "potentials",
             f"featurizing: up to {max(sum(v.values()) for v in cost.values()) * 1000 / 60:.0f} "
             f"min per 1,000 crystals (every feature group); heads: "
             f"{potentials['fit_seconds'].sum() / 3600:.1f} h",
@@ -196,14 +198,14 @@ def reproduction() -> str:
         ),
         (
             "ALIGNN against CGCNN",
-            "python -m training.benchmark.alignn --run training/results/bench_curve",
+            "python -m training.benchmark --report alignn",
             "report only (reads the curve's fits)",
             "results/alignn",
         ),
         (
             "Full data",
             "python -m training.benchmark --config training/configs/bench_full.yaml --resume; "
-            "python -m training.benchmark.full_data --run training/results/bench_full",
+            "python -m training.benchmark --report full",
             f"{full['hours'].sum():.1f} h of fits",
             "results/full_data",
         ),

@@ -713,3 +713,22 @@ def test_histories_pack_into_one_table_and_read_back(tmp_path):
     assert pack_histories(tmp_path) == 1
     pd.testing.assert_frame_equal(read_history(tmp_path, "fit_a"), a2, check_dtype=False)
     pd.testing.assert_frame_equal(read_history(tmp_path, "fit_b"), b, check_dtype=False)
+
+
+def test_one_entry_point_runs_experiments_or_writes_a_report(monkeypatch, capsys):
+    import sys
+    import types
+
+    from training.benchmark import cli
+
+    calls = []
+    fake = types.ModuleType("fake_report")
+    fake.main = lambda argv: calls.append(argv) or 0
+    monkeypatch.setitem(sys.modules, "fake_report", fake)
+    monkeypatch.setitem(cli.REPORTS, "fake", "fake_report")
+    assert cli.main(["--report", "fake"]) == 0
+    assert cli.main(["--report", "fake", "--run", "r", "--config", "c.yaml"]) == 0
+    assert calls == [[], ["--run", "r", "--config", "c.yaml"]]
+    with pytest.raises(SystemExit):
+        cli.main([])
+    assert "--config is required (or --report NAME)" in capsys.readouterr().err

@@ -30,13 +30,39 @@ def _split_ints(parser: argparse.ArgumentParser, flag: str, value: str | None) -
         parser.error(f"{flag} takes integers, got {value!r}")
 
 
+#: The reports written from a run's result files: ``--report NAME`` runs the module's command
+#: (with ``--run`` and ``--config`` when given, its defaults otherwise).
+REPORTS = {
+    "labels": "training.benchmark.label_vectors",
+    "alignn": "training.benchmark.alignn",
+    "potentials": "training.benchmark.potential_report",
+    "full": "training.benchmark.full_data",
+}
+
+
+def _run_report(name: str, run: str | None, config: str | None) -> int:
+    import importlib
+
+    argv = [*(["--run", run] if run else []), *(["--config", config] if config else [])]
+    return int(importlib.import_module(REPORTS[name]).main(argv) or 0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(
         prog="python -m training.benchmark",
-        description="Compare element embeddings downstream (CGCNN, matminer workflow, probe).",
+        description="Compare element embeddings downstream (CGCNN, matminer workflow, probe), "
+        "or write a report from a run's result files (--report).",
     )
-    parser.add_argument("--config", required=True, help="YAML file (training/configs/bench_*)")
+    parser.add_argument("--config", default=None, help="YAML file (training/configs/bench_*)")
+    parser.add_argument(
+        "--report",
+        choices=sorted(REPORTS),
+        default=None,
+        help="write this report from the result files (of --run, default the report's own) "
+        "instead of running experiments",
+    )
+    parser.add_argument("--run", default=None, help="with --report: the run folder")
     parser.add_argument(
         "--experiments",
         default=None,
@@ -80,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--report-only", action="store_true", help="rewrite results.md from results.csv"
     )
     args = parser.parse_args(argv)
+    if args.report:
+        return _run_report(args.report, args.run, args.config)
+    if args.config is None:
+        parser.error("--config is required (or --report NAME)")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout
     )
