@@ -102,6 +102,16 @@ _NETWORK_OPTIONS = (
 )
 
 
+#: The training-recipe options of ``crysatom train`` and their defaults (those of every
+#: estimator of the package); a registered network without them takes only the defaults.
+_RECIPE_DEFAULTS = {
+    "optimizer": "adam",
+    "weight_decay": 0.0,
+    "lr_schedule": "constant",
+    "warmup_epochs": 0,
+}
+
+
 def _regressor(args: argparse.Namespace, freeze: int | str) -> Any:
     """The registered regressor of ``--model``, with its own options bound."""
     from functools import partial
@@ -116,6 +126,9 @@ def _regressor(args: argparse.Namespace, freeze: int | str) -> Any:
     options = {k: getattr(args, k) for k in _NETWORK_OPTIONS if getattr(args, k) is not None}
     if freeze != 0:
         options["freeze_encoder_epochs"] = freeze
+    for name, default in _RECIPE_DEFAULTS.items():  # passed when they differ from the default
+        if getattr(args, name) != default:
+            options[name] = getattr(args, name)
     given = [f"--{k.replace('_', '-')}" for k in options if k not in accepted]
     if given:
         raise CLIError(f"{', '.join(given)} do(es) not apply to --model {args.model}")
@@ -220,10 +233,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
         verbose=0 if args.quiet else 1,
         checkpoint=args.checkpoint,
         allow_isolated=bool(args.allow_isolated),
-        optimizer=args.optimizer,
-        weight_decay=args.weight_decay,
-        lr_schedule=args.lr_schedule,
-        warmup_epochs=args.warmup_epochs,
     )
     try:  # incompatible transfer settings, unreadable encoder files, bad values
         # indexed by the data's ids, so that an error names the structure as the file does
