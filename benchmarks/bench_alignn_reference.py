@@ -82,21 +82,22 @@ def run_ours(preset: str, data: Path, epochs: int) -> dict:
     )
     before = _status_mib("VmRSS")
     reset_peak()
-    t0 = time.perf_counter()
+    from crysatom_featurizers.graphs import PackedGraphs, add_line_graph
+
+    t0 = time.perf_counter()  # structures -> atom graphs -> packed with their line graphs
     graphs = est.graph_transformer().fit_transform(X)
+    packed = add_line_graph(PackedGraphs.from_graphs(graphs))
     build = time.perf_counter() - t0
+    # (fit checks the graphs it is given, then packs them again: not counted as construction)
     est.fit(graphs[:N_TRAIN], y[:N_TRAIN], X_val=graphs[N_TRAIN:], y_val=y[N_TRAIN:])
     times = est.history_["time_s"].to_numpy()
     t0 = time.perf_counter()
     est.predict(graphs[:N_TRAIN])
     predict = time.perf_counter() - t0
-    from crysatom_featurizers.graphs import PackedGraphs, add_line_graph
-
-    packed = add_line_graph(PackedGraphs.from_graphs(graphs))
     return {
         "bonds": int(packed.num_edges.sum()),
         "bond_pairs": int(packed.tensors["num_triplets"].sum()),
-        "graphs_s": build + est.timings_["graphs_s"],  # neighbours, then packing + line graph
+        "graphs_s": build,
         "s_per_epoch": float(statistics.median(times[1:])),
         "predict_s": predict,
         "parameters": int(sum(p.numel() for p in est.model_.parameters())),
@@ -117,7 +118,7 @@ def run_reference(preset: str, data: Path, epochs: int) -> dict:
     X, y = _structures(data)
     before = _status_mib("VmRSS")
     reset_peak()
-    t0 = time.perf_counter()
+    t0 = time.perf_counter()  # structures -> atom graphs and line graphs
     pairs = []
     for s in X:
         atoms = Atoms(
@@ -215,7 +216,7 @@ def markdown(report: dict) -> str:
         for key, label, fmt in (
             ("graphs_s", "graph construction, 1,000 crystals (s)", "{:.2f}"),
             ("s_per_epoch", "training epoch, 900 + 100 validation (s)", "{:.2f}"),
-            ("predict_s", "prediction pass, 900 crystals (s)", "{:.2f}"),
+            ("predict_s", "prediction pass, 900 crystals, graphs given (s)", "{:.2f}"),
             ("peak_rss_mib", "peak memory of the child (MiB)", "{:.0f}"),
             ("parameters", "parameters", "{:,}"),
             ("bonds", "bonds (directed edges) of the 1,000 crystals", "{:,}"),

@@ -593,7 +593,7 @@ def test_checkpointed_fit_resumes_after_an_interruption(tmp_path, monkeypatch):
     assert not saved[0].exists()
     # the run's per-epoch histories are packed into one table at its end
     assert not list((tmp_path / "cut" / "histories").glob("*.csv"))
-    history = pd.read_csv(tmp_path / "cut" / "histories.csv.gz")
+    history = pd.read_csv(tmp_path / "cut" / "histories.csv.xz")
     assert list(history["epoch"]) == [1, 2, 3, 4] and history["fit"].nunique() == 1
 
 

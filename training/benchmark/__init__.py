@@ -24,7 +24,7 @@ Everything goes to ``<out_dir>/<name>/`` (``out_dir`` defaults to ``training/res
 * ``summary.csv``: the numbers behind ``results.md``; for the learning curve also
   ``verdicts.csv`` (paired-seed verdicts of ``curve.target`` against ``curve.references``) and
   ``candidates.csv`` (``curve.candidates`` ranked on validation MAE);
-* ``figures/``, ``probe/``, ``histories.csv.gz`` (per-epoch CGCNN curves, one table; loose ``histories/<fit>.csv`` while a run goes), ``predictions/``
+* ``figures/``, ``probe/``, ``histories.csv.xz`` (per-epoch CGCNN curves, one table; loose ``histories/<fit>.csv`` while a run goes), ``predictions/``
   (test-set predictions of the first seed);
 * ``config.yaml`` (the exact config file), ``run_info.json`` (git commit and dirty flag, host,
   CPU/GPU, load averages, versions, per invocation), ``data.json`` (rows used per property),

@@ -181,7 +181,7 @@ class ResultsFile:
 #: The tracked form of a run's per-epoch histories: one compressed table, a row per epoch of
 #: each fit (column ``fit``). Fits write loose ``histories/<fit id>.csv`` files while a run
 #: goes (safe with several processes); :func:`pack_histories` folds them into the table.
-PACKED_HISTORIES = "histories.csv.gz"
+PACKED_HISTORIES = "histories.csv.xz"
 _PACKED_CACHE: dict[Path, tuple[float, dict[str, pd.DataFrame]]] = {}
 
 
@@ -227,8 +227,9 @@ def pack_histories(run_dir: str | os.PathLike) -> int:
     )
     columns = ["fit", *[c for c in table.columns if c != "fit"]]
     target = run_dir / PACKED_HISTORIES
-    tmp = target.with_name(target.name + ".tmp")
-    table[columns].to_csv(tmp, index=False, float_format="%.6g", compression="gzip")
+    tmp = target.with_name(target.name + ".tmp.xz")
+    # five significant digits: a loss curve needs no more; xz packs the repeated fit ids well
+    table[columns].to_csv(tmp, index=False, float_format="%.5g", compression="xz")
     os.replace(tmp, target)
     for path in loose:
         path.unlink()
