@@ -183,3 +183,20 @@ def test_shipped_crysatom_encoder_loads():
     assert metadata["input_embedding"] == "cgcnn"
     for key in ("config", "corpus_checksum", "epochs_in_checkpoint", "train_wall_time_s"):
         assert key in metadata
+
+
+@pytest.mark.parametrize("name", ["crysatom", "uae"])
+def test_a_copy_of_a_shipped_encoder_with_an_edited_radius_is_refused(name, tmp_path):
+    import json
+
+    from crysatom_featurizers.nn.pretrained import encoder_path
+
+    document = torch.load(encoder_path(name), weights_only=True)
+    assert document["format_version"] == 3  # the content checksum covers the metadata
+    metadata = json.loads(document["metadata"])
+    assert metadata["upgraded_from"][0]["format_version"] == 1
+    metadata["graph"]["radius"] = 6.0
+    document["metadata"] = json.dumps(metadata)
+    torch.save(document, tmp_path / "copy.pt")
+    with pytest.raises(EncoderFileError, match="metadata or architecture were edited"):
+        load_encoder(tmp_path / "copy.pt")

@@ -117,6 +117,24 @@ def record_selection(path: str | Path, selection: dict[str, Any]) -> dict[str, A
     return metadata
 
 
+def upgrade_format(path: str | Path) -> dict[str, Any]:
+    """Write the encoder file ``path`` again in the current format (its weights, architecture
+    and metadata unchanged), recording the format and SHA-256 it had; a format-1 file gains
+    the content checksum that covers its architecture and metadata."""
+    import torch
+
+    from crysatom_featurizers.nn import load_encoder
+
+    before = int(torch.load(path, map_location="cpu", weights_only=True)["format_version"])
+    digest = file_sha256(path)
+    encoder, metadata = load_encoder(path)
+    metadata = {k: v for k, v in metadata.items() if k not in ("checksum", "content_checksum")}
+    metadata.setdefault("upgraded_from", []).append({"format_version": before, "sha256": digest})
+    save_encoder(encoder, path, metadata)
+    print(f"{path}: SHA-256 {file_sha256(path)}; pin it in SHIPPED_ENCODER_SHA256 when it ships")
+    return metadata
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training.export_encoder", description=__doc__.split("\n")[0]
@@ -129,7 +147,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="JSON file: how the encoder was chosen; stored in the metadata of --out (without "
         "--run, the existing file is annotated and its weights kept)",
     )
+    parser.add_argument(
+        "--upgrade",
+        action="store_true",
+        help="write the existing --out again in the current format (weights and metadata kept)",
+    )
     args = parser.parse_args(argv)
+    if args.upgrade:
+        upgrade_format(args.out)
+        return 0
     if args.run is None and args.selection is None:
         parser.error("give --run (export) or --selection (annotate), or both")
     if args.run is not None:

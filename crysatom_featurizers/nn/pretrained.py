@@ -79,8 +79,8 @@ SHIPPED_ENCODERS: dict[str, tuple[str, str]] = {
 #: SHA-256 of each shipped encoder file, as committed: a shipped file that differs (edited,
 #: damaged, or regenerated without updating this pin) is refused.
 SHIPPED_ENCODER_SHA256: dict[str, str] = {
-    "crysatom": "213b0a5e13adadd24916b3467039fc735a8e3267c8dcfe56acd6f18652f519d8",
-    "uae": "754848603d16e401a5cfa20e24f7d08991daecd240d27f11e2dd3fe5c6db041f",
+    "crysatom": "0853e9f42a90723a30d92a39c08822c5d9ac4d3ef8f0b977392ac7689a04bf7f",
+    "uae": "3392b0e42918d3d0300f2b9ce4fdf81acb4e7f715ba0d3704deb7adc35ef87af",
 }
 
 
