@@ -735,3 +735,12 @@ def test_the_alignn_papers_recipe_adamw_onecycle_and_warm_up(data, monkeypatch):
         CGCNNRegressor(**base, warmup_epochs=1, lr_schedule="onecycle").fit(X[:12], y[:12])
     with pytest.raises(ValueError, match="optimizer must be one of"):
         CGCNNRegressor(**base, optimizer="sgd").fit(X[:12], y[:12])
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-6, 1.0, 1e6, 1e150])
+def test_fits_at_any_magnitude_match_a_fit_on_rescaled_targets(data, scale):
+    X, y = data
+    params = {**TINY, "validation_fraction": 0, "epochs": 2}
+    reference = CGCNNRegressor(**params).fit(X[:12], y[:12]).predict(X[:12])
+    scaled = CGCNNRegressor(**params).fit(X[:12], y[:12] * scale).predict(X[:12])
+    np.testing.assert_allclose(scaled / scale, reference, rtol=1e-5)
