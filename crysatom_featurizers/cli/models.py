@@ -89,7 +89,8 @@ def _require_gnn(command: str) -> None:
         raise CLIError(str(exc)) from None
 
 
-#: Options of ``crysatom train`` that only some networks take: each is the estimator parameter
+#: Options of ``crysatom train`` that only some networks take (and the training recipe, which a
+#: registered network may lack): each is the estimator parameter
 #: of the same name, passed only when given, and refused for a network without it.
 _NETWORK_OPTIONS = (
     "atom_fea_len",
@@ -99,17 +100,11 @@ _NETWORK_OPTIONS = (
     "encoder_lr",
     "preset",
     "site_features",
+    "optimizer",
+    "weight_decay",
+    "lr_schedule",
+    "warmup_epochs",
 )
-
-
-#: The training-recipe options of ``crysatom train`` and their defaults (those of every
-#: estimator of the package); a registered network without them takes only the defaults.
-_RECIPE_DEFAULTS = {
-    "optimizer": "adam",
-    "weight_decay": 0.0,
-    "lr_schedule": "constant",
-    "warmup_epochs": 0,
-}
 
 
 def _regressor(args: argparse.Namespace, freeze: int | str) -> Any:
@@ -126,9 +121,6 @@ def _regressor(args: argparse.Namespace, freeze: int | str) -> Any:
     options = {k: getattr(args, k) for k in _NETWORK_OPTIONS if getattr(args, k) is not None}
     if freeze != 0:
         options["freeze_encoder_epochs"] = freeze
-    for name, default in _RECIPE_DEFAULTS.items():  # passed when they differ from the default
-        if getattr(args, name) != default:
-            options[name] = getattr(args, name)
     given = [f"--{k.replace('_', '-')}" for k in options if k not in accepted]
     if given:
         raise CLIError(f"{', '.join(given)} do(es) not apply to --model {args.model}")

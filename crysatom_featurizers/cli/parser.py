@@ -315,24 +315,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--lr-schedule onecycle --epochs 300)"
     )
     recipe.add_argument(
-        "--optimizer", choices=("adam", "adamw"), default="adam", help="default: adam"
+        "--optimizer", choices=("adam", "adamw"), default=None, help="default: adam"
     )
     recipe.add_argument(
         "--weight-decay",
         type=float,
-        default=0.0,
+        default=None,
         help="L2 penalty (adam) or decoupled weight decay (adamw); default: 0",
     )
     recipe.add_argument(
         "--lr-schedule",
         choices=("constant", "cosine", "step", "onecycle"),
-        default="constant",
+        default=None,
         help="default: constant; onecycle is stepped after every mini-batch",
     )
     recipe.add_argument(
         "--warmup-epochs",
         type=int,
-        default=0,
+        default=None,
         help="raise the rate linearly over the first N epochs (default: 0)",
     )
     p.add_argument(
